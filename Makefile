@@ -1,0 +1,37 @@
+# seqlrp: `make test` (lint + tests), `make demo` (the main job). Both create .venv when missing.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+
+.PHONY: test test-slow lint demo bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q "torch==2.14.1" "torchvision==0.29.1"
+	$(PIP) install -q -e '.[dev]'
+	# zennit 1.0.0 is a test-only oracle; it declares Python >= 3.11.11, so install it without its
+	# metadata check (its own deps are torch/numpy/click, already present); tests skip when absent.
+	-$(PIP) install -q --no-deps --ignore-requires-python "zennit==1.0.0"
+	touch $(STAMP)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check seqlrp tests benchmarks
+
+test: lint
+	$(PY) -m pytest -q
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow
+
+demo: $(STAMP)
+	$(VENV)/bin/seqlrp demo --out out/demo
+
+bench: $(STAMP)
+	GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4294967295:glibc.malloc.trim_threshold=68719476736 \
+	  $(PY) benchmarks/lstm.py
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .ruff_cache

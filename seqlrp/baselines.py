@@ -1,0 +1,61 @@
+"""Baselines with the same call signature as :func:`seqlrp.explain`: gradient, gradient x input,
+guided backprop."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import Tensor, nn
+
+from .core.checks import check_eval_mode, check_inputs
+from .core.composites import Composite
+from .core.explain import propagate
+from .core.explanation import Explanation
+from .core.rules.base import Rule
+from .core.session import Session
+
+
+def gradient(model: nn.Module, inputs: Tensor, target: int | Tensor | Callable | None = None, *,
+             seed: str | Callable = "one") -> Explanation:
+    r"""Sensitivity: :math:`\partial f_c / \partial x` (``seed="one"``)."""
+    check_eval_mode(model)
+    check_inputs(inputs)
+    return propagate(model, inputs, target, seed)
+
+
+def gradient_x_input(model: nn.Module, inputs: Tensor, target: int | Tensor | Callable | None = None, *,
+                     seed: str | Callable = "one") -> Explanation:
+    r"""Gradient x Input: :math:`x \odot \partial f_c / \partial x`."""
+    check_eval_mode(model)
+    check_inputs(inputs)
+    return propagate(model, inputs, target, seed, times_input=True)
+
+
+class GuidedReLU(Rule):
+    r"""Guided backprop at a ReLU: :math:`g_{in} = \max(g_{out}, 0) \odot [x > 0]`."""
+
+    name = "guided_relu"
+    kinds = frozenset({"elementwise"})
+
+    def relevance(self, view, inputs, out, relevance, nonnegative=()):
+        (x,) = inputs
+        return (relevance.clamp(min=0) * (x > 0).to(relevance.dtype),)
+
+
+class _GuidedComposite(Composite):
+    strict = False
+
+
+def guided_backprop(model: nn.Module, inputs: Tensor, target: int | Tensor | Callable | None = None, *,
+                    seed: str | Callable = "one") -> Explanation:
+    """Guided backpropagation (Springenberg et al. 2015): the gradient with ReLU modules guided.
+
+    Only ``nn.ReLU`` modules are guided; functional ReLUs keep their gradient.
+    """
+    check_eval_mode(model)
+    check_inputs(inputs)
+    session = Session(_GuidedComposite({nn.ReLU: GuidedReLU()}))
+    return propagate(session.wrap(model), inputs, target, seed, session, warn_coverage=False)
+
+
+__all__ = ["gradient", "gradient_x_input", "guided_backprop"]

@@ -1,0 +1,135 @@
+"""Composites: which rule goes to which module.
+
+A composite is a plain mapping, read in order, first match wins:
+
+* a module type or a tuple of types (the groups below) -> rule;
+* a glob over qualified module names (``"features.0"``, ``"layer4.*"``) -> rule; name patterns
+  take precedence over types;
+* the key :data:`FIRST` -> the rule of the first affine layer the input meets (e.g. zB).
+
+Rules are instances, registered names or ``(name, params)``.
+
+>>> from torch import nn
+>>> import seqlrp
+>>> composite = seqlrp.Composite({
+...     seqlrp.FIRST: ("zbox", {"low": -1.0, "high": 1.0}),
+...     seqlrp.groups.CONVOLUTIONS: ("gamma", {"gamma": 0.25}),
+...     nn.Linear: ("epsilon", {"epsilon": 0.25}),
+...     seqlrp.groups.ACTIVATIONS: "pass",
+... })
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from torch import nn
+
+from . import groups
+from .registry import resolve
+from .rules.base import Rule
+
+FIRST = "<first layer>"
+
+RuleLike = Any  # Rule | str | tuple[str, dict]
+
+
+class Composite(Mapping):
+    """An ordered ``key -> rule`` mapping (see the module docstring for the keys).
+
+    A strict composite (the default) raises for an affine/pooling layer it has no rule for.
+    """
+
+    strict = True
+
+    def __init__(self, rules: Mapping | None = None):
+        self._rules: dict[Any, Rule] = {}
+        for key, rule in (rules or {}).items():
+            if not (key == FIRST or isinstance(key, (str, type, tuple))):
+                raise TypeError(f"composite keys are types, tuples of types, name globs or FIRST; got {key!r}")
+            self._rules[key] = resolve(rule)
+
+    def __getitem__(self, key):
+        return self._rules[key]
+
+    def __iter__(self) -> Iterator:
+        return iter(self._rules)
+
+    def __len__(self) -> int:
+        return len(self._rules)
+
+    def __repr__(self) -> str:
+        def key_name(k):
+            if isinstance(k, type):
+                return k.__name__
+            if isinstance(k, tuple):
+                return "(" + ", ".join(t.__name__ for t in k) + ")"
+            return repr(k)
+
+        body = ", ".join(f"{key_name(k)}: {v!r}" for k, v in self._rules.items())
+        return f"{type(self).__name__}({{{body}}})"
+
+    @property
+    def first(self) -> Rule | None:
+        return self._rules.get(FIRST)
+
+    def by_name(self, name: str) -> Rule | None:
+        for key, rule in self._rules.items():
+            if isinstance(key, str) and key != FIRST and fnmatch.fnmatchcase(name, key):
+                return rule
+        return None
+
+    def by_type(self, module: nn.Module) -> Rule | None:
+        for key, rule in self._rules.items():
+            if isinstance(key, (type, tuple)) and isinstance(module, key):
+                return rule
+        return None
+
+    def canonize(self, model: nn.Module) -> nn.Module:
+        """Hook for composites that need a canonized model (the CNN presets); identity here."""
+        return model
+
+
+def as_composite(composite: Composite | Mapping | None) -> Composite:
+    if composite is None:
+        return EpsilonEverywhere()
+    if isinstance(composite, Composite):
+        return composite
+    if isinstance(composite, Mapping):
+        return Composite(composite)
+    raise TypeError(f"composite must be a Composite or a mapping of module types/names to rules, got {composite!r}")
+
+
+class ZeroEverywhere(Composite):
+    """LRP-0 on every affine layer and average pool, winner-takes-all on max pools, pass on activations."""
+
+    def __init__(self):
+        super().__init__({
+            groups.WEIGHTED: "zero",
+            groups.AVG_POOLS: "zero",
+            groups.MAX_POOLS: "winner_takes_all",
+            groups.ACTIVATIONS: "pass",
+        })
+
+
+class EpsilonEverywhere(Composite):
+    """LRP-ε on every affine layer and average pool, winner-takes-all on max pools, pass on activations.
+
+    Parameters
+    ----------
+    epsilon : float
+        The ε of every layer (default 1e-6).
+    bias_factor : float
+        Arras's bias share (0: absorb bias and ε; 1: conserve exactly).
+    """
+
+    def __init__(self, epsilon: float = 1e-6, bias_factor: float = 0.0):
+        eps = ("epsilon", {"epsilon": epsilon, "bias_factor": bias_factor})
+        super().__init__({
+            groups.WEIGHTED: eps,
+            groups.AVG_POOLS: eps,
+            groups.MAX_POOLS: "winner_takes_all",
+            groups.ACTIVATIONS: "pass",
+        })

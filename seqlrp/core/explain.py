@@ -1,0 +1,108 @@
+"""``explain()``: one call from a model and inputs to input relevance."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Mapping
+
+import torch
+from torch import Tensor, nn
+
+from .checks import check_eval_mode, check_inputs, check_output, make_seed, resolve_target
+from .composites import Composite, as_composite
+from .coverage import Coverage, graph_coverage
+from .explanation import Explanation
+from .session import NoRuleError, Session
+
+
+class CoverageWarning(UserWarning):
+    """Relevance passed through ops that mix values without a rule (plain-gradient route)."""
+
+
+def explain(
+    model: nn.Module,
+    inputs: Tensor,
+    target: int | Tensor | Callable | None = None,
+    composite: Composite | Mapping | None = None,
+    *,
+    seed: str | Callable = "logit",
+) -> Explanation:
+    """Layer-wise relevance of ``inputs`` for the ``target`` outputs of ``model``.
+
+    Parameters
+    ----------
+    model : nn.Module
+        In eval mode. Never modified: rules are attached to a structural copy sharing its parameters.
+    inputs : Tensor
+        Floating-point batch ``(B, ...)``.
+    target : None, int, Tensor or callable
+        Class to explain: ``None`` = predicted class, an int for all samples, a ``(B,)`` tensor,
+        or ``callable(output) -> (B,)``.
+    composite : Composite or mapping, optional
+        Module -> rule (default :class:`EpsilonEverywhere`).
+    seed : {"logit", "one"} or callable
+        Relevance at the output: the target logit (default), 1, or ``callable(output, target)``.
+
+    Returns
+    -------
+    Explanation
+        ``.relevance`` (shape of ``inputs``), ``.output``, ``.target``, ``.coverage``,
+        ``.conservation()``.
+
+    Examples
+    --------
+    >>> import torch, seqlrp
+    >>> model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3)).eval()
+    >>> result = seqlrp.explain(model, torch.randn(2, 4), composite=seqlrp.EpsilonEverywhere(epsilon=0.01))
+    >>> result.relevance.shape
+    torch.Size([2, 4])
+    """
+    check_eval_mode(model)
+    check_inputs(inputs)
+    composite = as_composite(composite)
+    session = Session(composite)
+    wrapped = session.wrap(composite.canonize(model))
+    return propagate(wrapped, inputs, target, seed, session)
+
+
+def propagate(
+    model: Callable[[Tensor], Tensor],
+    inputs: Tensor,
+    target,
+    seed,
+    session: Session | None = None,
+    *,
+    times_input: bool = False,
+    warn_coverage: bool = True,
+) -> Explanation:
+    """Forward ``inputs``, seed the target output, run one backward; shared by explain and the baselines."""
+    x = inputs.detach().requires_grad_(True)
+    with torch.enable_grad():
+        try:
+            output = model(x)
+        except NoRuleError:
+            raise
+        except RuntimeError as error:
+            raise ValueError(
+                f"the model's forward failed on inputs of shape {tuple(x.shape)} and dtype {x.dtype} "
+                f"(check the input shape and dtype the model expects): {error}"
+            ) from error
+        check_output(output, x.shape[0])
+        target = resolve_target(output, target)
+        seed_tensor = make_seed(output, target, seed)
+        if not output.requires_grad:
+            raise ValueError("the model's output does not depend on its inputs: nothing to explain")
+        coverage = graph_coverage(output, (x,), session.assigned) if session else Coverage()
+        (grad,) = torch.autograd.grad(output, x, seed_tensor, allow_unused=True)
+    if grad is None:
+        raise ValueError("the model's output does not depend on its inputs: nothing to explain")
+    if warn_coverage and coverage.unruled:
+        warnings.warn(
+            "relevance took the plain-gradient route through ops without an LRP rule: "
+            + ", ".join(f"{k} x{v}" for k, v in coverage.unruled.items())
+            + " (e.g. a functional '+' or mean in forward); make them modules with rules, or see .coverage",
+            CoverageWarning, stacklevel=3,
+        )
+    relevance = grad * x.detach() if times_input else grad
+    return Explanation(relevance.detach(), output.detach(), target, coverage, seed_tensor,
+                       session.calls if session else [])

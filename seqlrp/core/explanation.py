@@ -1,0 +1,81 @@
+"""The result of an explanation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from .coverage import Coverage
+from .function import LayerCall
+
+
+@dataclass
+class LayerConservation:
+    """Relevance entering and leaving one wrapped layer call, per sample."""
+
+    name: str
+    rule: str
+    relevance_out: Tensor
+    relevance_in: Tensor
+
+    @property
+    def delta(self) -> Tensor:
+        """``relevance_in - relevance_out`` per sample (0 for a conserving rule)."""
+        return self.relevance_in - self.relevance_out
+
+
+@dataclass
+class Explanation:
+    """Relevance of the inputs for the target outputs.
+
+    Attributes
+    ----------
+    relevance : Tensor
+        Same shape as the inputs.
+    output : Tensor
+        The model's output (logits), ``(B, C)``.
+    target : Tensor
+        The explained class per sample, ``(B,)``.
+    coverage : Coverage
+        Which rule went where, and which ops had none.
+    seed : Tensor
+        The relevance put on the output (e.g. the target logit), ``(B, C)``.
+    """
+
+    relevance: Tensor
+    output: Tensor
+    target: Tensor
+    coverage: Coverage
+    seed: Tensor | None = None
+    calls: list[LayerCall] = field(default_factory=list, repr=False)
+
+    @property
+    def relevance_sum(self) -> Tensor:
+        """Total input relevance per sample."""
+        return self.relevance.reshape(self.relevance.shape[0], -1).sum(1)
+
+    def conservation(self) -> list[LayerConservation]:
+        """Per wrapped layer call (in backward order): sum of relevance in vs out, per sample."""
+        rows = []
+        for call in reversed(self.calls):
+            if call.relevance_out is None:  # the layer was not on the path to the output
+                continue
+            rows.append(LayerConservation(call.name, repr(call.rule), call.relevance_out, call.relevance_in))
+        return rows
+
+    def conservation_table(self) -> str:
+        """The conservation rows as text (sums over the batch)."""
+        lines = [f"{'layer':40s} {'rule':40s} {'R_out':>14s} {'R_in':>14s}"]
+        for row in self.conservation():
+            lines.append(f"{row.name[:40]:40s} {row.rule[:40]:40s} "
+                         f"{float(row.relevance_out.sum()):14.6g} {float(row.relevance_in.sum()):14.6g}")
+        total = float(self.seed.sum()) if self.seed is not None else float("nan")
+        lines.append(f"{'seed (output)':81s} {total:14.6g}")
+        lines.append(f"{'input':81s} {float(self.relevance.sum()):14.6g}")
+        return "\n".join(lines)
+
+    def to(self, device: torch.device | str) -> Explanation:
+        return Explanation(self.relevance.to(device), self.output.to(device), self.target.to(device),
+                           self.coverage, None if self.seed is None else self.seed.to(device), self.calls)

@@ -1,0 +1,99 @@
+"""The mechanism: one ``autograd.Function`` per wrapped layer.
+
+Its forward runs the real layer. Its backward receives the relevance of the output in place of
+the gradient, lets the layer's rule rebuild the modified layer from the saved inputs and
+parameters (a modified forward plus one vector-Jacobian product), and returns the relevance of
+the inputs. Relevance then flows through the model along the gradient's graph, batched, on
+whatever device the tensors live on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from .rules.base import Rule
+from .views import View
+
+
+@dataclass
+class LayerCall:
+    """One execution of a wrapped layer; the backward fills in the relevance sums (per sample)."""
+
+    name: str
+    module_type: str
+    rule: Rule
+    view: View
+    relevance_out: Tensor | None = field(default=None, repr=False)
+    relevance_in: Tensor | None = field(default=None, repr=False)
+    #: per input: known >= 0 from the graph (a ReLU upstream), found without reading values
+    nonnegative: tuple[bool, ...] = ()
+    output_nonnegative: bool = False
+
+    def record(self, relevance_out: Tensor, relevance_in: tuple[Tensor | None, ...]) -> None:
+        # per-sample sums stay on the device: no host synchronisation in the backward
+        self.relevance_out = _per_sample_sum(relevance_out)
+        self.relevance_in = sum(_per_sample_sum(r) for r in relevance_in if r is not None)
+
+
+def _per_sample_sum(t: Tensor) -> Tensor:
+    t = t.detach()
+    return t.reshape(t.shape[0], -1).sum(1) if t.dim() > 0 else t
+
+
+class LRPFunction(torch.autograd.Function):
+    """``forward(call, *inputs)`` = the real layer; ``backward(R_out)`` = the rule's relevance."""
+
+    @staticmethod
+    def forward(ctx, call: LayerCall, *inputs: Tensor) -> Tensor:
+        call.nonnegative = tuple(known_nonnegative(t) for t in inputs)
+        call.output_nonnegative = call.view.output_nonnegative(call.nonnegative)
+        out = call.view.forward(*inputs)
+        ctx.call = call
+        ctx.save_for_backward(*inputs, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, relevance: Tensor):
+        *inputs, out = ctx.saved_tensors
+        call: LayerCall = ctx.call
+        relevance_in = call.rule.relevance(call.view, inputs, out, relevance, call.nonnegative)
+        call.record(relevance, relevance_in)
+        return (None, *relevance_in)
+
+
+#: graph nodes that keep non-negative values non-negative (routing, max)
+_SIGN_KEEPING = frozenset({
+    "AliasBackward0", "CatBackward0", "CloneBackward0", "ConstantPadNdBackward0", "ExpandBackward0",
+    "IndexBackward0", "MaxPool1DWithIndicesBackward0", "MaxPool2DWithIndicesBackward0",
+    "MaxPool3DWithIndicesBackward0", "PermuteBackward0", "ReshapeAliasBackward0", "SelectBackward0",
+    "SliceBackward0", "SqueezeBackward0", "SqueezeBackward1", "StackBackward0", "ToCopyBackward0",
+    "TransposeBackward0", "UnsafeViewBackward0", "UnsqueezeBackward0", "ViewBackward0",
+})
+_NONNEGATIVE_SOURCES = frozenset({"ReluBackward0", "ThresholdBackward0", "SigmoidBackward0"})
+
+
+def known_nonnegative(t: Tensor, budget: int = 32) -> bool:
+    """True when the graph proves ``t >= 0`` (a ReLU upstream through routing ops); no values read."""
+    if t.grad_fn is None:
+        return False
+    stack, seen = [t.grad_fn], 0
+    while stack:
+        node = stack.pop()
+        seen += 1
+        if seen > budget:
+            return False
+        call = getattr(node, "call", None)
+        if isinstance(call, LayerCall):
+            if not call.output_nonnegative:
+                return False
+            continue
+        name = type(node).__name__
+        if name in _NONNEGATIVE_SOURCES:
+            continue
+        if name not in _SIGN_KEEPING:
+            return False
+        stack.extend(child for child, _ in node.next_functions if child is not None)
+    return True

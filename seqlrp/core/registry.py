@@ -1,0 +1,57 @@
+"""The one rule registry shared by the CNN and the LSTM sides.
+
+>>> import seqlrp
+>>> rule = seqlrp.rules.get("epsilon", epsilon=0.25)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .rules.base import Rule
+
+_REGISTRY: dict[str, type[Rule]] = {}
+
+R = TypeVar("R", bound=type)
+
+
+def register(name: str) -> Callable[[R], R]:
+    """Class decorator: make a rule class available as ``seqlrp.rules.get(name)``."""
+
+    def decorate(cls: R) -> R:
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            raise ValueError(f"a rule named {name!r} is already registered ({_REGISTRY[name].__name__})")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return decorate
+
+
+def get(name: str, **params: Any) -> Rule:
+    """Instantiate the rule registered under ``name`` with ``params``."""
+    try:
+        cls = _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"no rule named {name!r}; available rules: {', '.join(available())}") from None
+    return cls(**params)
+
+
+def available() -> list[str]:
+    """Names of all registered rules, sorted."""
+    return sorted(_REGISTRY)
+
+
+def resolve(rule: Rule | str | tuple[str, dict[str, Any]]) -> Rule:
+    """Accept a rule instance, a registered name, or ``(name, params)``."""
+    from .rules.base import Rule
+
+    if isinstance(rule, Rule):
+        return rule
+    if isinstance(rule, str):
+        return get(rule)
+    if isinstance(rule, tuple) and len(rule) == 2 and isinstance(rule[0], str):
+        return get(rule[0], **rule[1])
+    raise TypeError(f"expected a Rule, a registered rule name or (name, params); got {rule!r}")

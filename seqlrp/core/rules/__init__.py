@@ -1,0 +1,12 @@
+"""The LRP rules. Each module holds one rule family; importing this package registers them."""
+
+from .alpha_beta import AlphaBeta, ZPlus
+from .base import Rule
+from .epsilon import Epsilon, Zero
+from .gamma import Gamma
+from .passthrough import Pass, WinnerTakesAll
+from .wsquare import Flat, WSquare
+from .zbox import ZBox
+
+__all__ = ["AlphaBeta", "Epsilon", "Flat", "Gamma", "Pass", "Rule", "WSquare", "WinnerTakesAll", "ZBox",
+           "ZPlus", "Zero"]

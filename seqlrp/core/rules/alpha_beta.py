@@ -1,0 +1,89 @@
+"""LRP-αβ and its special case z⁺ = α1β0."""
+
+from __future__ import annotations
+
+from ..registry import register
+from .base import Rule
+
+
+class _PositiveNegative(Rule):
+    r"""Shared part: the positive and negative contributions :math:`(a_j w_{jk})^\pm`.
+
+    :math:`(aw)^+ = a^+ w^+ + a^- w^-` and :math:`(aw)^- = a^+ w^- + a^- w^+`. The sums are computed
+    from these products (never as :math:`(aw \pm |a||w|)/2`, which cancels catastrophically where a
+    unit has no contribution of one sign), and :math:`\sum(aw)^- = z - \sum(aw)^+` reuses the
+    forward's ``z``. When the input is known to be non-negative (it comes from a ReLU, see
+    :func:`seqlrp.core.function.known_nonnegative`), the :math:`a^-` terms are skipped: no host sync.
+    """
+
+    kinds = frozenset({"linear"})
+    alpha, beta = 1.0, 0.0
+
+    def relevance(self, view, inputs, out, relevance, nonnegative=(False,)):
+        (x,) = inputs
+        w = view.weight
+        wp, wn = w.clamp(min=0), w.clamp(max=0)
+        xp = x if nonnegative[0] else x.clamp(min=0)
+        xn = None if nonnegative[0] else x.clamp(max=0)
+        positive = view.apply(xp, wp)
+        if xn is not None:
+            positive = positive + view.apply(xn, wn)
+        bias = self._bias(view)
+        sp = self.alpha * self._divide(relevance, positive if bias is None
+                                       else positive + view.bias_term(bias.clamp(min=0), out))
+        if not self.beta:
+            result = xp * view.vjp(sp, wp, x.shape)
+            if xn is not None:
+                result = result + xn * view.vjp(sp, wn, x.shape)
+            return (result,)
+        negative = self._z_without_bias(view, out) - positive
+        if bias is not None:
+            negative = negative + view.bias_term(bias.clamp(max=0), out)
+        sn = self.beta * self._divide(relevance, negative)
+        result = xp * (view.vjp(sp, wp, x.shape) - view.vjp(sn, wn, x.shape))
+        if xn is not None:
+            result = result + xn * (view.vjp(sp, wn, x.shape) - view.vjp(sn, wp, x.shape))
+        return (result,)
+
+
+@register("alpha_beta")
+class AlphaBeta(_PositiveNegative):
+    r"""LRP-αβ (Bach et al. 2015) with :math:`\alpha - \beta = 1`.
+
+    .. math::
+        R_j = \sum_k \Big( \alpha \frac{(a_j w_{jk})^+}{\sum_i (a_i w_{ik})^+ + b_k^+}
+                         - \beta \frac{(a_j w_{jk})^-}{\sum_i (a_i w_{ik})^- + b_k^-} \Big) R_k
+
+    The positive and negative parts are those of the products :math:`a_j w_{jk}`, so the rule is
+    right for inputs of either sign.
+
+    Parameters
+    ----------
+    alpha, beta : float
+        Non-negative, with ``alpha - beta == 1`` (default 2, 1).
+    epsilon, ignore_bias
+        See :class:`~seqlrp.core.rules.base.Rule`.
+    """
+
+    def __init__(self, alpha: float = 2.0, beta: float = 1.0, epsilon: float | None = None,
+                 ignore_bias: bool | None = None):
+        super().__init__(epsilon, ignore_bias)
+        if alpha < 0 or beta < 0:
+            raise ValueError(f"alpha and beta must be non-negative, got alpha={alpha}, beta={beta}")
+        if abs((alpha - beta) - 1) > 1e-12:
+            raise ValueError(f"alpha - beta must equal 1 (got alpha={alpha}, beta={beta}: {alpha - beta})")
+        self.alpha, self.beta = float(alpha), float(beta)
+
+    def params(self):
+        return {"alpha": self.alpha, "beta": self.beta, **super().params()}
+
+
+@register("zplus")
+class ZPlus(_PositiveNegative):
+    r"""LRP-z⁺ (= α1β0) on the positive part of the *products*, not of inputs and weights separately.
+
+    .. math::
+        R_j = \sum_k \frac{(a_j w_{jk})^+}{\sum_i (a_i w_{ik})^+ + b_k^+} R_k
+
+    (:math:`a^+ w^+` alone would be wrong for negative inputs: first layers, LSTM states.)
+    """

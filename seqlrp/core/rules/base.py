@@ -1,0 +1,73 @@
+"""Rule base class and the helpers every linear-layer rule shares."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from torch import Tensor
+
+from ..stabilize import safe_divide, sign0, stabilize
+from ..views import LinearView, View
+
+
+class Rule:
+    """An LRP rule: maps the relevance of a layer's output to the relevance of its inputs.
+
+    Subclasses implement :meth:`relevance`. ``kinds`` names the view kinds the rule applies to
+    (``"linear"``, ``"pool"``, ``"route"``, ``"elementwise"``, ``"sum"``, ``"product"``, ...).
+
+    Parameters
+    ----------
+    epsilon : float
+        Stabilizer: denominators become :math:`z + \\varepsilon\\,\\mathrm{sign}(z)`.
+    ignore_bias : bool
+        Leave the bias out of the denominator (and out of any bias share).
+    """
+
+    name: ClassVar[str] = "rule"
+    kinds: ClassVar[frozenset[str]] = frozenset()
+    default_epsilon: ClassVar[float] = 1e-6
+    default_ignore_bias: ClassVar[bool] = False
+
+    def __init__(self, epsilon: float | None = None, ignore_bias: bool | None = None):
+        self.epsilon = float(self.default_epsilon if epsilon is None else epsilon)
+        if self.epsilon < 0:
+            raise ValueError(f"epsilon must be >= 0, got {self.epsilon}")
+        self.ignore_bias = self.default_ignore_bias if ignore_bias is None else bool(ignore_bias)
+
+    def params(self) -> dict[str, Any]:
+        """The rule's parameters (for reports and ``repr``)."""
+        return {"epsilon": self.epsilon, "ignore_bias": self.ignore_bias}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
+        return f"{self.name}({args})"
+
+    def applies_to(self, view: View) -> bool:
+        return view.kind in self.kinds
+
+    def relevance(self, view: View, inputs: Sequence[Tensor], out: Tensor, relevance: Tensor,
+                  nonnegative: tuple[bool, ...] = ()) -> tuple:
+        """Relevance of each input given the output ``out`` and its relevance.
+
+        ``nonnegative[i]`` is True where input ``i`` is known (from the graph, without looking at
+        its values) to be >= 0; rules may use it to skip work.
+        """
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    # helpers for rules on affine layers -------------------------------------------------------
+    def _bias(self, view: LinearView) -> Tensor | None:
+        return None if self.ignore_bias else view.bias
+
+    def _z_without_bias(self, view: LinearView, out: Tensor) -> Tensor:
+        """The forward's pre-activation minus the bias: ``f(x; W)`` without recomputing it."""
+        if view.bias is None:
+            return out
+        return out - view.bias_term(view.bias, out)
+
+    def _divide(self, relevance: Tensor, z: Tensor) -> Tensor:
+        return safe_divide(relevance, stabilize(z, self.epsilon))
+
+
+__all__ = ["Rule", "safe_divide", "sign0", "stabilize"]

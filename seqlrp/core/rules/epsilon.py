@@ -1,0 +1,81 @@
+"""LRP-0 and LRP-epsilon (with Arras's bias_factor)."""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from ..registry import register
+from ..stabilize import safe_divide, sign0
+from ..views import LinearView, PoolView
+from .base import Rule
+
+
+@register("epsilon")
+class Epsilon(Rule):
+    r"""LRP-ε (Bach et al. 2015), for affine layers and average pooling.
+
+    .. math::
+        R_j = \sum_k \frac{a_j w_{jk} + \mathrm{bf}\,(b_k + \varepsilon\sigma_k)/N_k}
+                          {z_k + \varepsilon\sigma_k} R_k,
+        \qquad z_k = \sum_j a_j w_{jk} + b_k,\quad \sigma_k = \mathrm{sign}(z_k)\ (\mathrm{sign}(0)=1)
+
+    ``N_k`` is the number of inputs connected to unit ``k`` (the fan-in, padding excluded). With
+    ``bias_factor = 0`` the bias and ε shares are absorbed; with ``bias_factor = 1`` they are
+    spread evenly over the connected inputs and relevance is conserved exactly (Arras et al. 2017).
+    The forward's own ``z`` is reused: no recomputation.
+
+    Parameters
+    ----------
+    epsilon : float
+        Stabilizer (default 1e-6).
+    ignore_bias : bool
+        Drop ``b`` from the denominator and from the share.
+    bias_factor : float
+        Fraction of the bias + ε share redistributed to the inputs (0 to 1).
+    """
+
+    kinds = frozenset({"linear", "pool"})
+
+    def __init__(self, epsilon: float | None = None, ignore_bias: bool | None = None, bias_factor: float = 0.0):
+        super().__init__(epsilon, ignore_bias)
+        self.bias_factor = float(bias_factor)
+
+    def params(self):
+        return {**super().params(), "bias_factor": self.bias_factor}
+
+    def relevance(self, view, inputs, out, relevance, nonnegative=()):
+        (x,) = inputs
+        if isinstance(view, PoolView):
+            return (self._pool(view, x, out, relevance),)
+        return (self._affine(view, x, out, relevance),)
+
+    def _affine(self, view: LinearView, x: Tensor, out: Tensor, relevance: Tensor) -> Tensor:
+        z = self._z_without_bias(view, out) if self.ignore_bias else out
+        s = self._divide(relevance, z)
+        result = x * view.vjp(s, view.weight, x.shape)
+        if self.bias_factor:
+            sigma = sign0(z)
+            share = self.epsilon * sigma
+            bias = self._bias(view)
+            if bias is not None:
+                share = share + view.bias_term(bias, out)
+            share = self.bias_factor * share * s / view.fan_in(x)
+            result = result + view.connect_vjp(share, x.shape)
+        return result
+
+    def _pool(self, view: PoolView, x: Tensor, out: Tensor, relevance: Tensor) -> Tensor:
+        s = self._divide(relevance, out)
+        result = x * view.vjp(s, x.shape)
+        if self.bias_factor:
+            # all weights of one window are equal: share_k / N_k per connected input is
+            # vjp(share_k / sum_j w_jk)
+            share = self.bias_factor * self.epsilon * sign0(out) * s
+            result = result + view.vjp(safe_divide(share, view.weight_sum(x)), x.shape)
+        return result
+
+
+@register("zero")
+class Zero(Epsilon):
+    r"""LRP-0: :math:`R_j = \sum_k \frac{a_j w_{jk}}{z_k} R_k` (ε = 0; a zero denominator gives 0)."""
+
+    default_epsilon = 0.0

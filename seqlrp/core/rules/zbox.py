@@ -1,0 +1,65 @@
+"""The zB rule for input layers whose inputs lie in a box."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..registry import register
+from .base import Rule
+
+
+@register("zbox")
+class ZBox(Rule):
+    r"""LRP-zB (Montavon et al. 2017) for inputs bounded by :math:`l_j \le a_j \le h_j`.
+
+    .. math::
+        R_j = \sum_k \frac{a_j w_{jk} - l_j w_{jk}^+ - h_j w_{jk}^-}
+                          {\sum_i (a_i w_{ik} - l_i w_{ik}^+ - h_i w_{ik}^-)} R_k
+
+    The bias is left out by default (``ignore_bias=True``, as published); with
+    ``ignore_bias=False`` it is added to the denominator.
+
+    Parameters
+    ----------
+    low, high : float or Tensor
+        Bounds, scalars or tensors broadcastable to the input (e.g. shape ``(1, 3, 1, 1)`` for
+        per-channel bounds of normalized images: :func:`seqlrp.cnn.bounds_from_normalization`).
+    """
+
+    kinds = frozenset({"linear"})
+    default_ignore_bias = True
+
+    def __init__(self, low: float | Tensor = 0.0, high: float | Tensor = 1.0, epsilon: float | None = None,
+                 ignore_bias: bool | None = None):
+        super().__init__(epsilon, ignore_bias)
+        self.low = torch.as_tensor(low)
+        self.high = torch.as_tensor(high)
+        if bool((self.low > self.high).any()):
+            raise ValueError("zbox needs low <= high everywhere")
+
+    def params(self):
+        def short(t):
+            return t.item() if t.numel() == 1 else tuple(t.flatten().tolist())
+
+        return {"low": short(self.low), "high": short(self.high), **super().params()}
+
+    def relevance(self, view, inputs, out, relevance, nonnegative=()):
+        (x,) = inputs
+        w = view.weight
+        try:
+            low = torch.broadcast_to(self.low.to(x), x.shape)
+            high = torch.broadcast_to(self.high.to(x), x.shape)
+        except RuntimeError:
+            raise ValueError(
+                f"zbox bounds of shape {tuple(self.low.shape)}/{tuple(self.high.shape)} do not broadcast "
+                f"to the input of shape {tuple(x.shape)}"
+            ) from None
+        wp, wn = w.clamp(min=0), w.clamp(max=0)
+        z = self._z_without_bias(view, out) - view.apply(low, wp) - view.apply(high, wn)
+        bias = self._bias(view)
+        if bias is not None:
+            z = z + view.bias_term(bias, out)
+        s = self._divide(relevance, z)
+        result = x * view.vjp(s, w, x.shape) - low * view.vjp(s, wp, x.shape) - high * view.vjp(s, wn, x.shape)
+        return (result,)

@@ -1,0 +1,122 @@
+"""A session attaches a composite's rules to a structural copy of the model and records what ran."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from torch import Tensor, nn
+
+from .composites import Composite
+from .copying import structural_copy
+from .function import LayerCall, LRPFunction
+from .views import ROUTING, View, view_of
+
+#: handlers for module types that need more than one LRPFunction (e.g. nn.LSTM):
+#: ``handler(session, name, module) -> forward`` returning the replacement forward, or None
+_HANDLERS: list[tuple[tuple[type, ...], Callable]] = []
+
+
+def register_handler(*types: type) -> Callable:
+    """Decorator for ``handler(session, name, module) -> forward | None`` on modules of ``types``."""
+
+    def decorate(handler: Callable) -> Callable:
+        _HANDLERS.insert(0, (types, handler))
+        return handler
+
+    return decorate
+
+
+class NoRuleError(TypeError):
+    """A module that mixes values has no rule in the composite."""
+
+
+class Session:
+    """One explanation run: the composite, the wrapped copy, and the record of layer calls."""
+
+    def __init__(self, composite: Composite):
+        self.composite = composite
+        self.calls: list[LayerCall] = []
+        self.assigned: dict[str, str] = {}
+        self._first_taken = False
+
+    # wrapping -------------------------------------------------------------------------------
+    def wrap(self, model: nn.Module) -> nn.Module:
+        """A structural copy of ``model`` whose layers run through their rules."""
+        copy = structural_copy(model)
+        for name, module in copy.named_modules(remove_duplicate=True):
+            self._wrap_module(name or type(model).__name__, module)
+        return copy
+
+    def _wrap_module(self, name: str, module: nn.Module) -> None:
+        for types, handler in _HANDLERS:
+            if isinstance(module, types):
+                forward = handler(self, name, module)
+                if forward is not None:
+                    module.__dict__["forward"] = forward
+                return
+        if next(module.children(), None) is not None:
+            return  # containers: their leaves are wrapped
+        view = view_of(module)
+        if view is not None and not self.composite.strict and self.composite.by_name(name) is None \
+                and self.composite.by_type(module) is None:
+            return  # a non-strict composite leaves unmatched layers to the plain gradient
+        if view is not None:
+            module.__dict__["forward"] = self._layer_forward(name, module, view)
+        elif isinstance(module, ROUTING):
+            return
+        elif next(module.parameters(recurse=False), None) is not None:
+            module.__dict__["forward"] = self._refuse(name, module)
+
+    def rule_for(self, name: str, module: nn.Module, view: View | None = None, first_eligible: bool = True):
+        """The rule of ``module`` at call time: name pattern > first layer > type."""
+        rule = self.composite.by_name(name)
+        if first_eligible and view is not None and view.kind == "linear" and not self._first_taken:
+            self._first_taken = True
+            if rule is None and self.composite.first is not None:
+                rule = self.composite.first
+        if rule is None:
+            rule = self.composite.by_type(module)
+        if rule is None:
+            raise NoRuleError(
+                f"module {name!r} ({type(module).__name__}) has no rule in the composite {self.composite!r}; "
+                f"add one, e.g. {{{type(module).__name__}: 'epsilon'}} or {{'{name}': 'epsilon'}}"
+            )
+        if view is not None and not rule.applies_to(view):
+            raise NoRuleError(
+                f"rule {rule!r} does not apply to module {name!r} ({type(module).__name__}, a {view.kind} layer); "
+                f"rules for {view.kind} layers: "
+                + ", ".join(_rules_for_kind(view.kind))
+            )
+        self.assigned[name] = f"{type(module).__name__}: {rule!r}"
+        return rule
+
+    def _layer_forward(self, name: str, module: nn.Module, view: View) -> Callable:
+        def forward(*inputs: Tensor, **kwargs: Any) -> Tensor:
+            if kwargs:
+                raise TypeError(f"module {name!r} was called with keyword arguments {sorted(kwargs)}; "
+                                "wrapped layers take positional tensors only")
+            call = LayerCall(name, type(module).__name__, self.rule_for(name, module, view), view)
+            self.calls.append(call)
+            return LRPFunction.apply(call, *inputs)
+
+        return forward
+
+    @staticmethod
+    def _refuse(name: str, module: nn.Module) -> Callable:
+        def forward(*args: Any, **kwargs: Any):
+            hint = ""
+            if "Norm" in type(module).__name__:
+                hint = " Normalization layers must be fused first: use seqlrp.cnn.canonize(model)."
+            raise NoRuleError(
+                f"module {name!r} ({type(module).__name__}) has parameters but no LRP rule can apply to its type."
+                f"{hint} Otherwise register a view for it (seqlrp.core.views.register_view)."
+            )
+
+        return forward
+
+
+def _rules_for_kind(kind: str) -> list[str]:
+    from .registry import _REGISTRY
+
+    return sorted(n for n, cls in _REGISTRY.items() if kind in cls.kinds)

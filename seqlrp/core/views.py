@@ -1,0 +1,231 @@
+"""Views: what a rule needs to know about a layer, independent of the layer's class.
+
+A rule never touches a module directly. It gets a *view* of the layer:
+
+* :class:`LinearView` -- an affine layer ``z = f(x; W) + b`` (Linear, Conv1d/2d/3d, and the
+  tensor-biased layers of the CNN side): the functional form ``f`` with any weight, its transpose
+  (vector-Jacobian product) and the bias broadcast to the output.
+* :class:`PoolView` -- a linear map with fixed non-negative weights (average pooling).
+* :class:`RouteView` -- an op that routes values (max pooling: the winner takes all).
+* :class:`ElementwiseView` -- an elementwise activation.
+
+New layer types register a view factory with :func:`register_view`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+_VIEW_FACTORIES: list[tuple[tuple[type, ...], Callable[[nn.Module], View]]] = []
+
+
+def register_view(*types: type) -> Callable:
+    """Decorator: ``factory(module) -> View`` for modules of ``types`` (later registrations win)."""
+
+    def decorate(factory: Callable[[nn.Module], View]) -> Callable[[nn.Module], View]:
+        _VIEW_FACTORIES.insert(0, (types, factory))
+        return factory
+
+    return decorate
+
+
+def view_of(module: nn.Module) -> View | None:
+    """The view of ``module``, or ``None`` when no rule can apply to its type."""
+    for types, factory in _VIEW_FACTORIES:
+        if isinstance(module, types):
+            return factory(module)
+    return None
+
+
+def autograd_vjp(fn: Callable[[Tensor], Tensor], shape: torch.Size, like: Tensor, grad: Tensor) -> Tensor:
+    """Vector-Jacobian product of a *linear* map ``fn`` at ``grad`` (evaluated at zeros)."""
+    with torch.enable_grad():
+        x = torch.zeros(shape, dtype=like.dtype, device=like.device, requires_grad=True)
+        (g,) = torch.autograd.grad(fn(x), x, grad)
+    return g
+
+
+class View:
+    """Base view. ``kind`` tells which rules apply (see :attr:`Rule.kinds`)."""
+
+    kind = "generic"
+
+    def __init__(self, module: nn.Module):
+        self.module = module
+
+    def forward(self, *inputs: Tensor) -> Tensor:
+        """The real layer: the module class's own forward (never a modified one)."""
+        return type(self.module).forward(self.module, *inputs)
+
+    def output_nonnegative(self, inputs_nonnegative: tuple[bool, ...]) -> bool:
+        """Whether the output is >= 0 whenever the inputs flagged True are (structural, no values)."""
+        return False
+
+
+class LinearView(View):
+    """An affine layer ``z = f(x; W) + b``."""
+
+    kind = "linear"
+
+    @property
+    def weight(self) -> Tensor:
+        return self.module.weight
+
+    @property
+    def bias(self) -> Tensor | None:
+        return self.module.bias
+
+    def apply(self, x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+        """``f(x; weight) + bias`` with the layer's structure (stride, padding, ...)."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def vjp(self, grad: Tensor, weight: Tensor, input_shape: torch.Size) -> Tensor:
+        r"""Transpose of ``x -> f(x; weight)`` applied to ``grad``: :math:`\sum_k w_{jk} g_k`."""
+        return autograd_vjp(lambda x: self.apply(x, weight), input_shape, grad, grad)
+
+    def bias_term(self, bias: Tensor, out: Tensor) -> Tensor:
+        """``bias`` shaped to broadcast against the output ``out``."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def fan_in(self, x: Tensor) -> Tensor:
+        """Number of (non-padding) inputs connected to each output unit, broadcastable to the output."""
+        ones = torch.ones_like(x[:1])
+        return self.apply(ones, torch.ones_like(self.weight))
+
+    def connect_vjp(self, grad: Tensor, input_shape: torch.Size) -> Tensor:
+        """Send ``grad_k`` to every input connected to output ``k`` (the all-ones weight transpose)."""
+        return self.vjp(grad, torch.ones_like(self.weight), input_shape)
+
+
+class DenseView(LinearView):
+    """View of ``nn.Linear``: ``z = x W^T + b`` on the last dimension."""
+
+    def apply(self, x, weight, bias=None):
+        return F.linear(x, weight, bias)
+
+    def vjp(self, grad, weight, input_shape):
+        return grad @ weight
+
+    def bias_term(self, bias, out):
+        return bias
+
+    def fan_in(self, x):
+        return torch.full((), x.shape[-1], dtype=x.dtype, device=x.device)
+
+    def connect_vjp(self, grad, input_shape):
+        return grad.sum(-1, keepdim=True).expand(input_shape)
+
+
+class ConvView(LinearView):
+    """View of ``nn.Conv1d/2d/3d`` (any stride, padding, dilation, groups)."""
+
+    _functional = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+
+    def __init__(self, module: nn.modules.conv._ConvNd):
+        super().__init__(module)
+        self.dims = len(module.kernel_size)
+        # direct transpose via aten.convolution_backward when the padding is numeric and zero-padded
+        self._direct = module.padding_mode == "zeros" and not isinstance(module.padding, str)
+
+    def apply(self, x, weight, bias=None):
+        m = self.module
+        if m.padding_mode != "zeros":
+            return self._functional[self.dims](
+                F.pad(x, m._reversed_padding_repeated_twice, mode=m.padding_mode),
+                weight, bias, m.stride, 0, m.dilation, m.groups,
+            )
+        return self._functional[self.dims](x, weight, bias, m.stride, m.padding, m.dilation, m.groups)
+
+    def vjp(self, grad, weight, input_shape):
+        if not self._direct:
+            return super().vjp(grad, weight, input_shape)
+        m = self.module
+        shape_carrier = grad.new_empty(1).expand(input_shape)
+        grad_input, _, _ = torch.ops.aten.convolution_backward(
+            grad, shape_carrier, weight, None, m.stride, m.padding, m.dilation,
+            False, [0] * self.dims, m.groups, [True, False, False],
+        )
+        return grad_input
+
+    def bias_term(self, bias, out):
+        return bias.view(1, -1, *([1] * self.dims))
+
+
+class PoolView(View):
+    """A linear map with fixed non-negative weights: average pooling (plain or adaptive)."""
+
+    kind = "pool"
+
+    def output_nonnegative(self, inputs_nonnegative):
+        return all(inputs_nonnegative)
+
+    def vjp(self, grad: Tensor, input_shape: torch.Size) -> Tensor:
+        return autograd_vjp(self.forward, input_shape, grad, grad)
+
+    def weight_sum(self, x: Tensor) -> Tensor:
+        r""":math:`\sum_j w_{jk}` per output unit (the layer applied to ones)."""
+        return self.forward(torch.ones_like(x[:1]))
+
+
+class RouteView(View):
+    """An op whose backward routes each output to one input (max pooling)."""
+
+    kind = "route"
+
+    def output_nonnegative(self, inputs_nonnegative):
+        return all(inputs_nonnegative)
+
+    def vjp(self, x: Tensor, grad: Tensor) -> Tensor:
+        with torch.enable_grad():
+            xg = x.detach().requires_grad_(True)
+            (g,) = torch.autograd.grad(self.forward(xg), xg, grad)
+        return g
+
+
+class ElementwiseView(View):
+    """An elementwise activation (ReLU, tanh, ...)."""
+
+    kind = "elementwise"
+
+    def output_nonnegative(self, inputs_nonnegative):
+        return isinstance(self.module, (nn.ReLU, nn.ReLU6, nn.Sigmoid, nn.Softplus, nn.Hardsigmoid)) or (
+            all(inputs_nonnegative) and isinstance(self.module, (nn.Hardtanh, nn.LeakyReLU, nn.ELU, nn.Tanh)))
+
+    def forward(self, *inputs: Tensor) -> Tensor:
+        if getattr(self.module, "inplace", False):  # never write into a tensor saved for the backward
+            inputs = tuple(t.clone() for t in inputs)
+        return super().forward(*inputs)
+
+
+ACTIVATIONS: tuple[type, ...] = (
+    nn.ReLU, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish, nn.Tanh, nn.Sigmoid,
+    nn.Softplus, nn.ReLU6, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid, nn.PReLU, nn.Softsign, nn.Tanhshrink,
+)
+AVG_POOLS: tuple[type, ...] = (
+    nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
+    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
+)
+MAX_POOLS: tuple[type, ...] = (
+    nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d,
+    nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d,
+)
+CONVOLUTIONS: tuple[type, ...] = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+DENSE: tuple[type, ...] = (nn.Linear,)
+#: modules that only route or copy values, or are the identity in eval mode: no rule needed
+ROUTING: tuple[type, ...] = (
+    nn.Identity, nn.Flatten, nn.Unflatten, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d,
+    nn.AlphaDropout, nn.FeatureAlphaDropout, nn.Embedding,
+)
+
+register_view(*DENSE)(DenseView)
+register_view(*CONVOLUTIONS)(ConvView)
+register_view(*AVG_POOLS)(PoolView)
+register_view(*MAX_POOLS)(RouteView)
+register_view(*ACTIVATIONS)(ElementwiseView)
+
+#: every affine layer type with a view (the CNN side adds its tensor-biased layers here)
+WEIGHTED: tuple[type, ...] = DENSE + CONVOLUTIONS

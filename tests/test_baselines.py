@@ -1,0 +1,35 @@
+"""Baselines share explain()'s signature and are checked against autograd / hand computations."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+import seqlrp
+
+
+def model():
+    torch.manual_seed(9)
+    return nn.Sequential(nn.Linear(5, 6), nn.ReLU(), nn.Linear(6, 3)).double().eval()
+
+
+def test_gradient_and_gradient_x_input():
+    m = model()
+    x = torch.randn(4, 5, dtype=torch.float64)
+    grad = seqlrp.baselines.gradient(m, x, target=1)
+    xg = x.clone().requires_grad_(True)
+    (expected,) = torch.autograd.grad(m(xg)[:, 1].sum(), xg)
+    torch.testing.assert_close(grad.relevance, expected, rtol=0, atol=0)
+    gxi = seqlrp.baselines.gradient_x_input(m, x, target=1)
+    torch.testing.assert_close(gxi.relevance, expected * x, rtol=0, atol=0)
+
+
+def test_guided_backprop_clamps_negative_gradients_at_relus():
+    m = model()
+    x = torch.randn(4, 5, dtype=torch.float64)
+    guided = seqlrp.baselines.guided_backprop(m, x, target=0)
+    hidden = m[0](x)
+    g_hidden = m[2].weight[0].expand(4, 6)  # d f_0 / d relu-output
+    g_pre = g_hidden.clamp(min=0) * (hidden > 0)
+    torch.testing.assert_close(guided.relevance, g_pre @ m[0].weight, rtol=1e-12, atol=1e-12)
+    assert "guided_relu" in guided.coverage.rules["1"]
