@@ -5,7 +5,7 @@
 >>> explanation = seqlrp.explain(model, torch.randn(2, 4), composite=seqlrp.ZeroEverywhere())
 """
 
-from . import baselines, rules
+from . import baselines, lstm, rules
 from .core import (
     FIRST,
     Composite,
@@ -18,8 +18,24 @@ from .core import (
     explain,
     groups,
 )
+from .lstm import TextExplanation, explain_text
 
 __version__ = "0.1.0"
 
-__all__ = ["FIRST", "Composite", "Coverage", "CoverageWarning", "EpsilonEverywhere", "Explanation", "NoRuleError",
-           "ZeroEverywhere", "baselines", "explain", "groups", "rules"]
+__all__ = [
+    "Composite",
+    "Coverage",
+    "CoverageWarning",
+    "EpsilonEverywhere",
+    "Explanation",
+    "FIRST",
+    "NoRuleError",
+    "TextExplanation",
+    "ZeroEverywhere",
+    "baselines",
+    "explain",
+    "explain_text",
+    "groups",
+    "lstm",
+    "rules",
+]

@@ -58,4 +58,6 @@ def guided_backprop(model: nn.Module, inputs: Tensor, target: int | Tensor | Cal
     return propagate(session.wrap(model), inputs, target, seed, session, warn_coverage=False)
 
 
-__all__ = ["gradient", "gradient_x_input", "guided_backprop"]
+from .lstm.text import text_gradient, text_gradient_x_input  # noqa: E402  (text baselines, same signature)
+
+__all__ = ["gradient", "gradient_x_input", "guided_backprop", "text_gradient", "text_gradient_x_input"]

@@ -8,6 +8,7 @@ from .core.rules import (
     Gamma,
     Pass,
     Rule,
+    SignalTakesAll,
     WinnerTakesAll,
     WSquare,
     ZBox,
@@ -15,5 +16,21 @@ from .core.rules import (
     ZPlus,
 )
 
-__all__ = ["AlphaBeta", "Epsilon", "Flat", "Gamma", "Pass", "Rule", "WSquare", "WinnerTakesAll", "ZBox", "ZPlus",
-           "Zero", "available", "get", "register", "resolve"]
+__all__ = [
+    "AlphaBeta",
+    "Epsilon",
+    "Flat",
+    "Gamma",
+    "Pass",
+    "Rule",
+    "SignalTakesAll",
+    "WSquare",
+    "WinnerTakesAll",
+    "ZBox",
+    "ZPlus",
+    "Zero",
+    "available",
+    "get",
+    "register",
+    "resolve",
+]

@@ -5,9 +5,26 @@ from .composites import FIRST, Composite, EpsilonEverywhere, ZeroEverywhere
 from .coverage import Coverage
 from .explain import CoverageWarning, explain
 from .explanation import Explanation, LayerConservation
+from .ops import Product, Sum
 from .session import NoRuleError, register_handler
 from .views import register_view
 
-__all__ = ["FIRST", "Composite", "Coverage", "CoverageWarning", "EpsilonEverywhere", "Explanation",
-           "LayerConservation", "NoRuleError", "ZeroEverywhere", "explain", "groups", "register_handler",
-           "register_view", "registry", "rules"]
+__all__ = [
+    "FIRST",
+    "Composite",
+    "Coverage",
+    "CoverageWarning",
+    "EpsilonEverywhere",
+    "Explanation",
+    "LayerConservation",
+    "NoRuleError",
+    "Product",
+    "Sum",
+    "ZeroEverywhere",
+    "explain",
+    "groups",
+    "register_handler",
+    "register_view",
+    "registry",
+    "rules",
+]

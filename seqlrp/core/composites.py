@@ -31,6 +31,7 @@ from . import groups
 from .registry import resolve
 from .rules.base import Rule
 
+#: special keys are strings in angle brackets (never module names)
 FIRST = "<first layer>"
 
 RuleLike = Any  # Rule | str | tuple[str, dict]
@@ -77,7 +78,7 @@ class Composite(Mapping):
 
     def by_name(self, name: str) -> Rule | None:
         for key, rule in self._rules.items():
-            if isinstance(key, str) and key != FIRST and fnmatch.fnmatchcase(name, key):
+            if isinstance(key, str) and not key.startswith("<") and fnmatch.fnmatchcase(name, key):
                 return rule
         return None
 

@@ -27,12 +27,13 @@ ROUTING_NODES = frozenset({
     "UnsqueezeBackward0", "ViewBackward0", "MaxBackward0", "MaxBackward1", "AmaxBackward0",
     "MaxPool1DWithIndicesBackward0", "MaxPool2DWithIndicesBackward0", "MaxPool3DWithIndicesBackward0",
     "ConstantPadNdBackward0", "PackPaddedSequenceBackward0", "PadPackedSequenceBackward0",
-    "NoneBackward0",
+    "NoneBackward0", "WhereBackward0", "TapBackward", "CopySlices",
 })
 #: nodes that are the gradient of a ReLU: relevance of positive units passes, like the pass rule
 RELU_NODES = frozenset({"ReluBackward0", "ThresholdBackward0", "ThresholdBackwardBackward0"})
 
-_WRAPPED = re.compile(r"(LRPFunction|Relevance)\w*Backward")
+#: nodes of seqlrp's own Functions that apply rules
+_WRAPPED = re.compile(r"^(LRPFunction|FusedLSTMDirection)Backward")
 
 
 @dataclass

@@ -34,8 +34,12 @@ class NoRuleError(TypeError):
 class Session:
     """One explanation run: the composite, the wrapped copy, and the record of layer calls."""
 
-    def __init__(self, composite: Composite):
+    def __init__(self, composite: Composite, **options: Any):
         self.composite = composite
+        #: free-form switches for handlers (e.g. ``fused=False`` for the unrolled LSTM path)
+        self.options = options
+        #: handlers of recurrent layers that ran (their relevance taps)
+        self.recurrent: list = []
         self.calls: list[LayerCall] = []
         self.assigned: dict[str, str] = {}
         self._first_taken = False

@@ -5,8 +5,21 @@ from .base import Rule
 from .epsilon import Epsilon, Zero
 from .gamma import Gamma
 from .passthrough import Pass, WinnerTakesAll
+from .products import SignalTakesAll
 from .wsquare import Flat, WSquare
 from .zbox import ZBox
 
-__all__ = ["AlphaBeta", "Epsilon", "Flat", "Gamma", "Pass", "Rule", "WSquare", "WinnerTakesAll", "ZBox",
-           "ZPlus", "Zero"]
+__all__ = [
+    "AlphaBeta",
+    "Epsilon",
+    "Flat",
+    "Gamma",
+    "Pass",
+    "Rule",
+    "SignalTakesAll",
+    "WSquare",
+    "WinnerTakesAll",
+    "ZBox",
+    "ZPlus",
+    "Zero",
+]

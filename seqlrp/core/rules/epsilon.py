@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from ..ops import SumView, per_sample_total
 from ..registry import register
 from ..stabilize import safe_divide, sign0
 from ..views import LinearView, PoolView
@@ -34,7 +35,7 @@ class Epsilon(Rule):
         Fraction of the bias + ε share redistributed to the inputs (0 to 1).
     """
 
-    kinds = frozenset({"linear", "pool"})
+    kinds = frozenset({"linear", "pool", "sum"})
 
     def __init__(self, epsilon: float | None = None, ignore_bias: bool | None = None, bias_factor: float = 0.0):
         super().__init__(epsilon, ignore_bias)
@@ -44,6 +45,8 @@ class Epsilon(Rule):
         return {**super().params(), "bias_factor": self.bias_factor}
 
     def relevance(self, view, inputs, out, relevance, nonnegative=()):
+        if isinstance(view, SumView):
+            return self._sum(view, inputs, out, relevance)
         (x,) = inputs
         if isinstance(view, PoolView):
             return (self._pool(view, x, out, relevance),)
@@ -71,6 +74,20 @@ class Epsilon(Rule):
             # vjp(share_k / sum_j w_jk)
             share = self.bias_factor * self.epsilon * sign0(out) * s
             result = result + view.vjp(safe_divide(share, view.weight_sum(x)), x.shape)
+        return result
+
+
+    def _sum(self, view: SumView, inputs, out: Tensor, relevance: Tensor) -> tuple[Tensor, ...]:
+        # z = sum_m a_m: R_m = a_m R / stab(z) (+ the ε share, per unit or dense as in Arras's cell)
+        s = self._divide(relevance, out)
+        result = tuple(a * s for a in inputs)
+        if self.bias_factor:
+            share = self.bias_factor * self.epsilon * sign0(out) * s
+            if view.module.dense_share:
+                share = per_sample_total(share) / (len(inputs) * share[0].numel())
+            else:
+                share = share / len(inputs)
+            result = tuple(r + share for r in result)
         return result
 
 

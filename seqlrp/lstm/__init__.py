@@ -1,0 +1,17 @@
+"""LSTM and GRU side: unrolled cells with LRP rules, token relevance for any text classifier."""
+
+from .arras import BiLSTMClassifier, load_arras, save_arras
+from .recurrent import CELL_SUM, GATE_LINEAR, GATE_PRODUCT, RecurrentForward
+from .text import TextExplanation, explain_text
+
+__all__ = [
+    "CELL_SUM",
+    "GATE_LINEAR",
+    "GATE_PRODUCT",
+    "BiLSTMClassifier",
+    "RecurrentForward",
+    "TextExplanation",
+    "explain_text",
+    "load_arras",
+    "save_arras",
+]

@@ -1,0 +1,200 @@
+"""LRP-aware replacement of ``nn.LSTM`` / ``nn.GRU`` forwards, built from the module's own parameters.
+
+Any ``num_layers``, ``bidirectional``, ``batch_first``, with or without biases (``proj_size=0``),
+padded tensors, ``PackedSequence`` inputs and initial states: the outputs equal the module's own
+(float64, 1e-12). Attached by :class:`~seqlrp.core.session.Session` to the structural copy of a
+model, so ``seqlrp.explain``/``seqlrp.explain_text`` see recurrent layers like any other layer.
+
+Rules for the ops inside the cells come from the composite's special keys :data:`GATE_LINEAR`,
+:data:`CELL_SUM`, :data:`GATE_PRODUCT`; by default the affine rule of ``nn.Linear`` in the same
+composite (ε), ε with the same parameters for the cell sum, and signal-takes-all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+from ..core.function import LayerCall
+from ..core.rules.epsilon import Epsilon
+from ..core.rules.products import SignalTakesAll
+from ..core.session import Session, register_handler
+from ..core.views import View
+from .cells import CellRules, gru_direction, lstm_direction
+from .fused import FusedLSTMDirection, FusedSpec
+
+GATE_LINEAR = "<recurrent linear>"
+CELL_SUM = "<recurrent sum>"
+GATE_PRODUCT = "<recurrent product>"
+
+
+class Tap(torch.autograd.Function):
+    """Identity whose backward stores the relevance passing through in ``slot[key]``."""
+
+    @staticmethod
+    def forward(ctx, slot: dict, key, x: Tensor) -> Tensor:
+        ctx.slot, ctx.key = slot, key
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, relevance: Tensor):
+        ctx.slot[ctx.key] = relevance.detach()
+        return None, None, relevance
+
+
+def cell_rules(session: Session, module: nn.Module) -> CellRules:
+    composite = session.composite
+    linear = composite.get(GATE_LINEAR) or composite.by_type(nn.Linear(1, 1)) or Epsilon()
+    if isinstance(linear, Epsilon):
+        default_sum = Epsilon(epsilon=linear.epsilon, bias_factor=linear.bias_factor)
+    else:
+        default_sum = Epsilon()
+    return CellRules(linear, composite.get(CELL_SUM) or default_sum, composite.get(GATE_PRODUCT) or SignalTakesAll())
+
+
+def _fusable(rules: CellRules, session: Session) -> bool:
+    return (session.options.get("fused", True) and type(rules.linear).__name__ in ("Epsilon", "Zero")
+            and type(rules.sum).__name__ in ("Epsilon", "Zero") and isinstance(rules.product, SignalTakesAll))
+
+
+def reverse_within(x: Tensor, lengths: Tensor | None) -> Tensor:
+    """Reverse ``x (T, B, ...)`` along time within each sequence's length; padding stays in place."""
+    if lengths is None:
+        return x.flip(0)
+    steps = x.shape[0]
+    t = torch.arange(steps, device=x.device)[:, None]
+    lengths = lengths.to(x.device)[None, :]
+    index = torch.where(t < lengths, lengths - 1 - t, t)  # (T, B)
+    return x.gather(0, index.view(steps, -1, *([1] * (x.dim() - 2))).expand_as(x))
+
+
+class RecurrentForward:
+    """The replacement ``forward(input, hx=None)`` of one ``nn.LSTM``/``nn.GRU`` in a session's copy."""
+
+    def __init__(self, session: Session, name: str, module: nn.RNNBase):
+        if getattr(module, "proj_size", 0):
+            raise NotImplementedError(f"{name!r}: LSTM with proj_size > 0 is not supported")
+        if module.mode not in ("LSTM", "GRU"):
+            raise TypeError(f"{name!r}: {module.mode} has no LRP rules (supported: LSTM, GRU)")
+        self.session, self.name, self.module = session, name, module
+        self.rules = cell_rules(session, module)
+        self.fused = module.mode == "LSTM" and _fusable(self.rules, session)
+        #: relevance taps of the layers' inputs: ("input", layer, direction) -> (T, B, e)
+        self.taps: dict = {}
+        #: the initial states created or detached here (leaves): their relevance is asked for explicitly
+        self.initial_leaves: list[Tensor] = []
+        session.recurrent.append(self)
+        desc = f"{module.mode}: linear {self.rules.linear!r}, sum {self.rules.sum!r}, product {self.rules.product!r}"
+        session.assigned[name] = desc + (" [fused]" if self.fused else " [unrolled]")
+
+    def __call__(self, input, hx=None):
+        m = self.module
+        packed = isinstance(input, PackedSequence)
+        if packed:
+            padded, lengths = pad_packed_sequence(input, batch_first=False)
+            x, unbatched = padded, False
+        else:
+            unbatched = input.dim() == 2
+            x = input.unsqueeze(1) if unbatched else (input.transpose(0, 1) if m.batch_first else input)
+            lengths = None
+        steps, batch, _ = x.shape
+        lengths_dev = None if lengths is None else lengths.to(x.device)
+        mask = None if lengths is None else (torch.arange(steps, device=x.device)[:, None] < lengths_dev)[..., None]
+        directions = 2 if m.bidirectional else 1
+        h0, c0 = self._initial_states(hx, batch, directions, x, unbatched, packed, input)
+        layer_input, h_n, c_n = x, [], []
+        for layer in range(m.num_layers):
+            outs = []
+            for direction in range(directions):
+                k = layer * directions + direction
+                xin = Tap.apply(self.taps, ("input", layer, direction), layer_input)
+                if direction == 1:
+                    xin = reverse_within(xin, lengths_dev)
+                out, h, c = self._direction(layer, direction, xin, h0[k], None if c0 is None else c0[k], mask)
+                outs.append(out if direction == 0 else reverse_within(out, lengths_dev))
+                h_n.append(h)
+                c_n.append(c)
+            layer_input = outs[0] if directions == 1 else torch.cat(outs, -1)
+        output = layer_input
+        h_n = torch.stack(h_n)
+        c_n = torch.stack(c_n) if c0 is not None else None
+        if packed:
+            order = input.sorted_indices
+            sorted_out = output if order is None else output.index_select(1, order)
+            sorted_len = lengths if order is None else lengths.index_select(0, order.cpu())
+            data = pack_padded_sequence(sorted_out, sorted_len, enforce_sorted=True).data
+            output = PackedSequence(data, input.batch_sizes, input.sorted_indices, input.unsorted_indices)
+        elif unbatched:
+            output, h_n = output.squeeze(1), h_n.squeeze(1)
+            c_n = None if c_n is None else c_n.squeeze(1)
+        elif m.batch_first:
+            output = output.transpose(0, 1)
+        return output, (h_n if c_n is None else (h_n, c_n))
+
+    def _initial_states(self, hx, batch, directions, x, unbatched, packed, input):
+        m = self.module
+        shape = (m.num_layers * directions, batch, m.hidden_size)
+        is_lstm = m.mode == "LSTM"
+        if hx is None:
+            h0, c0 = x.new_zeros(shape), (x.new_zeros(shape) if is_lstm else None)
+        else:
+            h0, c0 = hx if is_lstm else (hx, None)
+        if torch.is_grad_enabled():  # initial states get relevance too (bias_factor > 0): make them leaves
+            h0 = self._leaf(h0)
+            c0 = None if c0 is None else self._leaf(c0)
+        if unbatched:
+            h0 = h0.unsqueeze(1)
+            c0 = None if c0 is None else c0.unsqueeze(1)
+        # (nn.LSTM permutes hx into the packed order and back; we keep the batch order throughout)
+        for state, label in ((h0, "h0"), (c0, "c0")):
+            if state is not None and tuple(state.shape) != shape:
+                raise ValueError(f"{self.name!r}: initial state {label} has shape {tuple(state.shape)}, "
+                                 f"expected {shape} (num_layers * num_directions, batch, hidden_size)")
+        return h0, c0
+
+    def _leaf(self, state: Tensor) -> Tensor:
+        if state.requires_grad:  # computed upstream: its relevance flows on through the graph
+            return state
+        leaf = state.detach().requires_grad_(True)
+        self.initial_leaves.append(leaf)
+        return leaf
+
+    def _weights(self, layer: int, direction: int):
+        m = self.module
+        suffix = f"_l{layer}" + ("_reverse" if direction == 1 else "")
+        w_ih, w_hh = getattr(m, "weight_ih" + suffix), getattr(m, "weight_hh" + suffix)
+        b_ih = getattr(m, "bias_ih" + suffix) if m.bias else None
+        b_hh = getattr(m, "bias_hh" + suffix) if m.bias else None
+        return w_ih, w_hh, b_ih, b_hh
+
+    def _direction(self, layer: int, direction: int, x: Tensor, h0: Tensor, c0: Tensor | None, mask):
+        w_ih, w_hh, b_ih, b_hh = self._weights(layer, direction)
+        label = f"{self.name}.l{layer}" + ("_reverse" if direction == 1 else "")
+        if self.module.mode == "GRU":
+            out, h = gru_direction(label, (w_ih, w_hh, b_ih, b_hh), x, h0, mask, self.rules, self.session.calls)
+            return out, h, None
+        bias = None if b_ih is None else b_ih + b_hh
+        if not self.fused:
+            return lstm_direction(label, (w_ih, w_hh, bias), x, h0, c0, mask, self.rules, self.session.calls)
+        call = LayerCall(label, "LSTM", self.rules.linear, View(self.module))
+        self.session.calls.append(call)
+        lin, cell = self.rules.linear, self.rules.sum
+        spec = FusedSpec(w_ih, w_hh, bias, lin.epsilon, lin.bias_factor, lin.ignore_bias, cell.epsilon,
+                         cell.bias_factor, record=lambda r_out, r_in: _record(call, r_out, r_in))
+        return FusedLSTMDirection.apply(spec, x, h0, c0, mask)
+
+    def input_relevance(self, direction: int) -> Tensor | None:
+        """Relevance of the first layer's input (T, B, e) that went through ``direction``."""
+        return self.taps.get(("input", 0, direction))
+
+
+def _record(call: LayerCall, relevance_out: Tensor, relevance_in: Tensor) -> None:
+    call.relevance_out, call.relevance_in = relevance_out, relevance_in
+
+
+@register_handler(nn.LSTM, nn.GRU)
+def _recurrent_handler(session: Session, name: str, module: nn.RNNBase) -> Callable:
+    return RecurrentForward(session, name, module)

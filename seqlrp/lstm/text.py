@@ -1,0 +1,272 @@
+"""``explain_text()``: token relevance for any classifier built from nn.Embedding -> LSTM/GRU -> Linear."""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..core import groups
+from ..core.checks import check_eval_mode, check_output, make_seed, resolve_target
+from ..core.composites import Composite
+from ..core.copying import structural_copy
+from ..core.coverage import Coverage, graph_coverage
+from ..core.explain import CoverageWarning
+from ..core.explanation import Explanation
+from ..core.rules.epsilon import Epsilon
+from ..core.rules.passthrough import Pass, WinnerTakesAll
+from ..core.rules.products import SignalTakesAll
+from ..core.session import NoRuleError, Session
+from .recurrent import CELL_SUM, GATE_LINEAR, GATE_PRODUCT
+
+
+@dataclass
+class TextExplanation(Explanation):
+    """Relevance of each token (and each embedding dimension).
+
+    Attributes
+    ----------
+    token_relevance : Tensor
+        ``(B, T)``: the embedding relevance summed over the embedding dimensions.
+    embedding_relevance : Tensor
+        ``(B, T, E)``: the same as ``relevance``.
+    lengths : Tensor or None
+        ``(B,)`` when given.
+    tokens : list of list of str or None
+        The token strings, when given (for reports).
+    initial_state_relevance : Tensor
+        ``(B,)``: relevance of the recurrent layers' initial states (non-zero only with bias_factor > 0).
+        With ``bias_factor=1``: ``token_relevance.sum(1) + initial_state_relevance == target score``.
+    direction_relevance : Tensor or None
+        ``(D, B, T, E)``: the first recurrent layer's input relevance split by direction.
+    """
+
+    token_relevance: Tensor | None = None
+    embedding_relevance: Tensor | None = None
+    lengths: Tensor | None = None
+    tokens: list[list[str]] | None = None
+    initial_state_relevance: Tensor | None = None
+    direction_relevance: Tensor | None = None
+
+
+def text_composite(rules: Mapping | None, epsilon: float, bias_factor: float) -> Composite:
+    """The default LSTM-LRP rules (Arras et al. 2017) under ``rules`` given by the user."""
+    eps = Epsilon(epsilon=epsilon, bias_factor=bias_factor)
+    defaults = {GATE_LINEAR: eps, CELL_SUM: eps, GATE_PRODUCT: SignalTakesAll(), groups.WEIGHTED: eps,
+                groups.AVG_POOLS: eps, groups.MAX_POOLS: WinnerTakesAll(), groups.ACTIVATIONS: Pass()}
+    merged = dict(rules or {})
+    for key, rule in defaults.items():
+        merged.setdefault(key, rule)
+    return Composite(merged)
+
+
+def check_token_ids(token_ids: Tensor, vocabulary: int, lengths: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    if not isinstance(token_ids, Tensor):
+        raise TypeError(f"token_ids must be a torch.Tensor of integer ids, got {type(token_ids).__name__}")
+    if token_ids.is_floating_point() or token_ids.is_complex() or token_ids.dtype == torch.bool:
+        raise TypeError(f"token_ids must be integer ids (torch.long), got dtype {token_ids.dtype}; "
+                        "look tokens up in your vocabulary first")
+    if token_ids.dim() == 1:
+        token_ids = token_ids[None]
+    if token_ids.dim() != 2 or token_ids.numel() == 0:
+        raise ValueError(f"token_ids must have shape (batch, time) and not be empty, got {tuple(token_ids.shape)}")
+    batch, steps = token_ids.shape
+    low, high = int(token_ids.min()), int(token_ids.max())
+    if low < 0:
+        raise ValueError(f"token_ids contain a negative id ({low}); ids index the embedding (0..{vocabulary - 1})")
+    if high >= vocabulary:
+        raise ValueError(f"token_ids contain id {high}, but the embedding has only {vocabulary} rows "
+                         f"(valid ids 0..{vocabulary - 1}): map unknown words to an <unk> id")
+    if lengths is not None:
+        lengths = torch.as_tensor(lengths)
+        if lengths.is_floating_point() or lengths.shape != (batch,):
+            raise ValueError(f"lengths must be {batch} integers (one per sequence), got {tuple(lengths.shape)} "
+                             f"of dtype {lengths.dtype}")
+        if int(lengths.min()) < 1:
+            raise ValueError(f"lengths must be >= 1; sequence {int(lengths.argmin())} has length "
+                             f"{int(lengths.min())} (drop empty sequences before explaining)")
+        if int(lengths.max()) > steps:
+            raise ValueError(f"lengths must be <= the padded length T={steps}; sequence {int(lengths.argmax())} "
+                             f"has length {int(lengths.max())}")
+        lengths = lengths.long()
+    return token_ids, lengths
+
+
+def _find_embedding(model: nn.Module, embedding: str | None) -> str:
+    names = [n for n, m in model.named_modules() if isinstance(m, nn.Embedding)]
+    if embedding is not None:
+        if embedding not in names:
+            raise ValueError(f"no nn.Embedding named {embedding!r}; embeddings in the model: {names}")
+        return embedding
+    if not names:
+        raise ValueError("explain_text needs a model with an nn.Embedding (token ids -> vectors); "
+                         "for models on float inputs use seqlrp.explain")
+    if len(names) > 1:
+        raise ValueError(f"the model has several nn.Embedding modules {names}; name the token embedding "
+                         "with embedding='...'")
+    return names[0]
+
+
+def explain_text(
+    model: nn.Module,
+    token_ids: Tensor,
+    target: int | Tensor | Callable | None = None,
+    *,
+    lengths: Tensor | None = None,
+    rules: Mapping | None = None,
+    epsilon: float = 1e-3,
+    bias_factor: float = 0.0,
+    tokens: list[list[str]] | None = None,
+    seed: str | Callable = "logit",
+    embedding: str | None = None,
+    fused: bool = True,
+) -> TextExplanation:
+    """Token relevance of a text classifier: nn.Embedding -> nn.LSTM/nn.GRU -> ... -> logits.
+
+    The model is used as it is (never modified): its forward takes ``token_ids`` (and ``lengths``
+    when given), may pack sequences, index the last state, use ``h_n``, concatenate directions, pool
+    over time with max or mean, and end in linear layers and activations.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The classifier, in eval mode.
+    token_ids : Tensor
+        ``(B, T)`` integer ids (padded).
+    target : None, int, Tensor or callable
+        As in :func:`seqlrp.explain` (default: the predicted class).
+    lengths : Tensor, optional
+        ``(B,)`` true lengths; passed to ``model(token_ids, lengths)``.
+    rules : mapping, optional
+        Overrides of the default rules: module types / names as in a composite, and the cell keys
+        ``seqlrp.lstm.GATE_LINEAR`` (linear maps of a cell), ``CELL_SUM``, ``GATE_PRODUCT``.
+    epsilon, bias_factor : float
+        The ε rule of every linear map and of the cell sum (Arras et al. 2017: ε=1e-3, bias_factor 0;
+        bias_factor=1 conserves: token relevance + initial-state relevance == target score).
+    tokens : list of list of str, optional
+        Token strings, kept with the result for reports.
+    seed : {"logit", "one"} or callable
+        Relevance put on the output (default: the target logit).
+    embedding : str, optional
+        Qualified name of the token embedding when the model has several.
+    fused : bool
+        Use the fused LSTM path when the rules allow it (ε everywhere); False forces the unrolled
+        composition of wrapped ops (same numbers, slower).
+
+    Returns
+    -------
+    TextExplanation
+        ``.token_relevance (B, T)``, ``.embedding_relevance (B, T, E)``, ``.output``, ``.target``,
+        ``.coverage``, ``.initial_state_relevance (B,)``, ``.direction_relevance (D, B, T, E)``.
+    """
+    session = Session(text_composite(rules, epsilon, bias_factor), fused=fused)
+    return run_text(model, token_ids, target, lengths=lengths, session=session, seed=seed, tokens=tokens,
+                    embedding=embedding)
+
+
+def run_text(model: nn.Module, token_ids: Tensor, target, *, lengths, session: Session | None, seed,
+             tokens=None, embedding=None, mode: str = "lrp") -> TextExplanation:
+    """Shared by explain_text and the text baselines (``session=None``: the plain gradient)."""
+    check_eval_mode(model)
+    embedding_name = _find_embedding(model, embedding)
+    emb_module = model.get_submodule(embedding_name)
+    token_ids, lengths = check_token_ids(token_ids, emb_module.num_embeddings, lengths)
+    wrapped = session.wrap(model) if session is not None else structural_copy(model)
+    leaves: list[Tensor] = []
+
+    def embedding_forward(ids: Tensor) -> Tensor:
+        weight = emb_module.weight.detach()
+        if emb_module.max_norm is not None:  # renormalizes in place: never on the user's weight
+            weight = weight.clone()
+        vectors = F.embedding(ids, weight, emb_module.padding_idx, emb_module.max_norm, emb_module.norm_type,
+                              emb_module.scale_grad_by_freq, emb_module.sparse)
+        leaf = vectors.requires_grad_(True)
+        leaves.append(leaf)
+        return leaf
+
+    wrapped.get_submodule(embedding_name).__dict__["forward"] = embedding_forward
+    args = (token_ids,) if lengths is None else (token_ids, lengths)
+    recurrent = session.recurrent if session is not None else []
+    with torch.enable_grad():
+        try:
+            output = wrapped(*args)
+        except NoRuleError:
+            raise
+        except TypeError as error:
+            if lengths is not None and _takes_one_argument(model):
+                raise TypeError(f"lengths were given but {type(model).__name__}.forward takes only token ids; "
+                                "call without lengths or let forward accept (token_ids, lengths)") from error
+            raise
+        except RuntimeError as error:
+            raise ValueError(f"the model's forward failed on token_ids of shape {tuple(token_ids.shape)}: {error}") \
+                from error
+        if len(leaves) != 1:
+            raise ValueError(f"the embedding {embedding_name!r} was called {len(leaves)} times in one forward; "
+                             "explain_text needs exactly one lookup of the tokens")
+        check_output(output, token_ids.shape[0])
+        target = resolve_target(output, target)
+        seed_tensor = make_seed(output, target, seed)
+        coverage = graph_coverage(output, (leaves[0],), session.assigned) if session is not None else Coverage()
+        initial_leaves = [leaf for r in recurrent for leaf in r.initial_leaves]
+        relevance, *initial = torch.autograd.grad(output, [leaves[0], *initial_leaves], seed_tensor,
+                                                  allow_unused=True)
+    if relevance is None:
+        raise ValueError("the model's output does not depend on the token embeddings: nothing to explain")
+    if session is not None and coverage.unruled:
+        warnings.warn("relevance took the plain-gradient route through ops without an LRP rule: "
+                      + ", ".join(f"{k} x{v}" for k, v in coverage.unruled.items()), CoverageWarning, stacklevel=3)
+    gradient = relevance.detach()
+    relevance = gradient * leaves[0].detach() if mode == "gradient_x_input" else gradient
+    if lengths is not None:
+        positions = torch.arange(token_ids.shape[1], device=relevance.device)[None, :]
+        padding = positions >= lengths.to(relevance.device)[:, None]
+        if bool(relevance[padding].ne(0).any()):
+            warnings.warn("padded positions received relevance: the model reads padding (pack the sequences with "
+                          "the lengths, e.g. nn.utils.rnn.pack_padded_sequence)", CoverageWarning, stacklevel=3)
+    initial_total = relevance.new_zeros(relevance.shape[0])
+    for state in initial:  # (layers * directions, B, d) each
+        if state is not None:
+            initial_total = initial_total + state.detach().sum(dim=(0, 2))
+    direction = None
+    if recurrent:
+        first = recurrent[0]
+        parts = [first.input_relevance(d) for d in range(2 if first.module.bidirectional else 1)]
+        if all(p is not None and p.shape[:2] == relevance.shape[:2][::-1] for p in parts):
+            direction = torch.stack([p.transpose(0, 1) for p in parts])
+    token = gradient.pow(2).sum(-1) if mode == "gradient" else relevance.sum(-1)
+    return TextExplanation(
+        relevance=relevance, output=output.detach(), target=target, coverage=coverage, seed=seed_tensor,
+        calls=session.calls if session is not None else [], token_relevance=token, embedding_relevance=relevance,
+        lengths=lengths, tokens=tokens, initial_state_relevance=initial_total, direction_relevance=direction,
+    )
+
+
+def text_gradient(model: nn.Module, token_ids: Tensor, target: int | Tensor | Callable | None = None, *,
+                  lengths: Tensor | None = None, tokens: list[list[str]] | None = None,
+                  seed: str | Callable = "one", embedding: str | None = None) -> TextExplanation:
+    r"""Sensitivity analysis for text: ``embedding_relevance`` is :math:`\partial f_c/\partial x_t`, and
+    ``token_relevance`` its squared norm :math:`\|\partial f_c/\partial x_t\|^2` (Arras et al.)."""
+    return run_text(model, token_ids, target, lengths=lengths, session=None, seed=seed, tokens=tokens,
+                    embedding=embedding, mode="gradient")
+
+
+def text_gradient_x_input(model: nn.Module, token_ids: Tensor, target: int | Tensor | Callable | None = None, *,
+                          lengths: Tensor | None = None, tokens: list[list[str]] | None = None,
+                          seed: str | Callable = "one", embedding: str | None = None) -> TextExplanation:
+    r"""Gradient x input for text: :math:`x_t \odot \partial f_c/\partial x_t`, summed per token."""
+    return run_text(model, token_ids, target, lengths=lengths, session=None, seed=seed, tokens=tokens,
+                    embedding=embedding, mode="gradient_x_input")
+
+
+def _takes_one_argument(model: nn.Module) -> bool:
+    try:
+        params = list(inspect.signature(model.forward).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) <= 1 and not any(p.kind == p.VAR_POSITIONAL for p in params)
