@@ -12,6 +12,7 @@ from .checks import check_eval_mode, check_inputs, check_output, make_seed, reso
 from .composites import Composite, as_composite
 from .coverage import Coverage, graph_coverage
 from .explanation import Explanation
+from .functional import FunctionalRules
 from .session import NoRuleError, Session
 
 
@@ -79,7 +80,11 @@ def propagate(
     x = inputs.detach().requires_grad_(True)
     with torch.enable_grad():
         try:
-            output = model(x)
+            if session is not None:
+                with FunctionalRules(session):
+                    output = model(x)
+            else:
+                output = model(x)
         except NoRuleError:
             raise
         except RuntimeError as error:

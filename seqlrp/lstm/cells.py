@@ -102,7 +102,7 @@ def lstm_direction(name: str, weights: tuple, x: Tensor, h0: Tensor, c0: Tensor,
         c_new = cell_sum(product(f, c), product(i, g))
         h_new = product(o, tanh(c_new))
         m = None if mask is None else mask[t]
-        outs.append(h_new if m is None else h_new * m)
+        outs.append(h_new if m is None else torch.where(m, h_new, torch.zeros_like(h_new)))
         h, c = _masked(m, h_new, h), _masked(m, c_new, c)
     return torch.stack(outs), h, c
 
@@ -131,7 +131,7 @@ def gru_direction(name: str, weights: tuple, x: Tensor, h0: Tensor, mask: Tensor
         n = tanh(candidate(torch.cat([x[t], u], -1)))
         h_new = mix(product(1 - z, n), product(z, h))
         m = None if mask is None else mask[t]
-        outs.append(h_new if m is None else h_new * m)
+        outs.append(h_new if m is None else torch.where(m, h_new, torch.zeros_like(h_new)))
         h = _masked(m, h_new, h)
     return torch.stack(outs), h
 

@@ -142,12 +142,12 @@ class RecurrentForward:
             h0, c0 = x.new_zeros(shape), (x.new_zeros(shape) if is_lstm else None)
         else:
             h0, c0 = hx if is_lstm else (hx, None)
+            if unbatched:
+                h0 = h0.unsqueeze(1)
+                c0 = None if c0 is None else c0.unsqueeze(1)
         if torch.is_grad_enabled():  # initial states get relevance too (bias_factor > 0): make them leaves
             h0 = self._leaf(h0)
             c0 = None if c0 is None else self._leaf(c0)
-        if unbatched:
-            h0 = h0.unsqueeze(1)
-            c0 = None if c0 is None else c0.unsqueeze(1)
         # (nn.LSTM permutes hx into the packed order and back; we keep the batch order throughout)
         for state, label in ((h0, "h0"), (c0, "c0")):
             if state is not None and tuple(state.shape) != shape:

@@ -18,6 +18,7 @@ from ..core.copying import structural_copy
 from ..core.coverage import Coverage, graph_coverage
 from ..core.explain import CoverageWarning
 from ..core.explanation import Explanation
+from ..core.functional import FunctionalRules
 from ..core.rules.epsilon import Epsilon
 from ..core.rules.passthrough import Pass, WinnerTakesAll
 from ..core.rules.products import SignalTakesAll
@@ -194,7 +195,11 @@ def run_text(model: nn.Module, token_ids: Tensor, target, *, lengths, session: S
     recurrent = session.recurrent if session is not None else []
     with torch.enable_grad():
         try:
-            output = wrapped(*args)
+            if session is not None:
+                with FunctionalRules(session):
+                    output = wrapped(*args)
+            else:
+                output = wrapped(*args)
         except NoRuleError:
             raise
         except TypeError as error:

@@ -104,14 +104,19 @@ class Residual(nn.Module):
         self.b = nn.Linear(4, 3)
 
     def forward(self, x):
-        return self.b(self.a(x) + x).tanh().mean(0, keepdim=True).expand(x.shape[0], 3) * 1
+        y = self.b(self.a(x) + x).tanh()
+        return (y * y).mean(0, keepdim=True).expand(x.shape[0], 3) * 2
 
 
 def test_coverage_names_functional_mixing_ops_and_warns():
     model = Residual().eval()
     with pytest.warns(seqlrp.CoverageWarning, match="AddBackward0"):
         result = seqlrp.explain(model, torch.randn(2, 4))
-    assert {"AddBackward0", "TanhBackward0", "MeanBackward1", "MulBackward0"} <= set(result.coverage.unruled)
+    assert {"AddBackward0", "TanhBackward0", "MulBackward0"} <= set(result.coverage.unruled)
+    # functional reductions and scaling by constants get the pooling rule (ε) instead
+    assert "MeanBackward1" not in result.coverage.unruled
+    assert result.coverage.rules["torch.mean"].startswith("torch.mean: epsilon")
+    assert "torch.mul" in result.coverage.rules
     assert not result.coverage.complete
     assert "plain-gradient route" in str(result.coverage)
 
