@@ -7,8 +7,12 @@ from torch import Tensor
 
 
 def sign0(z: Tensor) -> Tensor:
-    r"""Sign with :math:`\operatorname{sign}(0) = +1`, in the dtype of ``z``."""
-    return torch.where(z >= 0, 1.0, -1.0).to(z.dtype)
+    r"""Sign with :math:`\operatorname{sign}(0) = +1` (also for -0.0), in the dtype of ``z``.
+
+    ``copysign`` is several times faster than a comparison and ``where`` on CPU; ``z + 0.0`` turns
+    -0.0 into +0.0 first.
+    """
+    return torch.ones_like(z).copysign_(z + 0.0)
 
 
 def stabilize(z: Tensor, epsilon: float) -> Tensor:
@@ -23,7 +27,7 @@ def stabilize(z: Tensor, epsilon: float) -> Tensor:
     """
     if epsilon == 0:
         return z
-    return z + epsilon * sign0(z)
+    return torch.full_like(z, epsilon).copysign_(z + 0.0).add_(z)
 
 
 def safe_divide(numerator: Tensor, denominator: Tensor) -> Tensor:

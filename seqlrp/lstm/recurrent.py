@@ -60,15 +60,24 @@ def _fusable(rules: CellRules, session: Session) -> bool:
             and type(rules.sum).__name__ in ("Epsilon", "Zero") and isinstance(rules.product, SignalTakesAll))
 
 
-def reverse_within(x: Tensor, lengths: Tensor | None) -> Tensor:
-    """Reverse ``x (T, B, ...)`` along time within each sequence's length; padding stays in place."""
+def reversal_index(lengths: Tensor | None, steps: int, batch: int, device) -> Tensor:
+    """Flat row index that reverses a ``(T, B, ...)`` tensor in time within each sequence's length.
+
+    Padding stays in place. Used with ``index_select`` on the ``(T * B, ...)`` view (10x faster than
+    ``gather`` on CPU); the permutation is its own inverse.
+    """
+    t = torch.arange(steps, device=device)[:, None]
     if lengths is None:
-        return x.flip(0)
-    steps = x.shape[0]
-    t = torch.arange(steps, device=x.device)[:, None]
-    lengths = lengths.to(x.device)[None, :]
-    index = torch.where(t < lengths, lengths - 1 - t, t)  # (T, B)
-    return x.gather(0, index.view(steps, -1, *([1] * (x.dim() - 2))).expand_as(x))
+        source = (steps - 1 - t).expand(steps, batch)
+    else:
+        lengths = lengths.to(device)[None, :]
+        source = torch.where(t < lengths, lengths - 1 - t, t)
+    return (source * batch + torch.arange(batch, device=device)[None, :]).reshape(-1)
+
+
+def reverse_within(x: Tensor, index: Tensor) -> Tensor:
+    """Apply a :func:`reversal_index` to ``x (T, B, ...)``."""
+    return x.reshape(-1, *x.shape[2:]).index_select(0, index).view(x.shape)
 
 
 class RecurrentForward:
@@ -86,46 +95,61 @@ class RecurrentForward:
         self.taps: dict = {}
         #: the initial states created or detached here (leaves): their relevance is asked for explicitly
         self.initial_leaves: list[Tensor] = []
+        self.tap_inverse: Tensor | None = None
         session.recurrent.append(self)
         desc = f"{module.mode}: linear {self.rules.linear!r}, sum {self.rules.sum!r}, product {self.rules.product!r}"
         session.assigned[name] = desc + (" [fused]" if self.fused else " [unrolled]")
 
     def __call__(self, input, hx=None):
+        # the cell's own ops need no functional rules: skip the torch-function dispatch (speed)
+        with torch._C.DisableTorchFunction():
+            return self._forward(input, hx)
+
+    def _forward(self, input, hx):
         m = self.module
         packed = isinstance(input, PackedSequence)
-        if packed:
-            padded, lengths = pad_packed_sequence(input, batch_first=False)
-            x, unbatched = padded, False
+        cpu_lengths = sorted_lengths = batch_sizes = mask = order = inverse = None
+        if packed:  # work in the packed (length-sorted) order: no unsorting and re-sorting
+            x, cpu_lengths = pad_packed_sequence(PackedSequence(input.data, input.batch_sizes), batch_first=False)
+            order, inverse = input.sorted_indices, input.unsorted_indices
+            batch_sizes = input.batch_sizes.tolist()
+            sorted_lengths = cpu_lengths.to(x.device)
+            unbatched = False
         else:
             unbatched = input.dim() == 2
             x = input.unsqueeze(1) if unbatched else (input.transpose(0, 1) if m.batch_first else input)
-            lengths = None
         steps, batch, _ = x.shape
-        lengths_dev = None if lengths is None else lengths.to(x.device)
-        mask = None if lengths is None else (torch.arange(steps, device=x.device)[:, None] < lengths_dev)[..., None]
         directions = 2 if m.bidirectional else 1
-        h0, c0 = self._initial_states(hx, batch, directions, x, unbatched, packed, input)
+        h0, c0 = self._initial_states(hx, batch, directions, x, unbatched)
+        if order is not None:  # user states are in batch order
+            h0 = h0.index_select(1, order)
+            c0 = None if c0 is None else c0.index_select(1, order)
+        if sorted_lengths is not None:
+            mask = (torch.arange(steps, device=x.device)[:, None] < sorted_lengths)[..., None]
+        reverse = reversal_index(sorted_lengths, steps, batch, x.device) if directions == 2 else None
+        self.tap_inverse = inverse
         layer_input, h_n, c_n = x, [], []
         for layer in range(m.num_layers):
             outs = []
             for direction in range(directions):
                 k = layer * directions + direction
-                xin = Tap.apply(self.taps, ("input", layer, direction), layer_input)
+                xin = Tap.apply(self.taps, ("input", 0, direction), layer_input) if layer == 0 else layer_input
                 if direction == 1:
-                    xin = reverse_within(xin, lengths_dev)
-                out, h, c = self._direction(layer, direction, xin, h0[k], None if c0 is None else c0[k], mask)
-                outs.append(out if direction == 0 else reverse_within(out, lengths_dev))
+                    xin = reverse_within(xin, reverse)
+                out, h, c = self._direction(layer, direction, xin, h0[k], None if c0 is None else c0[k],
+                                            mask, batch_sizes, sorted_lengths)
+                outs.append(out if direction == 0 else reverse_within(out, reverse))
                 h_n.append(h)
                 c_n.append(c)
             layer_input = outs[0] if directions == 1 else torch.cat(outs, -1)
         output = layer_input
         h_n = torch.stack(h_n)
         c_n = torch.stack(c_n) if c0 is not None else None
+        if inverse is not None:
+            h_n = h_n.index_select(1, inverse)
+            c_n = None if c_n is None else c_n.index_select(1, inverse)
         if packed:
-            order = input.sorted_indices
-            sorted_out = output if order is None else output.index_select(1, order)
-            sorted_len = lengths if order is None else lengths.index_select(0, order.cpu())
-            data = pack_padded_sequence(sorted_out, sorted_len, enforce_sorted=True).data
+            data = pack_padded_sequence(output, cpu_lengths, enforce_sorted=True).data
             output = PackedSequence(data, input.batch_sizes, input.sorted_indices, input.unsorted_indices)
         elif unbatched:
             output, h_n = output.squeeze(1), h_n.squeeze(1)
@@ -134,7 +158,7 @@ class RecurrentForward:
             output = output.transpose(0, 1)
         return output, (h_n if c_n is None else (h_n, c_n))
 
-    def _initial_states(self, hx, batch, directions, x, unbatched, packed, input):
+    def _initial_states(self, hx, batch, directions, x, unbatched):
         m = self.module
         shape = (m.num_layers * directions, batch, m.hidden_size)
         is_lstm = m.mode == "LSTM"
@@ -170,7 +194,8 @@ class RecurrentForward:
         b_hh = getattr(m, "bias_hh" + suffix) if m.bias else None
         return w_ih, w_hh, b_ih, b_hh
 
-    def _direction(self, layer: int, direction: int, x: Tensor, h0: Tensor, c0: Tensor | None, mask):
+    def _direction(self, layer: int, direction: int, x: Tensor, h0: Tensor, c0: Tensor | None, mask,
+                   batch_sizes: list[int] | None, lengths: Tensor | None):
         w_ih, w_hh, b_ih, b_hh = self._weights(layer, direction)
         label = f"{self.name}.l{layer}" + ("_reverse" if direction == 1 else "")
         if self.module.mode == "GRU":
@@ -183,12 +208,15 @@ class RecurrentForward:
         self.session.calls.append(call)
         lin, cell = self.rules.linear, self.rules.sum
         spec = FusedSpec(w_ih, w_hh, bias, lin.epsilon, lin.bias_factor, lin.ignore_bias, cell.epsilon,
-                         cell.bias_factor, record=lambda r_out, r_in: _record(call, r_out, r_in))
-        return FusedLSTMDirection.apply(spec, x, h0, c0, mask)
+                         cell.bias_factor, batch_sizes, lengths, record=lambda r_out, r_in: _record(call, r_out, r_in))
+        return FusedLSTMDirection.apply(spec, x, h0, c0)
 
     def input_relevance(self, direction: int) -> Tensor | None:
-        """Relevance of the first layer's input (T, B, e) that went through ``direction``."""
-        return self.taps.get(("input", 0, direction))
+        """Relevance of the first layer's input (T, B, e) that went through ``direction``, in batch order."""
+        relevance = self.taps.get(("input", 0, direction))
+        if relevance is not None and self.tap_inverse is not None:
+            relevance = relevance.index_select(1, self.tap_inverse)
+        return relevance
 
 
 def _record(call: LayerCall, relevance_out: Tensor, relevance_in: Tensor) -> None:
