@@ -5,7 +5,7 @@
 >>> explanation = seqlrp.explain(model, torch.randn(2, 4), composite=seqlrp.ZeroEverywhere())
 """
 
-from . import baselines, lstm, rules
+from . import baselines, cnn, lstm, rules
 from .core import (
     FIRST,
     Composite,
@@ -33,6 +33,7 @@ __all__ = [
     "TextExplanation",
     "ZeroEverywhere",
     "baselines",
+    "cnn",
     "explain",
     "explain_text",
     "groups",

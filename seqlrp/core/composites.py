@@ -92,6 +92,10 @@ class Composite(Mapping):
         """Hook for composites that need a canonized model (the CNN presets); identity here."""
         return model
 
+    def bind(self, model: nn.Module) -> Composite:
+        """Hook for composites whose rules depend on the model (e.g. a γ schedule by depth); self here."""
+        return self
+
 
 def as_composite(composite: Composite | Mapping | None) -> Composite:
     if composite is None:

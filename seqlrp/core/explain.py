@@ -61,8 +61,9 @@ def explain(
     check_eval_mode(model)
     check_inputs(inputs)
     composite = as_composite(composite)
-    session = Session(composite)
-    wrapped = session.wrap(composite.canonize(model))
+    canonical = composite.canonize(model)
+    session = Session(composite.bind(canonical))
+    wrapped = session.wrap(canonical)
     return propagate(wrapped, inputs, target, seed, session)
 
 

@@ -1,0 +1,144 @@
+"""Composite presets for CNNs. They canonize the model inside ``explain`` (cached per model).
+
+| preset | first layer | convolutions | dense layers |
+|---|---|---|---|
+| :class:`EpsilonPlusFlat` | flat | z⁺ | ε |
+| :class:`EpsilonPlus` | z⁺ | z⁺ | ε |
+| :class:`EpsilonAlpha2Beta1` | α2β1 | α2β1 | ε |
+| :class:`EpsilonGammaBox` | zB(low, high) | γ | ε |
+| :class:`GammaSchedule` | zB(low, high) | γ decreasing with depth | LRP-0 |
+
+All: pass on activations, winner-takes-all on max pools, ε (stabilizer) on average pools and
+residual :class:`~seqlrp.core.ops.Sum`, ``active_pass`` on :class:`ThreshReLU`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ..core import groups
+from ..core.composites import FIRST, Composite
+from ..core.copying import record_outputs, structural_copy
+from ..core.ops import Sum
+from ..core.rules.base import Rule
+from .canonize import cached_canonize
+from .layers import ThreshReLU
+
+
+def bounds_from_normalization(mean: Sequence[float], std: Sequence[float], low: float = 0.0,
+                              high: float = 1.0) -> tuple[Tensor, Tensor]:
+    """The box of normalized pixels: ``((low - mean) / std, (high - mean) / std)``, shaped ``(1, C, 1, 1)``.
+
+    >>> low, high = bounds_from_normalization([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])  # ImageNet
+    """
+    mean_t = torch.as_tensor(mean, dtype=torch.float64).view(1, -1, 1, 1)
+    std_t = torch.as_tensor(std, dtype=torch.float64).view(1, -1, 1, 1)
+    if bool((std_t <= 0).any()):
+        raise ValueError("std must be positive")
+    return (low - mean_t) / std_t, (high - mean_t) / std_t
+
+
+class CNNComposite(Composite):
+    """A composite that canonizes the model first (see :func:`seqlrp.cnn.canonize`)."""
+
+    def __init__(self, conv: Rule | str | tuple, dense: Rule | str | tuple, first=None, epsilon: float = 1e-6,
+                 extra: dict | None = None):
+        stabilizer = ("epsilon", {"epsilon": epsilon})
+        rules = dict(extra or {})
+        if first is not None:
+            rules[FIRST] = first
+        rules.update({
+            ThreshReLU: "active_pass",
+            Sum: stabilizer,
+            groups.CONVOLUTIONS: conv,
+            groups.DENSE: dense,
+            groups.AVG_POOLS: stabilizer,
+            groups.MAX_POOLS: "winner_takes_all",
+            groups.ACTIVATIONS: "pass",
+        })
+        super().__init__(rules)
+
+    def canonize(self, model: nn.Module) -> nn.Module:
+        return cached_canonize(model)
+
+
+class EpsilonPlusFlat(CNNComposite):
+    """Flat on the first layer, z⁺ on convolutions, ε on dense layers (zennit's EpsilonPlusFlat)."""
+
+    def __init__(self, epsilon: float = 1e-6, stabilizer: float = 1e-6):
+        super().__init__(("zplus", {"epsilon": stabilizer}), ("epsilon", {"epsilon": epsilon}),
+                         first=("flat", {"epsilon": stabilizer}), epsilon=stabilizer)
+
+
+class EpsilonPlus(CNNComposite):
+    """z⁺ on convolutions (the first too), ε on dense layers."""
+
+    def __init__(self, epsilon: float = 1e-6, stabilizer: float = 1e-6):
+        super().__init__(("zplus", {"epsilon": stabilizer}), ("epsilon", {"epsilon": epsilon}), epsilon=stabilizer)
+
+
+class EpsilonAlpha2Beta1(CNNComposite):
+    """α2β1 on convolutions, ε on dense layers."""
+
+    def __init__(self, epsilon: float = 1e-6, stabilizer: float = 1e-6):
+        super().__init__(("alpha_beta", {"alpha": 2.0, "beta": 1.0, "epsilon": stabilizer}),
+                         ("epsilon", {"epsilon": epsilon}), epsilon=stabilizer)
+
+
+class EpsilonGammaBox(CNNComposite):
+    """zB(low, high) on the first layer, γ on convolutions, ε on dense layers (zennit's EpsilonGammaBox)."""
+
+    def __init__(self, low: float | Tensor = -3.0, high: float | Tensor = 3.0, epsilon: float = 1e-6,
+                 gamma: float = 0.25, stabilizer: float = 1e-6):
+        super().__init__(("gamma", {"gamma": gamma, "epsilon": stabilizer}), ("epsilon", {"epsilon": epsilon}),
+                         first=("zbox", {"low": low, "high": high, "epsilon": stabilizer}), epsilon=stabilizer)
+
+
+class GammaSchedule(CNNComposite):
+    r"""zB first, γ decreasing with depth on convolutions, LRP-0 on dense layers.
+
+    The classic VGG-16 recipe (Montavon et al. 2019) uses γ = 1, 10^-0.5, 10^-1, 10^-1.5, 10^-2 over
+    its five conv blocks. Generalized: a conv's *stage* is the number of spatial downsamplings
+    before it (found by one probe forward of the canonized model), and with ``S`` stages stage ``s``
+    gets :math:`\gamma_s = \gamma_{first} (\gamma_{last}/\gamma_{first})^{s/(S-1)}` -- exactly the
+    recipe for VGG-16.
+    """
+
+    def __init__(self, low: float | Tensor = -3.0, high: float | Tensor = 3.0, gamma_first: float = 1.0,
+                 gamma_last: float = 1e-2, stabilizer: float = 1e-6, probe_size: int = 64):
+        self.low, self.high, self.stabilizer = low, high, stabilizer
+        self.gamma_first, self.gamma_last, self.probe_size = gamma_first, gamma_last, probe_size
+        super().__init__(("gamma", {"gamma": gamma_first, "epsilon": stabilizer}), ("zero", {}),
+                         first=("zbox", {"low": low, "high": high, "epsilon": stabilizer}), epsilon=stabilizer)
+        self._schedules: dict[int, dict[str, float]] = {}
+
+    def stages(self, model: nn.Module) -> dict[str, int]:
+        """Stage (number of downsamplings before it) of every convolution, by qualified name."""
+        work = structural_copy(model)
+        sizes = record_outputs(work, select=lambda name, module: isinstance(module, groups.CONVOLUTIONS),
+                               value=lambda inputs, output: int(math.prod(inputs[0].shape[2:])))
+        first = next(m for m in model.modules() if isinstance(m, groups.CONVOLUTIONS))
+        dtype = first.weight.dtype
+        probe = torch.zeros(1, first.in_channels, *([self.probe_size] * (first.weight.dim() - 2)), dtype=dtype,
+                            device=first.weight.device)
+        with torch.no_grad():
+            work(probe)
+        distinct = sorted(set(sizes.values()), reverse=True)
+        return {name: distinct.index(size) for name, size in sizes.items()}
+
+    def gammas(self, model: nn.Module) -> dict[str, float]:
+        stages = self.stages(model)
+        last = max(stages.values(), default=0)
+        ratio = self.gamma_last / self.gamma_first
+        return {name: self.gamma_first * (ratio ** (s / last) if last else 1.0) for name, s in stages.items()}
+
+    def bind(self, model: nn.Module) -> Composite:
+        """A composite with one γ rule per convolution name of ``model`` (the canonized model)."""
+        rules = {name: ("gamma", {"gamma": g, "epsilon": self.stabilizer}) for name, g in self.gammas(model).items()}
+        rules.update(self._rules)
+        bound = Composite(rules)
+        return bound

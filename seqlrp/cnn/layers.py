@@ -1,0 +1,184 @@
+"""Layers that canonized CNNs are built from, with their views (so rules apply).
+
+* :class:`~seqlrp.core.ops.Sum` -- explicit residual sums (re-exported here).
+* :class:`ThreshReLU` -- ``ReLU(BN(x)) = BN(ThreshReLU(x))`` (the DenseNet theorem).
+* :class:`TensorBiasedConv2d` -- a convolution whose bias is a spatial map (a BN fused into the
+  *next* conv, with padding).
+* :class:`TensorBiasedLinear` -- a linear layer whose bias is any tensor broadcast to its output.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..core.ops import Sum
+from ..core.registry import register
+from ..core.rules.base import Rule
+from ..core.views import ConvView, DenseView, ElementwiseView, register_view
+
+
+class ThreshReLU(nn.Module):
+    r"""Threshold ReLU: :math:`u = x` where :math:`(x - t)\,\mathrm{sign}(\gamma) > 0`, else :math:`u = t`.
+
+    Theorem (DESIGN.md): for a batch norm :math:`\mathrm{BN}(x) = \gamma (x - \mu)/s + \beta` with
+    :math:`\gamma \ne 0` and :math:`t = \mu - \beta s / \gamma`,
+    :math:`\mathrm{ReLU}(\mathrm{BN}(x)) = \mathrm{BN}(\mathrm{ThreshReLU}(x))`: where the BN output
+    is positive both sides agree, elsewhere :math:`\mathrm{BN}(t) = 0`. The BN can then be fused
+    into the next linear layer. Channels with :math:`\gamma = 0` have a constant BN output; they
+    pass ``x`` (the fused next layer gives them weight 0).
+
+    Parameters
+    ----------
+    threshold : Tensor
+        ``(C,)`` per-channel thresholds ``t``.
+    sign : Tensor
+        ``(C,)`` ``sign(γ)`` in {-1, 0, +1} (0: constant channel, passes ``x``).
+    """
+
+    def __init__(self, threshold: Tensor, sign: Tensor):
+        super().__init__()
+        self.register_buffer("threshold", threshold.detach().clone())
+        self.register_buffer("sign", sign.detach().clone())
+
+    def _shape(self, x: Tensor) -> tuple[int, ...]:
+        return (1, -1) + (1,) * (x.dim() - 2)
+
+    def active(self, x: Tensor) -> Tensor:
+        """Where the output follows the input (a 0/1 tensor in ``x``'s dtype)."""
+        t, s = self.threshold.view(self._shape(x)), self.sign.view(self._shape(x))
+        return (((x - t) * s > 0) | (s == 0)).to(x.dtype)
+
+    def forward(self, x: Tensor) -> Tensor:
+        t = self.threshold.view(self._shape(x)).to(x.dtype)
+        return torch.where(self.active(x).bool(), x, t)
+
+    def extra_repr(self) -> str:
+        return f"channels={self.threshold.numel()}"
+
+
+class ThreshReLUView(ElementwiseView):
+    """View of :class:`ThreshReLU`: elementwise, with the active set."""
+
+    def active(self, x: Tensor) -> Tensor:
+        return self.module.active(x)
+
+    def output_nonnegative(self, inputs_nonnegative):
+        return False
+
+
+@register("active_pass")
+class ActivePass(Rule):
+    r"""Pass relevance where an activation follows its input, drop it where it outputs a constant.
+
+    .. math:: R_{\text{in}} = R_{\text{out}} \odot [\text{unit active}]
+
+    For :class:`ThreshReLU`: an inactive unit outputs the constant ``t``, whose contribution to the
+    next (BN-fused) layer is exactly cancelled by that layer's bias map; its relevance is that of a
+    bias and is absorbed, as the original ReLU (output 0) would have had no relevance there. For a
+    plain ReLU this equals ``pass`` up to relevance on zero outputs.
+    """
+
+    kinds = frozenset({"elementwise"})
+
+    def params(self):
+        return {}
+
+    def relevance(self, view, inputs, out, relevance, nonnegative=()):
+        (x,) = inputs
+        if isinstance(view, ThreshReLUView):
+            return (relevance * view.active(x),)
+        return (relevance * (out != 0).to(relevance.dtype),)
+
+
+class TensorBiasedConv2d(nn.Conv2d):
+    r"""``conv(x; W) + B`` with a bias *map* ``B (C_out, H_out, W_out)``.
+
+    Built from a per-input-channel constant ``c`` (the shift of a batch norm before the conv) and the
+    original conv: :math:`\mathrm{conv}_W(a \odot u + c) + b = \mathrm{conv}_{W a}(u) + B`,
+    :math:`B = \mathrm{conv}_W(\mathrm{broadcast}(c)) + b`, where the zero padding makes ``B`` differ at
+    the borders. ``B`` is computed once per input size, dtype and device, and cached.
+    """
+
+    def __init__(self, conv: nn.Conv2d, scale: Tensor, shift: Tensor):
+        super().__init__(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                         conv.dilation, conv.groups, bias=False, padding_mode=conv.padding_mode,
+                         device=conv.weight.device, dtype=conv.weight.dtype)
+        with torch.no_grad():
+            self.weight.copy_(conv.weight * _group_scale(scale, conv))
+        self.register_buffer("source_weight", conv.weight.detach().clone())
+        self.register_buffer("source_bias", None if conv.bias is None else conv.bias.detach().clone())
+        self.register_buffer("shift", shift.detach().clone())
+        self._maps: dict = {}
+
+    def bias_map(self, x: Tensor) -> Tensor:
+        """The bias map for inputs shaped like ``x`` (cached per size, dtype, device)."""
+        key = (tuple(x.shape[2:]), x.dtype, x.device)
+        cached = self._maps.get(key)
+        if cached is None:
+            constant = self.shift.to(x.dtype).view(1, -1, 1, 1).expand(1, -1, *x.shape[2:])
+            cached = self._conv_forward(constant, self.source_weight.to(x.dtype),
+                                        None if self.source_bias is None else self.source_bias.to(x.dtype))[0]
+            self._maps[key] = cached
+        return cached
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self._conv_forward(x, self.weight, None) + self.bias_map(x)
+
+
+def _group_scale(scale: Tensor, conv: nn.Conv2d) -> Tensor:
+    # weight (C_out, C_in/groups, k, k): input channel of weight[o, j] is (o // (C_out/groups)) * C_in/groups + j
+    per_group = conv.in_channels // conv.groups
+    out_per_group = conv.out_channels // conv.groups
+    group = torch.arange(conv.out_channels, device=scale.device) // out_per_group
+    index = group[:, None] * per_group + torch.arange(per_group, device=scale.device)[None, :]
+    return scale[index].view(conv.out_channels, per_group, 1, 1)
+
+
+class TensorBiasedConvView(ConvView):
+    """View of :class:`TensorBiasedConv2d`: the bias is the map of the current input size."""
+
+    def __init__(self, module):
+        super().__init__(module)
+        self._bias = None
+
+    @property
+    def bias(self):
+        return self._bias
+
+    def forward(self, *inputs):
+        self._bias = self.module.bias_map(inputs[0])
+        return super().forward(*inputs)
+
+    def bias_term(self, bias, out):
+        return bias.unsqueeze(0)
+
+
+class TensorBiasedLinear(nn.Linear):
+    """``x W^T + B`` where the bias ``B`` is any tensor broadcastable to the output."""
+
+    def __init__(self, weight: Tensor, bias: Tensor):
+        super().__init__(weight.shape[1], weight.shape[0], bias=False, device=weight.device, dtype=weight.dtype)
+        with torch.no_grad():
+            self.weight.copy_(weight)
+        self.register_buffer("bias_tensor", bias.detach().clone())
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.weight) + self.bias_tensor
+
+
+class TensorBiasedLinearView(DenseView):
+    @property
+    def bias(self):
+        return self.module.bias_tensor
+
+    def bias_term(self, bias, out):
+        return bias
+
+
+register_view(ThreshReLU)(ThreshReLUView)
+register_view(TensorBiasedConv2d)(TensorBiasedConvView)
+register_view(TensorBiasedLinear)(TensorBiasedLinearView)
+
+__all__ = ["ActivePass", "Sum", "TensorBiasedConv2d", "TensorBiasedLinear", "ThreshReLU"]
