@@ -137,8 +137,12 @@ class GammaSchedule(CNNComposite):
         return {name: self.gamma_first * (ratio ** (s / last) if last else 1.0) for name, s in stages.items()}
 
     def bind(self, model: nn.Module) -> Composite:
-        """A composite with one γ rule per convolution name of ``model`` (the canonized model)."""
-        rules = {name: ("gamma", {"gamma": g, "epsilon": self.stabilizer}) for name, g in self.gammas(model).items()}
+        """A composite with one γ rule per convolution name of ``model`` (the canonized model).
+
+        The first convolution the input meets keeps the zB rule (``FIRST``).
+        """
+        gammas = self.gammas(model)  # in execution order
+        rules = {name: ("gamma", {"gamma": g, "epsilon": self.stabilizer}) for name, g in list(gammas.items())[1:]}
         rules.update(self._rules)
         bound = Composite(rules)
         return bound

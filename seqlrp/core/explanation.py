@@ -19,6 +19,8 @@ class LayerConservation:
     rule: str
     relevance_out: Tensor
     relevance_in: Tensor
+    #: per-sample sum of |R_out| (the scale of the rounding error); None where not recorded
+    magnitude: Tensor | None = None
 
     @property
     def delta(self) -> Tensor:
@@ -62,7 +64,8 @@ class Explanation:
         for call in reversed(self.calls):
             if call.relevance_out is None:  # the layer was not on the path to the output
                 continue
-            rows.append(LayerConservation(call.name, repr(call.rule), call.relevance_out, call.relevance_in))
+            rows.append(LayerConservation(call.name, repr(call.rule), call.relevance_out, call.relevance_in,
+                                           call.magnitude))
         return rows
 
     def conservation_table(self) -> str:

@@ -28,6 +28,8 @@ class LayerCall:
     view: View
     relevance_out: Tensor | None = field(default=None, repr=False)
     relevance_in: Tensor | None = field(default=None, repr=False)
+    #: per-sample sum of |R_out|: the scale against which conservation is judged
+    magnitude: Tensor | None = field(default=None, repr=False)
     #: per input: known >= 0 from the graph (a ReLU upstream), found without reading values
     nonnegative: tuple[bool, ...] = ()
     output_nonnegative: bool = False
@@ -36,6 +38,7 @@ class LayerCall:
         # per-sample sums stay on the device: no host synchronisation in the backward
         self.relevance_out = _per_sample_sum(relevance_out)
         self.relevance_in = sum(_per_sample_sum(r) for r in relevance_in if r is not None)
+        self.magnitude = _per_sample_sum(relevance_out.abs())
 
 
 def _per_sample_sum(t: Tensor) -> Tensor:

@@ -28,3 +28,10 @@ def assert_unchanged(model: nn.Module, before) -> None:
     assert [(n, i, r) for n, i, r, _ in params] == [(n, i, r) for n, i, r, _ in now_params]
     assert all(g is None for *_, g in now_params), "explain must not accumulate .grad"
     assert training == now_training
+
+
+def assert_conserved(row, rel: float = 1e-12) -> None:
+    """Relevance in == out for one conservation row, up to rounding relative to sum |R_out|."""
+    bound = rel * row.magnitude + 1e-12
+    assert bool(((row.relevance_in - row.relevance_out).abs() <= bound).all()), (
+        f"{row.name}: in {row.relevance_in.tolist()} out {row.relevance_out.tolist()} scale {row.magnitude.tolist()}")

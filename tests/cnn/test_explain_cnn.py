@@ -1,0 +1,127 @@
+"""LRP on canonized CNNs: LRP-0 == gradient x input, conservation, presets, cache, non-mutation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import seqlrp
+from seqlrp.cnn import EpsilonAlpha2Beta1, EpsilonGammaBox, EpsilonPlus, EpsilonPlusFlat, GammaSchedule, canonize
+
+from ..core.helpers import assert_conserved, assert_unchanged, snapshot
+from .helpers import torchvision_model
+
+X = torch.randn(2, 3, 32, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+
+
+def zero_composite(ignore_bias=False):
+    zero = ("zero", {"ignore_bias": ignore_bias})
+    return {seqlrp.groups.WEIGHTED: zero, seqlrp.cnn.Sum: "zero", seqlrp.groups.AVG_POOLS: "zero",
+            seqlrp.groups.MAX_POOLS: "winner_takes_all", seqlrp.groups.ACTIVATIONS: "pass",
+            seqlrp.cnn.ThreshReLU: "active_pass"}
+
+
+@pytest.mark.parametrize("name", ["vgg11_bn", "resnet18", "resnet50"])
+def test_lrp0_equals_gradient_x_input_on_canonized(name):
+    model = torchvision_model(name)
+    canonical = canonize(model, example_input=X)
+    lrp = seqlrp.explain(canonical, X, target=3, composite=zero_composite())
+    gxi = seqlrp.baselines.gradient_x_input(model, X, target=3, seed="one")
+    torch.testing.assert_close(lrp.relevance, gxi.relevance, rtol=1e-8, atol=1e-8)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "densenet121"])
+def test_conservation_biases_ignored_epsilon_zero(name):
+    model = torchvision_model(name)
+    canonical = canonize(model, example_input=X)
+    result = seqlrp.explain(canonical, X, composite=zero_composite(ignore_bias=True))
+    rows = result.conservation()
+    checked = 0
+    for row in rows:
+        if "active_pass" in row.rule:  # ThreshReLU drops the relevance of units outputting the constant t
+            continue
+        # exact up to float64 rounding of the relevance flowing through (LRP-0 without biases can make
+        # it large where z - b is small): judged relative to sum |R_out|
+        assert_conserved(row)
+        checked += 1
+    assert checked >= 20
+
+
+@pytest.mark.parametrize("composite", [EpsilonPlusFlat(), EpsilonPlus(), EpsilonAlpha2Beta1(),
+                                       EpsilonGammaBox(-3.0, 3.0), GammaSchedule(-3.0, 3.0)],
+                         ids=lambda c: type(c).__name__)
+@pytest.mark.parametrize("name", ["resnet18", "densenet121", "vgg11_bn"])
+def test_presets_on_uncanonized_torchvision_models(composite, name):
+    model = torchvision_model(name)
+    before = snapshot(model)
+    result = seqlrp.explain(model, X, composite=composite)
+    assert result.relevance.shape == X.shape and torch.isfinite(result.relevance).all()
+    assert result.coverage.complete, result.coverage
+    assert_unchanged(model, before)
+
+
+def test_first_layer_rule_and_gamma_schedule_recipe():
+    model = torchvision_model("vgg16")
+    low, high = seqlrp.cnn.bounds_from_normalization([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+    result = seqlrp.explain(model, X, composite=GammaSchedule(low, high))
+    rules = result.coverage.rules
+    assert rules["features.0"].startswith("Conv2d: zbox")
+    expected = {"features.2": 1.0, "features.5": 10 ** -0.5, "features.10": 0.1, "features.17": 10 ** -1.5,
+                "features.28": 0.01}
+    for layer, gamma in expected.items():
+        assert f"gamma={gamma!r}" in rules[layer] or f"gamma={round(gamma, 16)!r}" in rules[layer], rules[layer]
+    assert rules["classifier.0"].startswith("Linear: zero")
+
+
+def test_bounds_from_normalization():
+    low, high = seqlrp.cnn.bounds_from_normalization([0.5, 0.25], [0.5, 0.25])
+    torch.testing.assert_close(low.flatten(), torch.tensor([-1.0, -1.0], dtype=torch.float64))
+    torch.testing.assert_close(high.flatten(), torch.tensor([1.0, 3.0], dtype=torch.float64))
+
+
+def test_canonized_copy_is_cached_and_refreshed_when_weights_change():
+    from seqlrp.cnn.canonize import cached_canonize
+
+    model = torchvision_model("resnet18")
+    first = cached_canonize(model)
+    assert cached_canonize(model) is first
+    before = seqlrp.explain(model, X, target=1, composite=EpsilonPlusFlat()).relevance
+    with torch.no_grad():
+        model.fc.weight.mul_(-1)
+    assert cached_canonize(model) is not first
+    after = seqlrp.explain(model, X, target=1, composite=EpsilonPlusFlat()).relevance
+    assert not torch.allclose(before, after)
+
+
+def test_train_mode_model_is_refused_by_explain():
+    model = torchvision_model("resnet18").train()
+    with pytest.raises(RuntimeError, match="training mode"):
+        seqlrp.explain(model, X, composite=EpsilonPlusFlat())
+
+
+def test_tensor_biased_layers_follow_rules_vs_plain_bn_model():
+    """ε with bias_factor=1 conserves through tensor-biased convs (the bias map is in the share)."""
+    model = torchvision_model("densenet121")
+    canonical = canonize(model, example_input=X)
+    eps = ("epsilon", {"epsilon": 0.01, "bias_factor": 1.0})
+    composite = {seqlrp.groups.WEIGHTED: eps, seqlrp.cnn.Sum: eps, seqlrp.groups.AVG_POOLS: eps,
+                 seqlrp.groups.MAX_POOLS: "winner_takes_all", seqlrp.groups.ACTIVATIONS: "pass",
+                 seqlrp.cnn.ThreshReLU: "pass"}
+    result = seqlrp.explain(canonical, X, composite=composite)
+    for row in result.conservation():
+        assert_conserved(row)
+
+
+def test_unrelated_model_with_functional_residual_is_flagged():
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 3, 3, padding=1)
+            self.head = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 2))
+
+        def forward(self, x):
+            return self.head(torch.relu(self.conv(x)) + x)
+
+    with pytest.warns(seqlrp.CoverageWarning, match="AddBackward0"):
+        seqlrp.explain(Block().eval(), torch.randn(1, 3, 8, 8), composite=EpsilonPlusFlat())
