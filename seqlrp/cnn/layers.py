@@ -139,6 +139,8 @@ def _group_scale(scale: Tensor, conv: nn.Conv2d) -> Tensor:
 class TensorBiasedConvView(ConvView):
     """View of :class:`TensorBiasedConv2d`: the bias is the map of the current input size."""
 
+    channel_bias = False
+
     def __init__(self, module):
         super().__init__(module)
         self._bias = None
@@ -169,6 +171,8 @@ class TensorBiasedLinear(nn.Linear):
 
 
 class TensorBiasedLinearView(DenseView):
+    channel_bias = False
+
     @property
     def bias(self):
         return self.module.bias_tensor

@@ -27,6 +27,7 @@ def explain(
     composite: Composite | Mapping | None = None,
     *,
     seed: str | Callable = "logit",
+    record: str = "sums",
 ) -> Explanation:
     """Layer-wise relevance of ``inputs`` for the ``target`` outputs of ``model``.
 
@@ -43,6 +44,9 @@ def explain(
         Module -> rule (default :class:`EpsilonEverywhere`).
     seed : {"logit", "one"} or callable
         Relevance at the output: the target logit (default), 1, or ``callable(output, target)``.
+    record : {"sums", "full", "none"}
+        What each layer records for :meth:`Explanation.conservation`: relevance in and out per sample
+        (default), also ``sum |R_out|`` (the scale for judging rounding), or nothing (fastest).
 
     Returns
     -------
@@ -62,7 +66,9 @@ def explain(
     check_inputs(inputs)
     composite = as_composite(composite)
     canonical = composite.canonize(model)
-    session = Session(composite.bind(canonical))
+    if record not in ("sums", "full", "none"):
+        raise ValueError(f"record must be 'sums', 'full' or 'none', got {record!r}")
+    session = Session(composite.bind(canonical), record=record)
     wrapped = session.wrap(canonical)
     return propagate(wrapped, inputs, target, seed, session)
 
@@ -109,6 +115,6 @@ def propagate(
             + " (e.g. a functional '+' or mean in forward); make them modules with rules, or see .coverage",
             CoverageWarning, stacklevel=3,
         )
-    relevance = grad * x.detach() if times_input else grad
+    relevance = (grad * x.detach() if times_input else grad).contiguous()
     return Explanation(relevance.detach(), output.detach(), target, coverage, seed_tensor,
                        session.calls if session else [])

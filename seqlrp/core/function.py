@@ -34,11 +34,18 @@ class LayerCall:
     nonnegative: tuple[bool, ...] = ()
     output_nonnegative: bool = False
 
+    #: what the backward records: "sums" (relevance in/out per sample), "full" (also sum |R_out|), "none"
+    level: str = "sums"
+
     def record(self, relevance_out: Tensor, relevance_in: tuple[Tensor | None, ...]) -> None:
         # per-sample sums stay on the device: no host synchronisation in the backward
+        if self.level == "none":
+            return
         self.relevance_out = _per_sample_sum(relevance_out)
         self.relevance_in = sum(_per_sample_sum(r) for r in relevance_in if r is not None)
-        self.magnitude = _per_sample_sum(relevance_out.abs())
+        if self.level == "full":
+            flat = relevance_out.detach().reshape(relevance_out.shape[0], -1)
+            self.magnitude = torch.linalg.vector_norm(flat, 1, dim=1)
 
 
 def _per_sample_sum(t: Tensor) -> Tensor:

@@ -100,7 +100,8 @@ class Session:
             if kwargs:
                 raise TypeError(f"module {name!r} was called with keyword arguments {sorted(kwargs)}; "
                                 "wrapped layers take positional tensors only")
-            call = LayerCall(name, type(module).__name__, self.rule_for(name, module, view), view)
+            call = LayerCall(name, type(module).__name__, self.rule_for(name, module, view), view,
+                             level=self.options.get("record", "sums"))
             self.calls.append(call)
             return LRPFunction.apply(call, *inputs)
 

@@ -87,9 +87,17 @@ class LinearView(View):
         r"""Transpose of ``x -> f(x; weight)`` applied to ``grad``: :math:`\sum_k w_{jk} g_k`."""
         return autograd_vjp(lambda x: self.apply(x, weight), input_shape, grad, grad)
 
+    def vjp_pair(self, grad1: Tensor, weight1: Tensor, grad2: Tensor, weight2: Tensor,
+                 input_shape: torch.Size) -> Tensor:
+        """``vjp(grad1, weight1) + vjp(grad2, weight2)`` (subclasses do it in one call)."""
+        return self.vjp(grad1, weight1, input_shape) + self.vjp(grad2, weight2, input_shape)
+
     def bias_term(self, bias: Tensor, out: Tensor) -> Tensor:
         """``bias`` shaped to broadcast against the output ``out``."""
         raise NotImplementedError  # pragma: no cover - abstract
+
+    #: True when ``apply`` takes a per-output-unit bias (then shifts can ride along in the conv/matmul)
+    channel_bias = True
 
     def fan_in(self, x: Tensor) -> Tensor:
         """Number of (non-padding) inputs connected to each output unit, broadcastable to the output."""
@@ -109,6 +117,9 @@ class DenseView(LinearView):
 
     def vjp(self, grad, weight, input_shape):
         return grad @ weight
+
+    def vjp_pair(self, grad1, weight1, grad2, weight2, input_shape):
+        return torch.cat([grad1, grad2], -1) @ torch.cat([weight1, weight2], 0)
 
     def bias_term(self, bias, out):
         return bias
@@ -150,6 +161,20 @@ class ConvView(LinearView):
             False, [0] * self.dims, m.groups, [True, False, False],
         )
         return grad_input
+
+    def vjp_pair(self, grad1, weight1, grad2, weight2, input_shape):
+        """Both transposes in ONE convolution_backward: output channels concatenated per group."""
+        if not self._direct:
+            return super().vjp_pair(grad1, weight1, grad2, weight2, input_shape)
+        g = self.module.groups
+        out_ch = weight1.shape[0]
+
+        def interleave(a: Tensor, b: Tensor, dim: int) -> Tensor:
+            shape_a = a.shape[:dim] + (g, out_ch // g) + a.shape[dim + 1:]
+            both = torch.cat([a.reshape(shape_a), b.reshape(shape_a)], dim + 1)
+            return both.reshape(a.shape[:dim] + (2 * out_ch,) + a.shape[dim + 1:])
+
+        return self.vjp(interleave(grad1, grad2, 1), interleave(weight1, weight2, 0), input_shape)
 
     def bias_term(self, bias, out):
         return bias.view(1, -1, *([1] * self.dims))

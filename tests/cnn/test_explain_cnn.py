@@ -35,7 +35,7 @@ def test_lrp0_equals_gradient_x_input_on_canonized(name):
 def test_conservation_biases_ignored_epsilon_zero(name):
     model = torchvision_model(name)
     canonical = canonize(model, example_input=X)
-    result = seqlrp.explain(canonical, X, composite=zero_composite(ignore_bias=True))
+    result = seqlrp.explain(canonical, X, composite=zero_composite(ignore_bias=True), record="full")
     rows = result.conservation()
     checked = 0
     for row in rows:
@@ -108,7 +108,7 @@ def test_tensor_biased_layers_follow_rules_vs_plain_bn_model():
     composite = {seqlrp.groups.WEIGHTED: eps, seqlrp.cnn.Sum: eps, seqlrp.groups.AVG_POOLS: eps,
                  seqlrp.groups.MAX_POOLS: "winner_takes_all", seqlrp.groups.ACTIVATIONS: "pass",
                  seqlrp.cnn.ThreshReLU: "pass"}
-    result = seqlrp.explain(canonical, X, composite=composite)
+    result = seqlrp.explain(canonical, X, composite=composite, record="full")
     for row in result.conservation():
         assert_conserved(row)
 

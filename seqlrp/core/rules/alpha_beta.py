@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import torch
+
 from ..registry import register
 from .base import Rule
 
@@ -25,20 +27,33 @@ class _PositiveNegative(Rule):
         wp, wn = w.clamp(min=0), w.clamp(max=0)
         xp = x if nonnegative[0] else x.clamp(min=0)
         xn = None if nonnegative[0] else x.clamp(max=0)
-        positive = view.apply(xp, wp)
+        bias = self._bias(view)
+        # Σ(aw)⁺ + b⁺ >= 0, so its stabilized form is Σ(aw)⁺ + b⁺ + ε: the shift rides in the conv's bias
+        shift = None
+        if view.channel_bias and self.epsilon > 0:
+            shift = torch.full((w.shape[0],), self.epsilon, dtype=w.dtype, device=w.device)
+            if bias is not None:
+                shift = shift + bias.clamp(min=0)
+        positive = view.apply(xp, wp, shift)
         if xn is not None:
             positive = positive + view.apply(xn, wn)
-        bias = self._bias(view)
-        sp = self.alpha * self._divide(relevance, positive if bias is None
-                                       else positive + view.bias_term(bias.clamp(min=0), out))
+        if shift is None:
+            if bias is not None:
+                positive = positive + view.bias_term(bias.clamp(min=0), out)
+            sp = self._divide_signed(relevance, positive, 1.0)
+        else:
+            sp = relevance / positive
+            if self.beta:
+                positive = positive - self.epsilon  # the unstabilized sum, for the negative part below
+        if self.alpha != 1:
+            sp = self.alpha * sp
         if not self.beta:
             result = xp * view.vjp(sp, wp, x.shape)
             if xn is not None:
                 result = result + xn * view.vjp(sp, wn, x.shape)
             return (result,)
-        negative = self._z_without_bias(view, out) - positive
-        if bias is not None:
-            negative = negative + view.bias_term(bias.clamp(max=0), out)
+        # Σ(aw)⁻ (+ b⁻) from the forward's z: out - (Σ(aw)⁺ + b⁺) = Σ(aw)⁻ + b⁻
+        negative = (out if bias is not None else self._z_without_bias(view, out)) - positive
         sn = self.beta * self._divide(relevance, negative)
         result = xp * (view.vjp(sp, wp, x.shape) - view.vjp(sn, wn, x.shape))
         if xn is not None:

@@ -67,7 +67,16 @@ class Rule:
         return out - view.bias_term(view.bias, out)
 
     def _divide(self, relevance: Tensor, z: Tensor) -> Tensor:
-        return safe_divide(relevance, stabilize(z, self.epsilon))
+        """``relevance / stab(z)``; with ε > 0 the stabilized denominator is never 0 (plain division)."""
+        if self.epsilon > 0:
+            return relevance / stabilize(z, self.epsilon)
+        return safe_divide(relevance, z)
+
+    def _divide_signed(self, relevance: Tensor, z: Tensor, sign: Tensor | float) -> Tensor:
+        """``relevance / (z + ε·sign)`` when ``sign`` (±1, +1 at 0) is already known: one pass, not four."""
+        if self.epsilon > 0:
+            return relevance / (z + self.epsilon * sign)
+        return safe_divide(relevance, z)
 
 
 __all__ = ["Rule", "safe_divide", "sign0", "stabilize"]

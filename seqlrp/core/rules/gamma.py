@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import torch
+
 from ..registry import register
-from ..stabilize import sign0
+from ..stabilize import safe_divide, sign0
 from .base import Rule
 
 
@@ -44,13 +46,24 @@ class Gamma(Rule):
     def relevance(self, view, inputs, out, relevance, nonnegative=()):
         (x,) = inputs
         w = view.weight
-        z = self._z_without_bias(view, out)
-        absolute = view.apply(x.abs(), w.abs())
-        bias = self._bias(view)
-        if bias is not None:
-            b = view.bias_term(bias, out)
-            z, absolute = z + b, absolute + b.abs()
-        sigma = sign0(z)
         half = self.gamma / 2
-        s = self._divide(relevance, (1 + half) * z + half * sigma * absolute)
-        return ((1 + half) * x * view.vjp(s, w, x.shape) + half * x.abs() * view.vjp(sigma * s, w.abs(), x.shape),)
+        bias = self._bias(view)
+        z = out if (bias is not None or view.bias is None) else self._z_without_bias(view, out)
+        sigma = sign0(z)
+        x_abs = x if nonnegative and nonnegative[0] else x.abs()  # after a ReLU |a| = a: one pass less
+        # denominator (1 + γ/2) z + σ ((γ/2)(Σ|a||w| + |b|) + ε): it has the sign σ of z, and the
+        # bracket is one convolution whose bias carries (γ/2)|b| + ε
+        if view.channel_bias:
+            shift = torch.full((w.shape[0],), self.epsilon, dtype=w.dtype, device=w.device)
+            if bias is not None:
+                shift = shift + half * bias.abs()
+            bracket = view.apply(x_abs, half * w.abs(), shift)
+        else:
+            bracket = half * view.apply(x_abs, w.abs()) + self.epsilon
+            if bias is not None:
+                bracket = bracket + half * view.bias_term(bias.abs(), out)
+        den = torch.addcmul((1 + half) * z, sigma, bracket)
+        s = relevance / den if self.epsilon > 0 else safe_divide(relevance, den)
+        if x_abs is x:  # one transpose of the stacked weights [(1 + γ/2) W ; (γ/2) |W|]
+            return (x * view.vjp_pair(s, (1 + half) * w, sigma * s, half * w.abs(), x.shape),)
+        return ((1 + half) * x * view.vjp(s, w, x.shape) + half * x_abs * view.vjp(sigma * s, w.abs(), x.shape),)

@@ -1,0 +1,131 @@
+"""CNN relevance cost: plain input gradient vs seqlrp's EpsilonPlusFlat / EpsilonGammaBox vs zennit's.
+
+resnet50, densenet121, vgg16 (weights=None, eval), batch 8, 224x224, float32, 2 threads. Timings are
+medians after 3 warm-up calls, all in one process; peak RSS per (model, method) is measured in a
+fresh subprocess running that method alone (ru_maxrss minus the process's RSS before the call).
+
+Run with: GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4294967295:glibc.malloc.trim_threshold=68719476736 \
+          python benchmarks/cnn.py [--models resnet50,densenet121,vgg16] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+import torchvision
+
+import seqlrp
+from seqlrp.cnn import EpsilonGammaBox, EpsilonPlusFlat, bounds_from_normalization
+
+LOW, HIGH = bounds_from_normalization([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+LOW, HIGH = LOW.float(), HIGH.float()
+
+
+def build(name: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return getattr(torchvision.models, name)(weights=None).eval()
+
+
+def methods(model: torch.nn.Module, x: torch.Tensor) -> dict:
+    target = torch.arange(x.shape[0]) % 1000
+
+    def gradient():
+        xg = x.clone().requires_grad_(True)
+        out = model(xg)
+        torch.autograd.grad(out, xg, torch.nn.functional.one_hot(target, out.shape[1]).to(out))
+
+    found = {
+        "gradient": gradient,
+        "seqlrp EpsilonPlusFlat": lambda: seqlrp.explain(model, x, target, EpsilonPlusFlat(), seed="one"),
+        "seqlrp EpsilonGammaBox": lambda: seqlrp.explain(model, x, target, EpsilonGammaBox(LOW, HIGH), seed="one"),
+    }
+    try:
+        from zennit.attribution import Gradient
+        from zennit.composites import EpsilonGammaBox as ZGammaBox
+        from zennit.composites import EpsilonPlusFlat as ZPlusFlat
+        from zennit.torchvision import ResNetCanonizer, VGGCanonizer
+    except ImportError:
+        return found
+    canonizers = {"resnet50": [ResNetCanonizer()], "vgg16": [VGGCanonizer()]}
+    zmodel = copy.deepcopy(model)
+
+    def zennit(make):
+        def run():
+            with Gradient(model=zmodel, composite=make()) as attributor:
+                attributor(x, lambda out: torch.nn.functional.one_hot(target, out.shape[1]).to(out))
+        return run
+
+    name = type(model).__name__.lower()
+    key = "resnet50" if "resnet" in name else ("vgg16" if "vgg" in name else None)
+    if key is not None:  # zennit ships no DenseNet canonizer
+        found["zennit EpsilonPlusFlat"] = zennit(lambda: ZPlusFlat(canonizers=canonizers[key]))
+        found["zennit EpsilonGammaBox"] = zennit(
+            lambda: ZGammaBox(low=LOW.expand_as(x), high=HIGH.expand_as(x), canonizers=canonizers[key]))
+    return found
+
+
+def median_time(fn, repeats):
+    for _ in range(3):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def peak_rss(model_name: str, method: str, batch: int, size: int, threads: int) -> float:
+    """MiB of peak RSS added by one call of ``method`` (fresh subprocess)."""
+    code = (
+        "import resource, torch, sys; sys.argv=['x'];"
+        f"import benchmarks.cnn as b; torch.set_num_threads({threads});"
+        f"m=b.build({model_name!r}); x=torch.rand({batch},3,{size},{size}); f=b.methods(m,x)[{method!r}];"
+        "r0=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; f();"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - r0)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return int(out.stdout.strip().splitlines()[-1]) / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="resnet50,densenet121,vgg16")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--json", help="also write the table as JSON here")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    rows = []
+    print(f"batch {args.batch}, {args.size}x{args.size}, float32, {args.threads} threads, median of {args.repeats}")
+    print(f"{'model':12s} {'method':24s} {'median s':>9s} {'x gradient':>10s} {'peak RSS MiB':>13s}")
+    for name in args.models.split(","):
+        model = build(name)
+        x = torch.rand(args.batch, 3, args.size, args.size)
+        found = methods(model, x)
+        base = None
+        for method, fn in found.items():
+            t = median_time(fn, args.repeats)
+            base = base or t
+            rss = float("nan") if args.no_memory else peak_rss(name, method, args.batch, args.size, args.threads)
+            rows.append({"model": name, "method": method, "seconds": t, "ratio": t / base, "peak_rss_mib": rss})
+            print(f"{name:12s} {method:24s} {t:9.3f} {t / base:10.2f} {rss:13.0f}", flush=True)
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(rows, handle, indent=1)
+    _ = resource  # (peak RSS is measured in subprocesses)
+
+
+if __name__ == "__main__":
+    main()
