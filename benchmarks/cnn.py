@@ -34,7 +34,7 @@ def build(name: str) -> torch.nn.Module:
     return getattr(torchvision.models, name)(weights=None).eval()
 
 
-def methods(model: torch.nn.Module, x: torch.Tensor) -> dict:
+def methods(model: torch.nn.Module, x: torch.Tensor, only: str | None = None) -> dict:
     target = torch.arange(x.shape[0]) % 1000
 
     def gradient():
@@ -47,6 +47,8 @@ def methods(model: torch.nn.Module, x: torch.Tensor) -> dict:
         "seqlrp EpsilonPlusFlat": lambda: seqlrp.explain(model, x, target, EpsilonPlusFlat(), seed="one"),
         "seqlrp EpsilonGammaBox": lambda: seqlrp.explain(model, x, target, EpsilonGammaBox(LOW, HIGH), seed="one"),
     }
+    if only is not None and not only.startswith("zennit"):
+        return {only: found[only]}
     try:
         from zennit.attribution import Gradient
         from zennit.composites import EpsilonGammaBox as ZGammaBox
@@ -69,7 +71,7 @@ def methods(model: torch.nn.Module, x: torch.Tensor) -> dict:
         found["zennit EpsilonPlusFlat"] = zennit(lambda: ZPlusFlat(canonizers=canonizers[key]))
         found["zennit EpsilonGammaBox"] = zennit(
             lambda: ZGammaBox(low=LOW.expand_as(x), high=HIGH.expand_as(x), canonizers=canonizers[key]))
-    return found
+    return found if only is None else {only: found[only]}
 
 
 def median_time(fn, repeats):
@@ -84,12 +86,12 @@ def median_time(fn, repeats):
 
 
 def peak_rss(model_name: str, method: str, batch: int, size: int, threads: int) -> float:
-    """MiB of peak RSS added by one call of ``method`` (fresh subprocess)."""
+    """MiB of peak RSS above the resident size before one call of ``method`` (fresh subprocess)."""
     code = (
-        "import resource, torch, sys; sys.argv=['x'];"
+        "import os, resource, torch, sys; sys.argv=['x'];"
         f"import benchmarks.cnn as b; torch.set_num_threads({threads});"
-        f"m=b.build({model_name!r}); x=torch.rand({batch},3,{size},{size}); f=b.methods(m,x)[{method!r}];"
-        "r0=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; f();"
+        f"m=b.build({model_name!r}); x=torch.rand({batch},3,{size},{size}); f=b.methods(m,x,{method!r})[{method!r}];"
+        "r0=int(open('/proc/self/statm').read().split()[1])*os.sysconf('SC_PAGE_SIZE')//1024; f();"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - r0)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

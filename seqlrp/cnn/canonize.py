@@ -226,6 +226,10 @@ def _canonize_module(module: nn.Module) -> nn.Module:
         return CanonicalResNet(module)
     if isinstance(module, DenseNet):
         return CanonicalDenseNet(module)
+    if isinstance(module, Bottleneck):  # torchvision blocks used inside other models
+        return CanonicalBottleneck(module)
+    if isinstance(module, BasicBlock):
+        return CanonicalBasicBlock(module)
     if type(module) is nn.Sequential:
         return _sequential(module)
     new = shallow_copy(module)

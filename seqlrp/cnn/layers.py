@@ -26,33 +26,38 @@ class ThreshReLU(nn.Module):
     :math:`\gamma \ne 0` and :math:`t = \mu - \beta s / \gamma`,
     :math:`\mathrm{ReLU}(\mathrm{BN}(x)) = \mathrm{BN}(\mathrm{ThreshReLU}(x))`: where the BN output
     is positive both sides agree, elsewhere :math:`\mathrm{BN}(t) = 0`. The BN can then be fused
-    into the next linear layer. Channels with :math:`\gamma = 0` have a constant BN output; they
-    pass ``x`` (the fused next layer gives them weight 0).
+    into the next linear layer. It is a per-channel clamp: :math:`\max(x, t)` for :math:`\gamma > 0`,
+    :math:`\min(x, t)` for :math:`\gamma < 0` (one op, no comparisons). Channels with
+    :math:`\gamma = 0` have a constant BN output; they output the constant ``t`` (the fused next layer
+    gives them weight 0).
 
     Parameters
     ----------
     threshold : Tensor
         ``(C,)`` per-channel thresholds ``t``.
     sign : Tensor
-        ``(C,)`` ``sign(γ)`` in {-1, 0, +1} (0: constant channel, passes ``x``).
+        ``(C,)`` ``sign(γ)`` in {-1, 0, +1}.
     """
 
     def __init__(self, threshold: Tensor, sign: Tensor):
         super().__init__()
+        inf = torch.full_like(threshold, float("inf"))
         self.register_buffer("threshold", threshold.detach().clone())
         self.register_buffer("sign", sign.detach().clone())
+        # clamp bounds: [t, inf) for γ > 0, (-inf, t] for γ < 0, [t, t] for γ = 0
+        self.register_buffer("low", torch.where(sign < 0, -inf, threshold).detach().clone())
+        self.register_buffer("high", torch.where(sign > 0, inf, threshold).detach().clone())
 
     def _shape(self, x: Tensor) -> tuple[int, ...]:
         return (1, -1) + (1,) * (x.dim() - 2)
 
-    def active(self, x: Tensor) -> Tensor:
-        """Where the output follows the input (a 0/1 tensor in ``x``'s dtype)."""
-        t, s = self.threshold.view(self._shape(x)), self.sign.view(self._shape(x))
-        return (((x - t) * s > 0) | (s == 0)).to(x.dtype)
-
     def forward(self, x: Tensor) -> Tensor:
-        t = self.threshold.view(self._shape(x)).to(x.dtype)
-        return torch.where(self.active(x).bool(), x, t)
+        shape = self._shape(x)
+        return torch.clamp(x, self.low.view(shape).to(x.dtype), self.high.view(shape).to(x.dtype))
+
+    def active(self, x: Tensor, out: Tensor) -> Tensor:
+        """Where the output follows the input (0/1 in ``x``'s dtype): ``out == x``."""
+        return (out == x).to(x.dtype)
 
     def extra_repr(self) -> str:
         return f"channels={self.threshold.numel()}"
@@ -61,8 +66,8 @@ class ThreshReLU(nn.Module):
 class ThreshReLUView(ElementwiseView):
     """View of :class:`ThreshReLU`: elementwise, with the active set."""
 
-    def active(self, x: Tensor) -> Tensor:
-        return self.module.active(x)
+    def active(self, x: Tensor, out: Tensor) -> Tensor:
+        return self.module.active(x, out)
 
     def output_nonnegative(self, inputs_nonnegative):
         return False
@@ -88,7 +93,7 @@ class ActivePass(Rule):
     def relevance(self, view, inputs, out, relevance, nonnegative=()):
         (x,) = inputs
         if isinstance(view, ThreshReLUView):
-            return (relevance * view.active(x),)
+            return (relevance * view.active(x, out),)
         return (relevance * (out != 0).to(relevance.dtype),)
 
 

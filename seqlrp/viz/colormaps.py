@@ -1,0 +1,73 @@
+"""Diverging colormaps symmetric around 0, and symmetric normalization of relevance."""
+
+from __future__ import annotations
+
+import matplotlib
+import numpy as np
+from matplotlib.colors import LinearSegmentedColormap
+
+#: anchors (position in [-1, 1], RGB): mirrored around 0, so the maps are symmetric by construction
+ANCHORS = {
+    # blue (negative) - white (0) - red (positive)
+    "bwr": [(-1.0, (0, 0, 255)), (0.0, (255, 255, 255)), (1.0, (255, 0, 0))],
+    # cyan-blue-black-red-yellow (the LRP toolbox's "coldnhot"): 0 is black
+    "coldnhot": [(-1.0, (0, 255, 255)), (-0.5, (0, 0, 255)), (0.0, (0, 0, 0)), (0.5, (255, 0, 0)),
+                 (1.0, (255, 255, 0))],
+}
+BWR = LinearSegmentedColormap.from_list("seqlrp_bwr", [((p + 1) / 2, np.array(c) / 255) for p, c in ANCHORS["bwr"]])
+COLDNHOT = LinearSegmentedColormap.from_list(
+    "seqlrp_coldnhot", [((p + 1) / 2, np.array(c) / 255) for p, c in ANCHORS["coldnhot"]])
+
+COLORMAPS = {"bwr": BWR, "coldnhot": COLDNHOT}
+
+
+def get_cmap(name: str | matplotlib.colors.Colormap):
+    if isinstance(name, matplotlib.colors.Colormap):
+        return name
+    try:
+        return COLORMAPS[name]
+    except KeyError:
+        raise ValueError(f"unknown colormap {name!r}; choose one of {sorted(COLORMAPS)} or pass a Colormap") from None
+
+
+def normalize(relevance, method: str = "absmax", percentile: float = 99.5) -> np.ndarray:
+    """Scale relevance to [-1, 1] symmetrically around 0 (0 stays 0, signs are kept).
+
+    ``absmax``: divide by max |R|. ``percentile``: divide by the given percentile of |R| and clip.
+    An all-zero map stays all zero.
+    """
+    values = np.asarray(relevance, dtype=np.float64)
+    if not np.isfinite(values).all():
+        raise ValueError("relevance contains NaN or Inf; cannot draw it")
+    magnitude = np.abs(values)
+    if method == "absmax":
+        scale = magnitude.max() if magnitude.size else 0.0
+    elif method == "percentile":
+        scale = np.percentile(magnitude, percentile) if magnitude.size else 0.0
+    else:
+        raise ValueError(f"normalization must be 'absmax' or 'percentile', got {method!r}")
+    if scale == 0:
+        return np.zeros_like(values)
+    return np.clip(values / scale, -1.0, 1.0)
+
+
+def colorize(normalized: np.ndarray, cmap="bwr") -> np.ndarray:
+    """Map values in [-1, 1] to RGB uint8 (0 -> the colormap's middle).
+
+    The named maps interpolate their anchors exactly (no 256-entry lookup table, whose rounding
+    would make ``+v`` and ``-v`` differ); any other matplotlib Colormap is sampled as usual.
+    """
+    values = np.clip(np.asarray(normalized, dtype=np.float64), -1.0, 1.0)
+    name = next((k for k, v in COLORMAPS.items() if v is cmap), cmap if isinstance(cmap, str) else None)
+    if name in ANCHORS:
+        # both sides interpolated at |v| with the same arithmetic: exactly mirrored colours
+        magnitude = np.abs(values)
+        positive = sorted((p, c) for p, c in ANCHORS[name] if p >= 0)
+        negative = sorted((-p, c) for p, c in ANCHORS[name] if p <= 0)
+        channels = [np.where(values >= 0,
+                             np.interp(magnitude, [p for p, _ in positive], [c[i] for _, c in positive]),
+                             np.interp(magnitude, [p for p, _ in negative], [c[i] for _, c in negative]))
+                    for i in range(3)]
+        return np.stack(channels, -1).round().astype(np.uint8)
+    rgba = get_cmap(cmap)((values + 1.0) / 2.0)
+    return (rgba[..., :3] * 255).round().astype(np.uint8)

@@ -1,0 +1,103 @@
+"""Image heatmaps: relevance -> RGB, overlays, grids, PNG bytes/files, relevance histograms."""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg", force=False)
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from .colormaps import colorize, normalize  # noqa: E402
+
+
+def _as_map(relevance) -> np.ndarray:
+    """(C, H, W) -> (H, W) by summing channels; (H, W) stays."""
+    values = relevance.detach().cpu().double().numpy() if isinstance(relevance, torch.Tensor) else np.asarray(relevance)
+    if values.ndim == 3:
+        values = values.sum(0)
+    if values.ndim != 2:
+        raise ValueError(f"expected relevance of shape (C, H, W) or (H, W), got {values.shape}")
+    return values
+
+
+def heatmap(relevance, cmap="bwr", normalization: str = "absmax", percentile: float = 99.5) -> np.ndarray:
+    """Relevance of one image -> an RGB uint8 array ``(H, W, 3)``, symmetric around 0 (white/black = 0)."""
+    return colorize(normalize(_as_map(relevance), normalization, percentile), cmap)
+
+
+def overlay(image, heat: np.ndarray, alpha: float = 0.6) -> np.ndarray:
+    """Blend a heatmap over the input image (``(C, H, W)`` or ``(H, W)``, any range: rescaled to [0, 1])."""
+    picture = image.detach().cpu().double().numpy() if isinstance(image, torch.Tensor) else np.asarray(image, float)
+    if picture.ndim == 3:
+        picture = picture.transpose(1, 2, 0) if picture.shape[0] in (1, 3) else picture
+        if picture.shape[-1] == 1:
+            picture = picture[..., 0]
+    if picture.ndim == 2:
+        picture = np.repeat(picture[..., None], 3, -1)
+    low, high = picture.min(), picture.max()
+    picture = (picture - low) / (high - low) if high > low else np.zeros_like(picture)
+    blended = (1 - alpha) * picture + alpha * heat.astype(np.float64) / 255.0
+    return (blended * 255).round().clip(0, 255).astype(np.uint8)
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    plt.imsave(buffer, rgb, format="png")
+    return buffer.getvalue()
+
+
+def png_data_uri(rgb: np.ndarray) -> str:
+    """``data:image/png;base64,...`` for embedding in a self-contained HTML file."""
+    return "data:image/png;base64," + base64.b64encode(png_bytes(rgb)).decode("ascii")
+
+
+def save_png(rgb: np.ndarray, path: str | Path) -> Path:
+    path = Path(path)
+    path.write_bytes(png_bytes(rgb))
+    return path
+
+
+def grid(relevances, titles=None, cmap="bwr", ncols: int = 4, normalization: str = "absmax"):
+    """A matplotlib figure with one heatmap per explanation."""
+    maps = [heatmap(r, cmap, normalization) for r in relevances]
+    rows = max(1, -(-len(maps) // ncols))
+    fig, axes = plt.subplots(rows, ncols, figsize=(2.2 * ncols, 2.2 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, rgb in enumerate(maps):
+        axes.flat[i].imshow(rgb)
+        if titles is not None:
+            axes.flat[i].set_title(str(titles[i]), fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def figure_data_uri(fig) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def relevance_histogram(values, labels=None, bins: int = 50):
+    """Seaborn histogram of relevance values (one or several groups)."""
+    import seaborn as sns
+
+    fig, ax = plt.subplots(figsize=(5, 3))
+    groups = values if isinstance(values, (list, tuple)) else [values]
+    for i, group in enumerate(groups):
+        data = group.detach().cpu().double().numpy().ravel() if isinstance(group, torch.Tensor) else np.ravel(group)
+        sns.histplot(data, bins=bins, ax=ax, element="step", fill=False,
+                     label=None if labels is None else labels[i])
+    ax.axvline(0, color="grey", lw=0.5)
+    ax.set_xlabel("relevance")
+    if labels is not None:
+        ax.legend()
+    fig.tight_layout()
+    return fig
