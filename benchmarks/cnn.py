@@ -14,15 +14,18 @@ import argparse
 import copy
 import json
 import resource
-import statistics
 import subprocess
 import sys
-import time
 
 import torch
 import torchvision
 
 import seqlrp
+
+try:
+    from benchmarks.timing import median_time
+except ImportError:  # run as a script: benchmarks/ is on sys.path
+    from timing import median_time
 from seqlrp.cnn import EpsilonGammaBox, EpsilonPlusFlat, bounds_from_normalization
 
 LOW, HIGH = bounds_from_normalization([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
@@ -72,17 +75,6 @@ def methods(model: torch.nn.Module, x: torch.Tensor, only: str | None = None) ->
         found["zennit EpsilonGammaBox"] = zennit(
             lambda: ZGammaBox(low=LOW.expand_as(x), high=HIGH.expand_as(x), canonizers=canonizers[key]))
     return found if only is None else {only: found[only]}
-
-
-def median_time(fn, repeats):
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def peak_rss(model_name: str, method: str, batch: int, size: int, threads: int) -> float:

@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import argparse
 import resource
-import statistics
 import time
 from pathlib import Path
 
 import torch
 
 import seqlrp
+
+try:
+    from benchmarks.timing import median_time
+except ImportError:  # run as a script: benchmarks/ is on sys.path
+    from timing import median_time
 from seqlrp.lstm import BiLSTMClassifier
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sst2"
@@ -47,17 +51,6 @@ def batches(sentences, vocab, batch):
         for row, sentence in enumerate(chunk):
             ids[row, : len(sentence)] = torch.tensor([vocab.setdefault(w, len(vocab) % 20000) for w in sentence])
         yield ids, lengths
-
-
-def median_time(fn, repeats):
-    for _ in range(3):  # warm-up
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
