@@ -21,7 +21,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 from ..core.function import LayerCall
 from ..core.rules.epsilon import Epsilon
 from ..core.rules.products import SignalTakesAll
-from ..core.session import Session, register_handler
+from ..core.session import NoRuleError, Session, register_handler
 from ..core.views import View
 from .cells import CellRules, gru_direction, lstm_direction
 from .fused import FusedLSTMDirection, FusedSpec
@@ -85,7 +85,8 @@ class RecurrentForward:
 
     def __init__(self, session: Session, name: str, module: nn.RNNBase):
         if getattr(module, "proj_size", 0):
-            raise NotImplementedError(f"{name!r}: LSTM with proj_size > 0 is not supported")
+            raise NoRuleError(f"{name!r}: an LSTM with proj_size={module.proj_size} has no LRP rules in seqlrp "
+                              "(the projection of h_t is not covered); supported: proj_size=0")
         if module.mode not in ("LSTM", "GRU"):
             raise TypeError(f"{name!r}: {module.mode} has no LRP rules (supported: LSTM, GRU)")
         self.session, self.name, self.module = session, name, module

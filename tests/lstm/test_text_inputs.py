@@ -118,3 +118,18 @@ def test_arras_loader_rejects_other_files(tmp_path):
     np.savez(path, W=np.zeros(3))
     with pytest.raises(KeyError, match="missing"):
         seqlrp.lstm.load_arras(path)
+
+
+def test_lstm_with_projection_is_refused_by_name():
+    class Projected(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embedding = nn.Embedding(5, 3)
+            self.lstm = nn.LSTM(3, 4, proj_size=2, batch_first=True)
+            self.out = nn.Linear(2, 2)
+
+        def forward(self, ids):
+            return self.out(self.lstm(self.embedding(ids))[1][0][0])
+
+    with pytest.raises(seqlrp.NoRuleError, match=r"'lstm': an LSTM with proj_size=2"):
+        seqlrp.explain_text(Projected().eval(), torch.tensor([[1, 2]]))
