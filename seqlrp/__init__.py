@@ -5,7 +5,7 @@
 >>> explanation = seqlrp.explain(model, torch.randn(2, 4), composite=seqlrp.ZeroEverywhere())
 """
 
-from . import baselines, cnn, lstm, rules
+from . import baselines, cnn, evaluate, lstm, rules
 from .core import (
     FIRST,
     Composite,
@@ -34,6 +34,7 @@ __all__ = [
     "ZeroEverywhere",
     "baselines",
     "cnn",
+    "evaluate",
     "explain",
     "explain_text",
     "groups",
