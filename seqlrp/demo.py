@@ -43,7 +43,7 @@ def text_task(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.T
     return ids, lengths, labels, position
 
 
-def train(model: nn.Module, batches, epochs: int, lr: float = 1e-2, desc: str = "training") -> None:
+def train(model: nn.Module, batches, epochs: int, lr: float = 1e-2, desc: str = "training") -> nn.Module:
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
     for _ in tqdm(range(epochs), desc=desc, leave=False):
@@ -52,7 +52,7 @@ def train(model: nn.Module, batches, epochs: int, lr: float = 1e-2, desc: str = 
             loss = nn.functional.cross_entropy(model(*inputs), labels)
             loss.backward()
             optimizer.step()
-    model.eval()
+    return model.eval()
 
 
 def text_part(report: Report, generator: torch.Generator) -> dict:

@@ -33,3 +33,12 @@ def test_guided_backprop_clamps_negative_gradients_at_relus():
     g_pre = g_hidden.clamp(min=0) * (hidden > 0)
     torch.testing.assert_close(guided.relevance, g_pre @ m[0].weight, rtol=1e-12, atol=1e-12)
     assert "guided_relu" in guided.coverage.rules["1"]
+
+
+def test_guided_backprop_on_a_model_with_batchnorm():
+    torch.manual_seed(10)
+    m = nn.Sequential(nn.Conv2d(1, 3, 3), nn.BatchNorm2d(3), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 4 * 4, 2)).eval()
+    x = torch.randn(2, 1, 6, 6)
+    guided = seqlrp.baselines.guided_backprop(m, x, target=1)
+    assert guided.relevance.shape == x.shape and torch.isfinite(guided.relevance).all()
+    assert "guided_relu" in guided.coverage.rules["2"]

@@ -67,8 +67,8 @@ class Session:
             return  # a non-strict composite leaves unmatched layers to the plain gradient
         if view is not None:
             module.__dict__["forward"] = self._layer_forward(name, module, view)
-        elif isinstance(module, ROUTING):
-            return
+        elif isinstance(module, ROUTING) or not self.composite.strict:
+            return  # (a non-strict composite, e.g. guided backprop, leaves other layers to the gradient)
         elif next(module.parameters(recurse=False), None) is not None:
             module.__dict__["forward"] = self._refuse(name, module)
 

@@ -101,3 +101,21 @@ def relevance_histogram(values, labels=None, bins: int = 50):
         ax.legend()
     fig.tight_layout()
     return fig
+
+
+def perturbation_figure(curves: dict, title: str = "", xlabel: str = "perturbation step"):
+    """Seaborn line plot of mean perturbation curves: ``{label: (B, L + 1) tensor}``, with 95% bands."""
+    import seaborn as sns
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    for label, curve in curves.items():
+        values = curve.detach().cpu().double().numpy()
+        steps = np.tile(np.arange(values.shape[1]), values.shape[0])
+        sns.lineplot(x=steps, y=values.ravel(), ax=ax, label=label, errorbar=("ci", 95))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("score of the explained class")
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
