@@ -42,3 +42,26 @@ def test_guided_backprop_on_a_model_with_batchnorm():
     guided = seqlrp.baselines.guided_backprop(m, x, target=1)
     assert guided.relevance.shape == x.shape and torch.isfinite(guided.relevance).all()
     assert "guided_relu" in guided.coverage.rules["2"]
+
+
+def test_guided_backprop_leaves_recurrent_layers_to_the_gradient():
+    torch.manual_seed(11)
+    lstm = nn.LSTM(3, 4, batch_first=True).double().eval()
+
+    class Head(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm, self.relu, self.out = lstm, nn.ReLU(), nn.Linear(4, 2).double()
+
+        def forward(self, x):
+            return self.out(self.relu(self.lstm(x)[1][0][0]))
+
+    model = Head().eval()
+    x = torch.randn(2, 5, 3, dtype=torch.float64)
+    guided = seqlrp.baselines.guided_backprop(model, x, target=0)
+    assert "lstm" not in guided.coverage.rules
+    xg = x.clone().requires_grad_(True)
+    h = lstm(xg)[1][0][0]
+    g_h = model.out.weight[0].expand(2, 4).clamp(min=0) * (h > 0)  # guided at the ReLU
+    (expected,) = torch.autograd.grad(h, xg, g_h)
+    torch.testing.assert_close(guided.relevance, expected, rtol=1e-12, atol=1e-12)
