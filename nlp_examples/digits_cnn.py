@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 import seqlrp
-from seqlrp.demo import DigitsCNN, train
+from seqlrp.demo import train_digits_cnn
 from seqlrp.evaluate import compare_images, format_table, random_explainer, region_perturbation
 from seqlrp.viz import Report, perturbation_figure
 
@@ -36,29 +36,13 @@ def explainers():
 
 
 def main(argv=None) -> list[dict]:
-    from sklearn.datasets import load_digits
-
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="few epochs, 64 test digits (CI)")
     parser.add_argument("--out", default="out/digits_cnn")
     args = parser.parse_args(argv)
     generator = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
-    digits = load_digits()
-    images = torch.tensor(digits.images, dtype=torch.float32)[:, None] / 16.0
-    labels = torch.tensor(digits.target)
-    order = torch.randperm(len(images), generator=generator)
-    train_idx, test_idx = order[:1400], order[1400:]
-    model = DigitsCNN()
-
-    def batches():
-        perm = train_idx[torch.randperm(len(train_idx), generator=generator)]
-        for start in range(0, len(perm), 64):
-            idx = perm[start:start + 64]
-            yield (images[idx],), labels[idx]
-
-    train(model, batches, epochs=3 if args.quick else 10, lr=3e-3)
-    test_images, test_labels = images[test_idx], labels[test_idx]
+    model, test_images, test_labels = train_digits_cnn(generator, epochs=3 if args.quick else 10, desc="training")
     if args.quick:
         test_images, test_labels = test_images[:64], test_labels[:64]
     with torch.no_grad():

@@ -119,7 +119,8 @@ class DigitsCNN(nn.Module):
         return self.classifier(self.features(x))
 
 
-def image_part(report: Report, generator: torch.Generator) -> dict:
+def train_digits_cnn(generator: torch.Generator, epochs: int, desc: str = "CNN on scikit-learn digits"):
+    """Train :class:`DigitsCNN` on 1,400 of scikit-learn's digits; returns (model, test images, test labels)."""
     from sklearn.datasets import load_digits
 
     digits = load_digits()
@@ -127,7 +128,6 @@ def image_part(report: Report, generator: torch.Generator) -> dict:
     labels = torch.tensor(digits.target)
     order = torch.randperm(len(images), generator=generator)
     train_idx, test_idx = order[:1400], order[1400:]
-    model = DigitsCNN()
 
     def batches():
         perm = train_idx[torch.randperm(len(train_idx), generator=generator)]
@@ -135,14 +135,18 @@ def image_part(report: Report, generator: torch.Generator) -> dict:
             idx = perm[start:start + 64]
             yield (images[idx],), labels[idx]
 
-    train(model, batches, epochs=8, lr=3e-3, desc="CNN on scikit-learn digits")
-    test_images, test_labels = images[test_idx], labels[test_idx]
+    model = train(DigitsCNN(), batches, epochs=epochs, lr=3e-3, desc=desc)
+    return model, images[test_idx], labels[test_idx]
+
+
+def image_part(report: Report, generator: torch.Generator) -> dict:
+    model, test_images, test_labels = train_digits_cnn(generator, epochs=8)
     with torch.no_grad():
         accuracy = float((model(test_images).argmax(1) == test_labels).double().mean())
     shown = test_images[:8]
     result = explain(model, shown, target=None, composite=EpsilonGammaBox(low=0.0, high=1.0))
     report.section("Images: a CNN with batch norm and a residual block on scikit-learn's digits",
-                   f"Test accuracy {accuracy:.3f} on {len(test_idx)} digits. Canonized (BN fused, explicit residual "
+                   f"Test accuracy {accuracy:.3f} on {len(test_labels)} digits. Canonized (BN fused, explicit residual "
                    "Sum) and explained with EpsilonGammaBox (zB in [0, 1] first, γ = 0.25 on convolutions, ε on the "
                    "dense layer); red = evidence for the explained class, blue = against.")
     for i in range(len(shown)):
