@@ -14,6 +14,7 @@ New layer types register a view factory with :func:`register_view`.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable
 
 import torch
@@ -66,7 +67,7 @@ class View:
         return False
 
 
-class LinearView(View):
+class LinearView(View, abc.ABC):
     """An affine layer ``z = f(x; W) + b``."""
 
     kind = "linear"
@@ -79,9 +80,9 @@ class LinearView(View):
     def bias(self) -> Tensor | None:
         return self.module.bias
 
+    @abc.abstractmethod
     def apply(self, x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         """``f(x; weight) + bias`` with the layer's structure (stride, padding, ...)."""
-        raise NotImplementedError  # pragma: no cover - abstract
 
     def vjp(self, grad: Tensor, weight: Tensor, input_shape: torch.Size) -> Tensor:
         r"""Transpose of ``x -> f(x; weight)`` applied to ``grad``: :math:`\sum_k w_{jk} g_k`."""
@@ -92,9 +93,9 @@ class LinearView(View):
         """``vjp(grad1, weight1) + vjp(grad2, weight2)`` (subclasses do it in one call)."""
         return self.vjp(grad1, weight1, input_shape) + self.vjp(grad2, weight2, input_shape)
 
+    @abc.abstractmethod
     def bias_term(self, bias: Tensor, out: Tensor) -> Tensor:
         """``bias`` shaped to broadcast against the output ``out``."""
-        raise NotImplementedError  # pragma: no cover - abstract
 
     #: True when ``apply`` takes a per-output-unit bias (then shifts can ride along in the conv/matmul)
     channel_bias = True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -11,7 +12,7 @@ from ..stabilize import safe_divide, sign0, stabilize
 from ..views import LinearView, View
 
 
-class Rule:
+class Rule(abc.ABC):
     """An LRP rule: maps the relevance of a layer's output to the relevance of its inputs.
 
     Subclasses implement :meth:`relevance`. ``kinds`` names the view kinds the rule applies to
@@ -47,6 +48,7 @@ class Rule:
     def applies_to(self, view: View) -> bool:
         return view.kind in self.kinds
 
+    @abc.abstractmethod
     def relevance(self, view: View, inputs: Sequence[Tensor], out: Tensor, relevance: Tensor,
                   nonnegative: tuple[bool, ...] = ()) -> tuple:
         """Relevance of each input given the output ``out`` and its relevance.
@@ -54,7 +56,6 @@ class Rule:
         ``nonnegative[i]`` is True where input ``i`` is known (from the graph, without looking at
         its values) to be >= 0; rules may use it to skip work.
         """
-        raise NotImplementedError  # pragma: no cover - abstract
 
     # helpers for rules on affine layers -------------------------------------------------------
     def _bias(self, view: LinearView) -> Tensor | None:

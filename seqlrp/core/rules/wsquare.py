@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import abc
+
 import torch
 
 from ..registry import register
@@ -13,8 +15,9 @@ class _InputFree(Rule):
 
     kinds = frozenset({"linear"})
 
+    @abc.abstractmethod
     def _map(self, t):
-        raise NotImplementedError  # pragma: no cover - abstract
+        """The weight map ``m`` (applied to weights and bias)."""
 
     def relevance(self, view, inputs, out, relevance, nonnegative=()):
         (x,) = inputs
