@@ -64,10 +64,10 @@ def explain(
     """
     check_eval_mode(model)
     check_inputs(inputs)
-    composite = as_composite(composite)
-    canonical = composite.canonize(model)
     if record not in ("sums", "full", "none"):
         raise ValueError(f"record must be 'sums', 'full' or 'none', got {record!r}")
+    composite = as_composite(composite)
+    canonical = composite.canonize(model)
     session = Session(composite.bind(canonical), record=record)
     wrapped = session.wrap(canonical)
     return propagate(wrapped, inputs, target, seed, session)
@@ -87,11 +87,7 @@ def propagate(
     x = inputs.detach().requires_grad_(True)
     with torch.enable_grad():
         try:
-            if session is not None:
-                with FunctionalRules(session):
-                    output = model(x)
-            else:
-                output = model(x)
+            output = run_forward(model, (x,), session)
         except NoRuleError:
             raise
         except RuntimeError as error:
@@ -108,13 +104,27 @@ def propagate(
         (grad,) = torch.autograd.grad(output, x, seed_tensor, allow_unused=True)
     if grad is None:
         raise ValueError("the model's output does not depend on its inputs: nothing to explain")
-    if warn_coverage and coverage.unruled:
+    if warn_coverage:
+        warn_unruled(coverage, stacklevel=4)
+    relevance = (grad * x.detach() if times_input else grad).contiguous()
+    return Explanation(relevance.detach(), output.detach(), target, coverage, seed_tensor,
+                       session.calls if session else [])
+
+
+def run_forward(model: Callable, args: tuple, session: Session | None):
+    """``model(*args)``, under the session's rules for functional ops when there is a session."""
+    if session is None:
+        return model(*args)
+    with FunctionalRules(session):
+        return model(*args)
+
+
+def warn_unruled(coverage: Coverage, stacklevel: int = 3) -> None:
+    """A :class:`CoverageWarning` naming the graph ops that mixed values without a rule, if any."""
+    if coverage.unruled:
         warnings.warn(
             "relevance took the plain-gradient route through ops without an LRP rule: "
             + ", ".join(f"{k} x{v}" for k, v in coverage.unruled.items())
             + " (e.g. a functional '+' or mean in forward); make them modules with rules, or see .coverage",
-            CoverageWarning, stacklevel=3,
+            CoverageWarning, stacklevel=stacklevel,
         )
-    relevance = (grad * x.detach() if times_input else grad).contiguous()
-    return Explanation(relevance.detach(), output.detach(), target, coverage, seed_tensor,
-                       session.calls if session else [])

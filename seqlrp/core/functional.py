@@ -80,7 +80,7 @@ class FunctionalRules(TorchFunctionMode):
 
     def _apply(self, fn, label: str, x: Tensor, nonnegative_weights: bool) -> Tensor:
         view = FunctionView(fn, label, nonnegative_weights)
-        call = LayerCall(label, label, self.rule, view)
+        call = LayerCall(label, label, self.rule, view, level=self.session.options.get("record", "sums"))
         self.session.calls.append(call)
         self.session.assigned.setdefault(label, f"{label}: {self.rule!r}")
         return LRPFunction.apply(call, x)

@@ -16,9 +16,8 @@ from ..core.checks import check_eval_mode, check_output, make_seed, resolve_targ
 from ..core.composites import Composite
 from ..core.copying import structural_copy
 from ..core.coverage import Coverage, graph_coverage
-from ..core.explain import CoverageWarning
+from ..core.explain import CoverageWarning, run_forward, warn_unruled
 from ..core.explanation import Explanation
-from ..core.functional import FunctionalRules
 from ..core.rules.epsilon import Epsilon
 from ..core.rules.passthrough import Pass, WinnerTakesAll
 from ..core.rules.products import SignalTakesAll
@@ -195,11 +194,7 @@ def run_text(model: nn.Module, token_ids: Tensor, target, *, lengths, session: S
     recurrent = session.recurrent if session is not None else []
     with torch.enable_grad():
         try:
-            if session is not None:
-                with FunctionalRules(session):
-                    output = wrapped(*args)
-            else:
-                output = wrapped(*args)
+            output = run_forward(wrapped, args, session)
         except NoRuleError:
             raise
         except TypeError as error:
@@ -222,9 +217,8 @@ def run_text(model: nn.Module, token_ids: Tensor, target, *, lengths, session: S
                                                   allow_unused=True)
     if relevance is None:
         raise ValueError("the model's output does not depend on the token embeddings: nothing to explain")
-    if session is not None and coverage.unruled:
-        warnings.warn("relevance took the plain-gradient route through ops without an LRP rule: "
-                      + ", ".join(f"{k} x{v}" for k, v in coverage.unruled.items()), CoverageWarning, stacklevel=3)
+    if session is not None:
+        warn_unruled(coverage, stacklevel=4)
     gradient = relevance.detach()
     relevance = gradient * leaves[0].detach() if mode == "gradient_x_input" else gradient
     if lengths is not None:

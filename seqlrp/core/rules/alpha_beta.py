@@ -42,7 +42,7 @@ class _PositiveNegative(Rule):
                 positive = positive + view.bias_term(bias.clamp(min=0), out)
             sp = self._divide_signed(relevance, positive, 1.0)
         else:
-            sp = relevance / positive
+            sp = self._divide_stabilized(relevance, positive)
             if self.beta:
                 positive = positive - self.epsilon  # the unstabilized sum, for the negative part below
         if self.alpha != 1:

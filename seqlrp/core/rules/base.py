@@ -75,9 +75,11 @@ class Rule(abc.ABC):
 
     def _divide_signed(self, relevance: Tensor, z: Tensor, sign: Tensor | float) -> Tensor:
         """``relevance / (z + ε·sign)`` when ``sign`` (±1, +1 at 0) is already known: one pass, not four."""
-        if self.epsilon > 0:
-            return relevance / (z + self.epsilon * sign)
-        return safe_divide(relevance, z)
+        return self._divide_stabilized(relevance, z + self.epsilon * sign if self.epsilon > 0 else z)
+
+    def _divide_stabilized(self, relevance: Tensor, denominator: Tensor) -> Tensor:
+        """``relevance / denominator`` for a denominator that already carries the ε shift (never 0 when ε > 0)."""
+        return relevance / denominator if self.epsilon > 0 else safe_divide(relevance, denominator)
 
 
 __all__ = ["Rule", "safe_divide", "sign0", "stabilize"]

@@ -76,7 +76,6 @@ class Epsilon(Rule):
             result = result + view.vjp(safe_divide(share, view.weight_sum(x)), x.shape)
         return result
 
-
     def _sum(self, view: SumView, inputs, out: Tensor, relevance: Tensor) -> tuple[Tensor, ...]:
         # z = sum_m a_m: R_m = a_m R / stab(z) (+ the ε share, per unit or dense as in Arras's cell)
         s = self._divide(relevance, out)

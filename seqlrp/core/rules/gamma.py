@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..registry import register
-from ..stabilize import safe_divide, sign0
+from ..stabilize import sign0
 from .base import Rule
 
 
@@ -63,7 +63,7 @@ class Gamma(Rule):
             if bias is not None:
                 bracket = bracket + half * view.bias_term(bias.abs(), out)
         den = torch.addcmul((1 + half) * z, sigma, bracket)
-        s = relevance / den if self.epsilon > 0 else safe_divide(relevance, den)
+        s = self._divide_stabilized(relevance, den)
         if x_abs is x:  # one transpose of the stacked weights [(1 + γ/2) W ; (γ/2) |W|]
             return (x * view.vjp_pair(s, (1 + half) * w, sigma * s, half * w.abs(), x.shape),)
         return ((1 + half) * x * view.vjp(s, w, x.shape) + half * x_abs * view.vjp(sigma * s, w.abs(), x.shape),)
