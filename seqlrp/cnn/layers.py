@@ -86,6 +86,7 @@ class ActivePass(Rule):
     """
 
     kinds = frozenset({"elementwise"})
+    passes_on_active = True
 
     def params(self):
         return {}

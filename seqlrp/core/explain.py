@@ -13,6 +13,7 @@ from .composites import Composite, as_composite
 from .coverage import Coverage, graph_coverage
 from .explanation import Explanation
 from .functional import FunctionalRules
+from .gating import mark_gated
 from .session import NoRuleError, Session
 
 
@@ -101,6 +102,8 @@ def propagate(
         if not output.requires_grad:
             raise ValueError("the model's output does not depend on its inputs: nothing to explain")
         coverage = graph_coverage(output, (x,), session.assigned) if session else Coverage()
+        if session is not None and any(call.rule.uses_gating for call in session.calls):
+            mark_gated(output)
         (grad,) = torch.autograd.grad(output, x, seed_tensor, allow_unused=True)
     if grad is None:
         raise ValueError("the model's output does not depend on its inputs: nothing to explain")

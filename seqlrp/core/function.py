@@ -33,6 +33,8 @@ class LayerCall:
     #: per input: known >= 0 from the graph (a ReLU upstream), found without reading values
     nonnegative: tuple[bool, ...] = ()
     output_nonnegative: bool = False
+    #: the output relevance is provably 0 wherever the output is <= 0 (see :mod:`seqlrp.core.gating`)
+    gated: bool = False
 
     #: what the backward records: "sums" (relevance in/out per sample), "full" (also sum |R_out|), "none"
     level: str = "sums"
@@ -49,8 +51,13 @@ class LayerCall:
 
 
 def _per_sample_sum(t: Tensor) -> Tensor:
-    t = t.detach()
-    return t.reshape(t.shape[0], -1).sum(1) if t.dim() > 0 else t
+    """Per-sample sum, cached on the tensor: a layer's input relevance is its producer's output relevance."""
+    cached = getattr(t, "_seqlrp_sum", None)
+    if cached is not None and cached[0] == t._version:
+        return cached[1]
+    total = t.detach().reshape(t.shape[0], -1).sum(1) if t.dim() > 0 else t.detach()
+    t._seqlrp_sum = (t._version, total)
+    return total
 
 
 class LRPFunction(torch.autograd.Function):
@@ -60,16 +67,20 @@ class LRPFunction(torch.autograd.Function):
     def forward(ctx, call: LayerCall, *inputs: Tensor) -> Tensor:
         call.nonnegative = tuple(known_nonnegative(t) for t in inputs)
         call.output_nonnegative = call.view.output_nonnegative(call.nonnegative)
-        out = call.view.forward(*inputs)
+        out, state = call.view.forward_saving(*inputs)
         ctx.call = call
-        ctx.save_for_backward(*inputs, out)
+        ctx.has_state = state is not None
+        ctx.save_for_backward(*inputs, out, *(() if state is None else (state,)))
         return out
 
     @staticmethod
     def backward(ctx, relevance: Tensor):
-        *inputs, out = ctx.saved_tensors
+        saved = ctx.saved_tensors
+        state = saved[-1] if ctx.has_state else None
+        *inputs, out = saved[:-1] if ctx.has_state else saved
         call: LayerCall = ctx.call
-        relevance_in = call.rule.relevance(call.view, inputs, out, relevance, call.nonnegative)
+        extra = {"gated": True} if call.gated else {}
+        relevance_in = call.rule.relevance(call.view.bind(state), inputs, out, relevance, call.nonnegative, **extra)
         call.record(relevance, relevance_in)
         return (None, *relevance_in)
 

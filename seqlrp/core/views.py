@@ -15,11 +15,13 @@ New layer types register a view factory with :func:`register_view`.
 from __future__ import annotations
 
 import abc
+import copy
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.modules.utils import _pair
 
 _VIEW_FACTORIES: list[tuple[tuple[type, ...], Callable[[nn.Module], View]]] = []
 
@@ -62,9 +64,20 @@ class View:
         """The real layer: the module class's own forward (never a modified one)."""
         return type(self.module).forward(self.module, *inputs)
 
+    def forward_saving(self, *inputs: Tensor) -> tuple[Tensor, Tensor | None]:
+        """``forward`` plus a tensor the backward needs besides inputs and output (default: none)."""
+        return self.forward(*inputs), None
+
+    def bind(self, state: Tensor | None) -> View:
+        """This view for one call, given what :meth:`forward_saving` kept (default: itself)."""
+        return self
+
     def output_nonnegative(self, inputs_nonnegative: tuple[bool, ...]) -> bool:
         """Whether the output is >= 0 whenever the inputs flagged True are (structural, no values)."""
         return False
+
+    #: an elementwise map whose output is 0 exactly where its input is <= 0 (ReLU)
+    zero_below_zero = False
 
 
 class LinearView(View, abc.ABC):
@@ -84,14 +97,16 @@ class LinearView(View, abc.ABC):
     def apply(self, x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         """``f(x; weight) + bias`` with the layer's structure (stride, padding, ...)."""
 
-    def vjp(self, grad: Tensor, weight: Tensor, input_shape: torch.Size) -> Tensor:
-        r"""Transpose of ``x -> f(x; weight)`` applied to ``grad``: :math:`\sum_k w_{jk} g_k`."""
-        return autograd_vjp(lambda x: self.apply(x, weight), input_shape, grad, grad)
+    def vjp(self, grad: Tensor, weight: Tensor, x: Tensor) -> Tensor:
+        r"""Transpose of ``x -> f(x; weight)`` applied to ``grad``: :math:`\sum_k w_{jk} g_k`.
 
-    def vjp_pair(self, grad1: Tensor, weight1: Tensor, grad2: Tensor, weight2: Tensor,
-                 input_shape: torch.Size) -> Tensor:
+        ``x`` is the layer's input: only its shape and memory layout are used.
+        """
+        return autograd_vjp(lambda u: self.apply(u, weight), x.shape, grad, grad)
+
+    def vjp_pair(self, grad1: Tensor, weight1: Tensor, grad2: Tensor, weight2: Tensor, x: Tensor) -> Tensor:
         """``vjp(grad1, weight1) + vjp(grad2, weight2)`` (subclasses do it in one call)."""
-        return self.vjp(grad1, weight1, input_shape) + self.vjp(grad2, weight2, input_shape)
+        return self.vjp(grad1, weight1, x) + self.vjp(grad2, weight2, x)
 
     @abc.abstractmethod
     def bias_term(self, bias: Tensor, out: Tensor) -> Tensor:
@@ -105,9 +120,9 @@ class LinearView(View, abc.ABC):
         ones = torch.ones_like(x[:1])
         return self.apply(ones, torch.ones_like(self.weight))
 
-    def connect_vjp(self, grad: Tensor, input_shape: torch.Size) -> Tensor:
+    def connect_vjp(self, grad: Tensor, x: Tensor) -> Tensor:
         """Send ``grad_k`` to every input connected to output ``k`` (the all-ones weight transpose)."""
-        return self.vjp(grad, torch.ones_like(self.weight), input_shape)
+        return self.vjp(grad, torch.ones_like(self.weight), x)
 
 
 class DenseView(LinearView):
@@ -116,10 +131,10 @@ class DenseView(LinearView):
     def apply(self, x, weight, bias=None):
         return F.linear(x, weight, bias)
 
-    def vjp(self, grad, weight, input_shape):
+    def vjp(self, grad, weight, x):
         return grad @ weight
 
-    def vjp_pair(self, grad1, weight1, grad2, weight2, input_shape):
+    def vjp_pair(self, grad1, weight1, grad2, weight2, x):
         return torch.cat([grad1, grad2], -1) @ torch.cat([weight1, weight2], 0)
 
     def bias_term(self, bias, out):
@@ -128,8 +143,8 @@ class DenseView(LinearView):
     def fan_in(self, x):
         return torch.full((), x.shape[-1], dtype=x.dtype, device=x.device)
 
-    def connect_vjp(self, grad, input_shape):
-        return grad.sum(-1, keepdim=True).expand(input_shape)
+    def connect_vjp(self, grad, x):
+        return grad.sum(-1, keepdim=True).expand(x.shape)
 
 
 class ConvView(LinearView):
@@ -152,21 +167,21 @@ class ConvView(LinearView):
             )
         return self._functional[self.dims](x, weight, bias, m.stride, m.padding, m.dilation, m.groups)
 
-    def vjp(self, grad, weight, input_shape):
+    def vjp(self, grad, weight, x):
         if not self._direct:
-            return super().vjp(grad, weight, input_shape)
+            return super().vjp(grad, weight, x)
         m = self.module
-        shape_carrier = grad.new_empty(1).expand(input_shape)
+        # the input only gives the shape and layout (an expanded stand-in would be materialized)
         grad_input, _, _ = torch.ops.aten.convolution_backward(
-            grad, shape_carrier, weight, None, m.stride, m.padding, m.dilation,
+            grad, x, weight, None, m.stride, m.padding, m.dilation,
             False, [0] * self.dims, m.groups, [True, False, False],
         )
         return grad_input
 
-    def vjp_pair(self, grad1, weight1, grad2, weight2, input_shape):
+    def vjp_pair(self, grad1, weight1, grad2, weight2, x):
         """Both transposes in ONE convolution_backward: output channels concatenated per group."""
         if not self._direct:
-            return super().vjp_pair(grad1, weight1, grad2, weight2, input_shape)
+            return super().vjp_pair(grad1, weight1, grad2, weight2, x)
         g = self.module.groups
         out_ch = weight1.shape[0]
 
@@ -175,7 +190,7 @@ class ConvView(LinearView):
             both = torch.cat([a.reshape(shape_a), b.reshape(shape_a)], dim + 1)
             return both.reshape(a.shape[:dim] + (2 * out_ch,) + a.shape[dim + 1:])
 
-        return self.vjp(interleave(grad1, grad2, 1), interleave(weight1, weight2, 0), input_shape)
+        return self.vjp(interleave(grad1, grad2, 1), interleave(weight1, weight2, 0), x)
 
     def bias_term(self, bias, out):
         return bias.view(1, -1, *([1] * self.dims))
@@ -198,14 +213,41 @@ class PoolView(View):
 
 
 class RouteView(View):
-    """An op whose backward routes each output to one input (max pooling)."""
+    """An op whose backward routes each output to one input (max pooling).
+
+    ``nn.MaxPool2d`` keeps the forward's argmax indices, so the backward routes without recomputing
+    the pooling; other max pools recompute it under autograd.
+    """
 
     kind = "route"
+
+    def __init__(self, module: nn.Module, indices: Tensor | None = None):
+        super().__init__(module)
+        self.indices = indices
 
     def output_nonnegative(self, inputs_nonnegative):
         return all(inputs_nonnegative)
 
+    def _keeps_indices(self) -> bool:
+        return type(self.module) is nn.MaxPool2d and not self.module.return_indices
+
+    def forward_saving(self, *inputs):
+        if not self._keeps_indices():
+            return super().forward_saving(*inputs)
+        m = self.module
+        return torch.ops.aten.max_pool2d_with_indices(
+            inputs[0], _pair(m.kernel_size), _pair(m.stride if m.stride is not None else m.kernel_size),
+            _pair(m.padding), _pair(m.dilation), m.ceil_mode)
+
+    def bind(self, state):
+        return self if state is None else RouteView(self.module, state)
+
     def vjp(self, x: Tensor, grad: Tensor) -> Tensor:
+        if self.indices is not None:
+            m = self.module
+            return torch.ops.aten.max_pool2d_with_indices_backward(
+                grad, x, _pair(m.kernel_size), _pair(m.stride if m.stride is not None else m.kernel_size),
+                _pair(m.padding), _pair(m.dilation), m.ceil_mode, self.indices)
         with torch.enable_grad():
             xg = x.detach().requires_grad_(True)
             (g,) = torch.autograd.grad(self.forward(xg), xg, grad)
@@ -221,10 +263,20 @@ class ElementwiseView(View):
         return isinstance(self.module, (nn.ReLU, nn.ReLU6, nn.Sigmoid, nn.Softplus, nn.Hardsigmoid)) or (
             all(inputs_nonnegative) and isinstance(self.module, (nn.Hardtanh, nn.LeakyReLU, nn.ELU, nn.Tanh)))
 
+    def __init__(self, module: nn.Module):
+        super().__init__(module)
+        # never write into a tensor saved for the backward: run an out-of-place twin of the module
+        self._run = module
+        if getattr(module, "inplace", False):
+            self._run = copy.copy(module)
+            self._run.inplace = False
+
     def forward(self, *inputs: Tensor) -> Tensor:
-        if getattr(self.module, "inplace", False):  # never write into a tensor saved for the backward
-            inputs = tuple(t.clone() for t in inputs)
-        return super().forward(*inputs)
+        return type(self._run).forward(self._run, *inputs)
+
+    @property
+    def zero_below_zero(self) -> bool:
+        return type(self.module) is nn.ReLU
 
 
 ACTIVATIONS: tuple[type, ...] = (

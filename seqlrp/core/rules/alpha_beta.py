@@ -20,6 +20,7 @@ class _PositiveNegative(Rule):
 
     kinds = frozenset({"linear"})
     alpha, beta = 1.0, 0.0
+    zero_for_zero_input = True
 
     def relevance(self, view, inputs, out, relevance, nonnegative=(False,)):
         (x,) = inputs
@@ -42,22 +43,23 @@ class _PositiveNegative(Rule):
                 positive = positive + view.bias_term(bias.clamp(min=0), out)
             sp = self._divide_signed(relevance, positive, 1.0)
         else:
-            sp = self._divide_stabilized(relevance, positive)
+            stabilized = positive
             if self.beta:
                 positive = positive - self.epsilon  # the unstabilized sum, for the negative part below
+            sp = self._divide_stabilized(relevance, stabilized)  # (overwrites ``stabilized``)
         if self.alpha != 1:
             sp = self.alpha * sp
         if not self.beta:
-            result = xp * view.vjp(sp, wp, x.shape)
+            result = view.vjp(sp, wp, x).mul_(xp)  # (fresh tensors: in place saves a pass of allocation)
             if xn is not None:
-                result = result + xn * view.vjp(sp, wn, x.shape)
+                result = result.addcmul_(xn, view.vjp(sp, wn, x))
             return (result,)
         # Σ(aw)⁻ (+ b⁻) from the forward's z: out - (Σ(aw)⁺ + b⁺) = Σ(aw)⁻ + b⁻
         negative = (out if bias is not None else self._z_without_bias(view, out)) - positive
         sn = self.beta * self._divide(relevance, negative)
-        result = xp * (view.vjp(sp, wp, x.shape) - view.vjp(sn, wn, x.shape))
+        result = xp * (view.vjp(sp, wp, x) - view.vjp(sn, wn, x))
         if xn is not None:
-            result = result + xn * (view.vjp(sp, wn, x.shape) - view.vjp(sn, wp, x.shape))
+            result = result + xn * (view.vjp(sp, wn, x) - view.vjp(sn, wp, x))
         return (result,)
 
 

@@ -6,6 +6,7 @@ import abc
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+import torch
 from torch import Tensor
 
 from ..stabilize import safe_divide, sign0, stabilize
@@ -30,6 +31,16 @@ class Rule(abc.ABC):
     kinds: ClassVar[frozenset[str]] = frozenset()
     default_epsilon: ClassVar[float] = 1e-6
     default_ignore_bias: ClassVar[bool] = False
+
+    #: the rule can use ``gated=True``: the output relevance is zero wherever the output is <= 0
+    uses_gating: ClassVar[bool] = False
+    #: an elementwise rule that passes relevance where the unit is active (pass, active_pass)
+    passes_on_active: ClassVar[bool] = False
+
+    @property
+    def zero_for_zero_input(self) -> bool:
+        """Whether the input relevance is exactly 0 wherever the input is 0 (:math:`R_j = a_j c_j`)."""
+        return False
 
     def __init__(self, epsilon: float | None = None, ignore_bias: bool | None = None):
         self.epsilon = float(self.default_epsilon if epsilon is None else epsilon)
@@ -70,7 +81,7 @@ class Rule(abc.ABC):
     def _divide(self, relevance: Tensor, z: Tensor) -> Tensor:
         """``relevance / stab(z)``; with ε > 0 the stabilized denominator is never 0 (plain division)."""
         if self.epsilon > 0:
-            return relevance / stabilize(z, self.epsilon)
+            return self._divide_stabilized(relevance, stabilize(z, self.epsilon))
         return safe_divide(relevance, z)
 
     def _divide_signed(self, relevance: Tensor, z: Tensor, sign: Tensor | float) -> Tensor:
@@ -78,8 +89,20 @@ class Rule(abc.ABC):
         return self._divide_stabilized(relevance, z + self.epsilon * sign if self.epsilon > 0 else z)
 
     def _divide_stabilized(self, relevance: Tensor, denominator: Tensor) -> Tensor:
-        """``relevance / denominator`` for a denominator that already carries the ε shift (never 0 when ε > 0)."""
-        return relevance / denominator if self.epsilon > 0 else safe_divide(relevance, denominator)
+        """``relevance / denominator`` for a denominator that already carries the ε shift (never 0 when ε > 0).
+
+        The denominator must be a temporary of the rule: with ε > 0 the quotient is written into it.
+        """
+        if self.epsilon > 0:
+            return torch.div(relevance, denominator, out=denominator) if _writable(denominator, relevance) \
+                else relevance / denominator
+        return safe_divide(relevance, denominator)
+
+
+def _writable(target: Tensor, other: Tensor) -> bool:
+    """Whether ``op(other, target)`` may be written into ``target`` (same shape, dtype, no autograd)."""
+    return (target.shape == torch.broadcast_shapes(target.shape, other.shape) and target.dtype == other.dtype
+            and not target.requires_grad and target.is_contiguous())
 
 
 __all__ = ["Rule", "safe_divide", "sign0", "stabilize"]

@@ -44,6 +44,10 @@ class Epsilon(Rule):
     def params(self):
         return {**super().params(), "bias_factor": self.bias_factor}
 
+    @property
+    def zero_for_zero_input(self) -> bool:
+        return self.bias_factor == 0  # (the bias share goes to every connected input)
+
     def relevance(self, view, inputs, out, relevance, nonnegative=()):
         if isinstance(view, SumView):
             return self._sum(view, inputs, out, relevance)
@@ -55,7 +59,7 @@ class Epsilon(Rule):
     def _affine(self, view: LinearView, x: Tensor, out: Tensor, relevance: Tensor) -> Tensor:
         z = self._z_without_bias(view, out) if self.ignore_bias else out
         s = self._divide(relevance, z)
-        result = x * view.vjp(s, view.weight, x.shape)
+        result = view.vjp(s, view.weight, x).mul_(x)
         if self.bias_factor:
             sigma = sign0(z)
             share = self.epsilon * sigma
@@ -63,7 +67,7 @@ class Epsilon(Rule):
             if bias is not None:
                 share = share + view.bias_term(bias, out)
             share = self.bias_factor * share * s / view.fan_in(x)
-            result = result + view.connect_vjp(share, x.shape)
+            result = result + view.connect_vjp(share, x)
         return result
 
     def _pool(self, view: PoolView, x: Tensor, out: Tensor, relevance: Tensor) -> Tensor:

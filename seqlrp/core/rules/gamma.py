@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from torch import Tensor
 
 from ..registry import register
 from ..stabilize import sign0
@@ -33,6 +34,8 @@ class Gamma(Rule):
     """
 
     kinds = frozenset({"linear"})
+    uses_gating = True
+    zero_for_zero_input = True
 
     def __init__(self, gamma: float = 0.25, epsilon: float | None = None, ignore_bias: bool | None = None):
         super().__init__(epsilon, ignore_bias)
@@ -43,11 +46,13 @@ class Gamma(Rule):
     def params(self):
         return {"gamma": self.gamma, **super().params()}
 
-    def relevance(self, view, inputs, out, relevance, nonnegative=()):
+    def relevance(self, view, inputs, out, relevance, nonnegative=(), gated=False):
         (x,) = inputs
         w = view.weight
         half = self.gamma / 2
         bias = self._bias(view)
+        if gated and nonnegative and nonnegative[0] and view.channel_bias and (bias is not None or view.bias is None):
+            return (self._gated(view, x, relevance, bias),)
         z = out if (bias is not None or view.bias is None) else self._z_without_bias(view, out)
         sigma = sign0(z)
         x_abs = x if nonnegative and nonnegative[0] else x.abs()  # after a ReLU |a| = a: one pass less
@@ -65,5 +70,25 @@ class Gamma(Rule):
         den = torch.addcmul((1 + half) * z, sigma, bracket)
         s = self._divide_stabilized(relevance, den)
         if x_abs is x:  # one transpose of the stacked weights [(1 + γ/2) W ; (γ/2) |W|]
-            return (x * view.vjp_pair(s, (1 + half) * w, sigma * s, half * w.abs(), x.shape),)
-        return ((1 + half) * x * view.vjp(s, w, x.shape) + half * x_abs * view.vjp(sigma * s, w.abs(), x.shape),)
+            return (x * view.vjp_pair(s, (1 + half) * w, sigma * s, half * w.abs(), x),)
+        return ((1 + half) * x * view.vjp(s, w, x) + half * x_abs * view.vjp(sigma * s, w.abs(), x),)
+
+    def _gated(self, view, x: Tensor, relevance: Tensor, bias: Tensor | None) -> Tensor:
+        r"""The rule when :math:`a \ge 0` and :math:`R_k = 0` wherever :math:`z_k < 0` (a ReLU follows).
+
+        Only units with :math:`z_k \ge 0` carry relevance, and there the denominator is
+        :math:`\sum_j a_j (w_{jk} + \gamma w^+_{jk}) + b_k + \gamma b^+_k + \varepsilon` and the numerators
+        :math:`a_j (w_{jk} + \gamma w^+_{jk})`: one convolution and ONE transpose with :math:`W + \gamma W^+`
+        (the general form needs two). Where :math:`z_k < 0` the denominator is clamped to ε, so the zero
+        relevance stays zero (never 0/0).
+        """
+        w = view.weight
+        modified = w + self.gamma * w.clamp(min=0)
+        shift = torch.full((w.shape[0],), self.epsilon, dtype=w.dtype, device=w.device)
+        if bias is not None:
+            shift = shift + bias + self.gamma * bias.clamp(min=0)
+        den = view.apply(x, modified, shift)
+        if self.epsilon > 0:
+            den = den.clamp_min_(self.epsilon)
+        s = self._divide_stabilized(relevance, den)
+        return view.vjp(s, modified, x).mul_(x)

@@ -11,6 +11,7 @@ class Pass(Rule):
     r"""Identity: :math:`R_{\text{in}} = R_{\text{out}}` (elementwise activations)."""
 
     kinds = frozenset({"elementwise"})
+    passes_on_active = True
 
     def params(self):
         return {}

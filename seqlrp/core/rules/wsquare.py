@@ -26,7 +26,7 @@ class _InputFree(Rule):
         bias = self._bias(view)
         if bias is not None:
             z = z + view.bias_term(self._map(bias), out)
-        return (view.vjp(self._divide(relevance, z), w, x.shape),)
+        return (view.vjp(self._divide(relevance, z), w, x),)
 
 
 @register("wsquare")

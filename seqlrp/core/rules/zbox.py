@@ -61,5 +61,5 @@ class ZBox(Rule):
         if bias is not None:
             z = z + view.bias_term(bias, out)
         s = self._divide(relevance, z)
-        result = x * view.vjp(s, w, x.shape) - low * view.vjp(s, wp, x.shape) - high * view.vjp(s, wn, x.shape)
+        result = x * view.vjp(s, w, x) - low * view.vjp(s, wp, x) - high * view.vjp(s, wn, x)
         return (result,)

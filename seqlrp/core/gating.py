@@ -1,0 +1,86 @@
+"""Gating: find the layers whose output relevance is structurally zero wherever the output is negative.
+
+A layer whose only consumer is a ReLU with the pass rule receives the ReLU's output relevance. If
+everything that consumes the ReLU's output uses a rule whose input relevance vanishes where its input
+is 0 (:math:`R_j = a_j c_j`: ε, LRP-0, z⁺, αβ, γ, ε on sums and average pools; max pooling and
+reshapes pass this on), then the relevance of every unit with :math:`z_k \\le 0` is exactly 0. Rules can
+use that: the sign-aware γ rule then needs one transpose instead of two (see
+:class:`~seqlrp.core.rules.gamma.Gamma`). The proof is on the graph, before the backward runs; no
+values are read (no host synchronisation).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from torch import Tensor
+
+from .function import LayerCall
+
+#: graph nodes that only reshape or copy: a zero stays a zero in the same place
+_RESHAPING = frozenset({
+    "AliasBackward0", "CloneBackward0", "PermuteBackward0", "ReshapeAliasBackward0", "TransposeBackward0",
+    "TransposeBackward1", "UnsafeViewBackward0", "ViewBackward0",
+})
+
+
+def _call(node) -> LayerCall | None:
+    call = getattr(node, "call", None)
+    return call if isinstance(call, LayerCall) else None
+
+
+def _consumers(root) -> dict[int, list]:
+    """id(node) -> the nodes that take its output, for every node the backward from ``root`` reaches."""
+    consumers: dict[int, list] = defaultdict(list)
+    seen, stack = {id(root)}, [root]
+    while stack:
+        node = stack.pop()
+        for child, _ in node.next_functions:
+            if child is None:
+                continue
+            consumers[id(child)].append(node)
+            if id(child) not in seen:
+                seen.add(id(child))
+                stack.append(child)
+    return consumers
+
+
+def mark_gated(output: Tensor) -> int:
+    """Set ``call.gated`` on every layer call whose rule can use it and whose output relevance is provably
+    zero wherever its output is ``<= 0``. Returns how many were marked."""
+    root = output.grad_fn
+    if root is None:
+        return 0
+    consumers = _consumers(root)
+    zero_at_zero: dict[int, bool] = {id(root): False}  # the seed may be non-zero on a zero output
+
+    def vanishes_at_zero(node) -> bool:
+        """Relevance arriving at ``node``'s output is 0 wherever that output is 0."""
+        key = id(node)
+        if key not in zero_at_zero:
+            zero_at_zero[key] = False  # (cycle guard; graphs are acyclic)
+            users = consumers.get(key, [])
+            zero_at_zero[key] = bool(users) and all(_keeps_zero(user) for user in users)
+        return zero_at_zero[key]
+
+    def _keeps_zero(user) -> bool:
+        call = _call(user)
+        if call is None:
+            return type(user).__name__ in _RESHAPING and vanishes_at_zero(user)
+        if call.rule.zero_for_zero_input:
+            return True
+        return call.view.kind == "route" and vanishes_at_zero(user)  # max pooling: a zero max gets 0
+
+    marked = 0
+    for node_id, users in consumers.items():
+        if len(users) != 1:
+            continue
+        relu = _call(users[0])
+        if relu is None or not relu.rule.passes_on_active or not relu.view.zero_below_zero:
+            continue
+        producer = next(child for child, _ in users[0].next_functions if child is not None and id(child) == node_id)
+        call = _call(producer)
+        if call is not None and call.rule.uses_gating and vanishes_at_zero(users[0]):
+            call.gated = True
+            marked += 1
+    return marked
