@@ -125,3 +125,19 @@ def test_unrelated_model_with_functional_residual_is_flagged():
 
     with pytest.warns(seqlrp.CoverageWarning, match="AddBackward0"):
         seqlrp.explain(Block().eval(), torch.randn(1, 3, 8, 8), composite=EpsilonPlusFlat())
+
+
+@pytest.mark.parametrize("name, gated", [("vgg11_bn", 7), ("resnet18", 8), ("densenet121", 0)])
+def test_gated_gamma_equals_the_general_rule_on_torchvision(monkeypatch, name, gated):
+    """Convs followed by a ReLU take γ's one-transpose path; the result must not change (float64)."""
+    import sys
+
+    explain_module = sys.modules["seqlrp.core.explain"]
+    model = torchvision_model(name)
+    low, high = seqlrp.cnn.bounds_from_normalization([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+    fast = seqlrp.explain(model, X, 3, EpsilonGammaBox(low, high))
+    monkeypatch.setattr(explain_module, "mark_gated", lambda output: 0)
+    slow = seqlrp.explain(model, X, 3, EpsilonGammaBox(low, high))
+    assert sum(call.gated for call in fast.calls) == gated
+    scale = float(slow.relevance.abs().max())
+    torch.testing.assert_close(fast.relevance, slow.relevance, rtol=1e-10, atol=1e-12 * scale)
