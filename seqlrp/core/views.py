@@ -108,6 +108,10 @@ class LinearView(View, abc.ABC):
         """``vjp(grad1, weight1) + vjp(grad2, weight2)`` (subclasses do it in one call)."""
         return self.vjp(grad1, weight1, x) + self.vjp(grad2, weight2, x)
 
+    def vjp_stack(self, grad: Tensor, weights: tuple[Tensor, ...], x: Tensor) -> tuple[Tensor, ...]:
+        """``vjp(grad, w, x)`` for each ``w`` (subclasses do it in one call, weights stacked on the input side)."""
+        return tuple(self.vjp(grad, w, x) for w in weights)
+
     @abc.abstractmethod
     def bias_term(self, bias: Tensor, out: Tensor) -> Tensor:
         """``bias`` shaped to broadcast against the output ``out``."""
@@ -136,6 +140,9 @@ class DenseView(LinearView):
 
     def vjp_pair(self, grad1, weight1, grad2, weight2, x):
         return torch.cat([grad1, grad2], -1) @ torch.cat([weight1, weight2], 0)
+
+    def vjp_stack(self, grad, weights, x):
+        return (grad @ torch.cat(weights, 1)).split(x.shape[-1], -1)
 
     def bias_term(self, bias, out):
         return bias
@@ -191,6 +198,18 @@ class ConvView(LinearView):
             return both.reshape(a.shape[:dim] + (2 * out_ch,) + a.shape[dim + 1:])
 
         return self.vjp(interleave(grad1, grad2, 1), interleave(weight1, weight2, 0), x)
+
+    def vjp_stack(self, grad, weights, x):
+        """One transposed convolution with the weights stacked on the input-channel side (groups == 1)."""
+        m = self.module
+        if not self._direct or m.groups != 1:
+            return super().vjp_stack(grad, weights, x)
+        size, k = x.shape[2:], m.kernel_size
+        output_padding = [size[d] - ((grad.shape[2 + d] - 1) * m.stride[d] - 2 * m.padding[d]
+                                     + m.dilation[d] * (k[d] - 1) + 1) for d in range(self.dims)]
+        transpose = (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)[self.dims - 1]
+        stacked = transpose(grad, torch.cat(weights, 1), None, m.stride, m.padding, output_padding, 1, m.dilation)
+        return stacked.split(x.shape[1], 1)
 
     def bias_term(self, bias, out):
         return bias.view(1, -1, *([1] * self.dims))

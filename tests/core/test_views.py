@@ -61,3 +61,25 @@ def test_per_sample_sum_is_cached_until_the_tensor_changes():
     assert _per_sample_sum(t) is first
     t.mul_(2)  # an in-place change bumps the version: the sum is recomputed
     torch.testing.assert_close(_per_sample_sum(t), 2 * first)
+
+
+@pytest.mark.parametrize("layer, shape", [
+    (nn.Conv2d(3, 5, 3, stride=2, padding=1), (2, 3, 9, 8)),  # needs output padding
+    (nn.Conv2d(3, 5, (3, 2), stride=(2, 3), dilation=(1, 2)), (2, 3, 11, 12)),
+    (nn.Conv1d(2, 4, 5, stride=3, padding=2), (3, 2, 17)),
+    (nn.Conv3d(2, 3, 3, stride=2), (1, 2, 7, 8, 9)),
+    (nn.Conv2d(4, 6, 3, groups=2), (2, 4, 6, 6)),  # groups: one transpose per weight
+    (nn.Linear(4, 3), (2, 5, 4)),
+])
+def test_stacked_transposes_equal_one_transpose_per_weight(layer, shape):
+    from seqlrp.core.views import view_of
+
+    torch.manual_seed(2)
+    layer = layer.double()
+    view = view_of(layer)
+    x = torch.randn(shape, dtype=torch.float64)
+    grad = torch.randn_like(layer(x))
+    weights = (layer.weight, layer.weight.clamp(min=0), torch.randn_like(layer.weight))
+    for stacked, single in zip(view.vjp_stack(grad, weights, x), [view.vjp(grad, w, x) for w in weights], strict=True):
+        assert stacked.shape == x.shape
+        torch.testing.assert_close(stacked, single, rtol=1e-12, atol=1e-12)

@@ -6,7 +6,6 @@ import torch
 from torch import Tensor
 
 from ..registry import register
-from ..stabilize import sign0
 from .base import Rule
 
 
@@ -54,24 +53,27 @@ class Gamma(Rule):
         if gated and nonnegative and nonnegative[0] and view.channel_bias and (bias is not None or view.bias is None):
             return (self._gated(view, x, relevance, bias),)
         z = out if (bias is not None or view.bias is None) else self._z_without_bias(view, out)
-        sigma = sign0(z)
         x_abs = x if nonnegative and nonnegative[0] else x.abs()  # after a ReLU |a| = a: one pass less
-        # denominator (1 + γ/2) z + σ ((γ/2)(Σ|a||w| + |b|) + ε): it has the sign σ of z, and the
-        # bracket is one convolution whose bias carries (γ/2)|b| + ε
+        # Everything divided by (1 + γ/2), c = (γ/2) / (1 + γ/2): the denominator is z + σ·bracket with
+        # bracket = c (Σ|a||w| + |b|) + ε/(1 + γ/2) >= 0, one convolution whose bias carries the shifts,
+        # so it has the sign σ of z; s = R / den is (1 + γ/2) S and σ s = copysign(s, R).
+        c, eps = half / (1 + half), self.epsilon / (1 + half)
+        w_abs = c * w.abs()
         if view.channel_bias:
-            shift = torch.full((w.shape[0],), self.epsilon, dtype=w.dtype, device=w.device)
+            shift = torch.full((w.shape[0],), eps, dtype=w.dtype, device=w.device)
             if bias is not None:
-                shift = shift + half * bias.abs()
-            bracket = view.apply(x_abs, half * w.abs(), shift)
+                shift = shift + c * bias.abs()
+            bracket = view.apply(x_abs, w_abs, shift)
         else:
-            bracket = half * view.apply(x_abs, w.abs()) + self.epsilon
+            bracket = view.apply(x_abs, w_abs) + eps
             if bias is not None:
-                bracket = bracket + half * view.bias_term(bias.abs(), out)
-        den = torch.addcmul((1 + half) * z, sigma, bracket)
+                bracket = bracket + c * view.bias_term(bias.abs(), out)
+        den = bracket.copysign_(z + 0.0).add_(z)
         s = self._divide_stabilized(relevance, den)
-        if x_abs is x:  # one transpose of the stacked weights [(1 + γ/2) W ; (γ/2) |W|]
-            return (x * view.vjp_pair(s, (1 + half) * w, sigma * s, half * w.abs(), x),)
-        return ((1 + half) * x * view.vjp(s, w, x) + half * x_abs * view.vjp(sigma * s, w.abs(), x),)
+        sigma_s = torch.copysign(s, relevance)
+        if x_abs is x:  # one transpose of the stacked weights [W ; c|W|]
+            return (view.vjp_pair(s, w, sigma_s, w_abs, x).mul_(x),)
+        return (view.vjp(s, w, x).mul_(x).addcmul_(x_abs, view.vjp(sigma_s, w_abs, x)),)
 
     def _gated(self, view, x: Tensor, relevance: Tensor, bias: Tensor | None) -> Tensor:
         r"""The rule when :math:`a \ge 0` and :math:`R_k = 0` wherever :math:`z_k < 0` (a ReLU follows).

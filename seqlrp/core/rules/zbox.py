@@ -56,10 +56,13 @@ class ZBox(Rule):
                 f"to the input of shape {tuple(x.shape)}"
             ) from None
         wp, wn = w.clamp(min=0), w.clamp(max=0)
-        z = self._z_without_bias(view, out) - view.apply(low, wp) - view.apply(high, wn)
+        # bounds shared by all samples: the bound terms f(l; W⁺) + f(h; W⁻) computed for one sample
+        shared = all(b.dim() < x.dim() or b.shape[0] == 1 for b in (self.low, self.high)) and x.shape[0] > 1
+        low_one, high_one = (low[:1], high[:1]) if shared else (low, high)
+        z = self._z_without_bias(view, out) - (view.apply(low_one, wp) + view.apply(high_one, wn))
         bias = self._bias(view)
         if bias is not None:
             z = z + view.bias_term(bias, out)
         s = self._divide(relevance, z)
-        result = x * view.vjp(s, w, x) - low * view.vjp(s, wp, x) - high * view.vjp(s, wn, x)
-        return (result,)
+        g, gp, gn = view.vjp_stack(s, (w, wp, wn), x)
+        return (x * g - low_one * gp - high_one * gn,)
