@@ -55,9 +55,16 @@ class ThreshReLU(nn.Module):
         shape = self._shape(x)
         return torch.clamp(x, self.low.view(shape).to(x.dtype), self.high.view(shape).to(x.dtype))
 
-    def active(self, x: Tensor, out: Tensor) -> Tensor:
-        """Where the output follows the input (0/1 in ``x``'s dtype): ``out == x``."""
-        return (out == x).to(x.dtype)
+    def pass_active(self, relevance: Tensor, x: Tensor) -> Tensor:
+        r"""``relevance`` where the unit is active, :math:`(x - t)\,\mathrm{sign}(\gamma) > 0`, else 0.
+
+        One fused op (the ReLU's own backward kernel) on :math:`\mathrm{sign}(\gamma)(x - t)`: no
+        comparison pass. (At :math:`x = t` exactly the BN output is 0: inactive, like a ReLU at 0.)
+        """
+        shape = self._shape(x)
+        sign = self.sign.view(shape).to(x.dtype)
+        distance = torch.addcmul(-self.threshold.view(shape).to(x.dtype) * sign, x, sign)
+        return torch.ops.aten.threshold_backward(relevance, distance, 0)
 
     def extra_repr(self) -> str:
         return f"channels={self.threshold.numel()}"
@@ -66,8 +73,8 @@ class ThreshReLU(nn.Module):
 class ThreshReLUView(ElementwiseView):
     """View of :class:`ThreshReLU`: elementwise, with the active set."""
 
-    def active(self, x: Tensor, out: Tensor) -> Tensor:
-        return self.module.active(x, out)
+    def pass_active(self, relevance: Tensor, x: Tensor) -> Tensor:
+        return self.module.pass_active(relevance, x)
 
     def output_nonnegative(self, inputs_nonnegative):
         return False
@@ -94,7 +101,7 @@ class ActivePass(Rule):
     def relevance(self, view, inputs, out, relevance, nonnegative=()):
         (x,) = inputs
         if isinstance(view, ThreshReLUView):
-            return (relevance * view.active(x, out),)
+            return (view.pass_active(relevance, x),)
         return (relevance * (out != 0).to(relevance.dtype),)
 
 

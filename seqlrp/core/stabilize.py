@@ -12,7 +12,7 @@ def sign0(z: Tensor) -> Tensor:
     ``copysign`` is several times faster than a comparison and ``where`` on CPU; ``z + 0.0`` turns
     -0.0 into +0.0 first.
     """
-    return torch.ones_like(z).copysign_(z + 0.0)
+    return torch.copysign(z.new_ones(()), z + 0.0)  # a 0-d magnitude broadcasts: no fill pass
 
 
 def stabilize(z: Tensor, epsilon: float) -> Tensor:
@@ -27,7 +27,7 @@ def stabilize(z: Tensor, epsilon: float) -> Tensor:
     """
     if epsilon == 0:
         return z
-    return torch.full_like(z, epsilon).copysign_(z + 0.0).add_(z)
+    return torch.copysign(z.new_full((), epsilon), z + 0.0).add_(z)
 
 
 def safe_divide(numerator: Tensor, denominator: Tensor) -> Tensor:

@@ -57,6 +57,9 @@ def test_threshrelu_identity(gamma_sign):
     torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
     if gamma_sign != 0:  # the theorem literally: ReLU(BN(x)) == BN(ThreshReLU(x))
         torch.testing.assert_close(bn(thresh(x)), expected, rtol=1e-12, atol=1e-12)
+    # active_pass keeps relevance exactly where the BN output is positive (the ReLU's active set)
+    relevance = torch.randn_like(x)
+    torch.testing.assert_close(thresh.pass_active(relevance, x), relevance * (bn(x) > 0), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("stride", [1, 2])

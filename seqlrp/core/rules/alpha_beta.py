@@ -37,8 +37,13 @@ class _PositiveNegative(Rule):
                 shift = shift + bias.clamp(min=0)
         positive = view.apply(xp, wp, shift)
         if xn is not None:
-            positive = positive + view.apply(xn, wn)
-        if shift is None:
+            positive = positive.add_(view.apply(xn, wn))
+        if shift is None and not self.beta:  # a bias map (tensor-biased layers): b⁺ + ε added in one pass
+            extra = view.bias_term(bias.clamp(min=0), out) if bias is not None else None
+            if self.epsilon > 0:
+                extra = self.epsilon if extra is None else extra + self.epsilon
+            sp = self._divide_stabilized(relevance, positive if extra is None else positive.add_(extra))
+        elif shift is None:
             if bias is not None:
                 positive = positive + view.bias_term(bias.clamp(min=0), out)
             sp = self._divide_signed(relevance, positive, 1.0)

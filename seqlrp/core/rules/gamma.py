@@ -65,9 +65,8 @@ class Gamma(Rule):
                 shift = shift + c * bias.abs()
             bracket = view.apply(x_abs, w_abs, shift)
         else:
-            bracket = view.apply(x_abs, w_abs) + eps
-            if bias is not None:
-                bracket = bracket + c * view.bias_term(bias.abs(), out)
+            extra = eps if bias is None else c * view.bias_term(bias.abs(), out) + eps  # (map-sized)
+            bracket = view.apply(x_abs, w_abs).add_(extra)
         den = bracket.copysign_(z + 0.0).add_(z)
         s = self._divide_stabilized(relevance, den)
         sigma_s = torch.copysign(s, relevance)
