@@ -1,8 +1,9 @@
 """CNN relevance cost: plain input gradient vs seqlrp's EpsilonPlusFlat / EpsilonGammaBox vs zennit's.
 
 resnet50, densenet121, vgg16 (weights=None, eval), batch 8, 224x224, float32, 2 threads. Timings are
-medians after 3 warm-up calls, all in one process; peak RSS per (model, method) is measured in a
-fresh subprocess running that method alone (ru_maxrss minus the process's RSS before the call).
+medians after 3 warm-up calls, all in one process, the methods of a model taking turns in each round
+(so a drift of the machine's speed hits all of them alike); peak RSS per (model, method) is measured
+in a fresh subprocess running that method alone (ru_maxrss minus the process's RSS before the call).
 
 Run with: GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4294967295:glibc.malloc.trim_threshold=68719476736 \
           python benchmarks/cnn.py [--models resnet50,densenet121,vgg16] [--repeats 5]
@@ -13,7 +14,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import resource
 import subprocess
 import sys
 
@@ -23,9 +23,9 @@ import torchvision
 import seqlrp
 
 try:
-    from benchmarks.timing import median_time
+    from benchmarks.timing import interleaved_medians
 except ImportError:  # run as a script: benchmarks/ is on sys.path
-    from timing import median_time
+    from timing import interleaved_medians
 from seqlrp.cnn import EpsilonGammaBox, EpsilonPlusFlat, bounds_from_normalization
 
 LOW, HIGH = bounds_from_normalization([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
@@ -78,13 +78,20 @@ def methods(model: torch.nn.Module, x: torch.Tensor, only: str | None = None) ->
 
 
 def peak_rss(model_name: str, method: str, batch: int, size: int, threads: int) -> float:
-    """MiB of peak RSS above the resident size before one call of ``method`` (fresh subprocess)."""
+    """MiB of peak RSS above the resident size before one call of ``method`` (fresh subprocess).
+
+    The peak is the kernel's VmHWM, reset right before the call (``/proc/self/clear_refs``): the
+    ``ru_maxrss`` of a child process starts at its parent's resident size (kept across fork + exec),
+    which would hide the call's own peak behind the benchmark process's.
+    """
     code = (
-        "import os, resource, torch, sys; sys.argv=['x'];"
+        "import os, torch, sys; sys.argv=['x'];"
         f"import benchmarks.cnn as b; torch.set_num_threads({threads});"
         f"m=b.build({model_name!r}); x=torch.rand({batch},3,{size},{size}); f=b.methods(m,x,{method!r})[{method!r}];"
+        "hwm=lambda: int([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]);"
+        "open('/proc/self/clear_refs','w').write('5');"
         "r0=int(open('/proc/self/statm').read().split()[1])*os.sysconf('SC_PAGE_SIZE')//1024; f();"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - r0)"
+        "print(hwm() - r0)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return int(out.stdout.strip().splitlines()[-1]) / 1024
@@ -107,18 +114,15 @@ def main() -> None:
     for name in args.models.split(","):
         model = build(name)
         x = torch.rand(args.batch, 3, args.size, args.size)
-        found = methods(model, x)
-        base = None
-        for method, fn in found.items():
-            t = median_time(fn, args.repeats)
-            base = base or t
+        medians = interleaved_medians(methods(model, x), args.repeats)
+        base = medians["gradient"]
+        for method, t in medians.items():
             rss = float("nan") if args.no_memory else peak_rss(name, method, args.batch, args.size, args.threads)
             rows.append({"model": name, "method": method, "seconds": t, "ratio": t / base, "peak_rss_mib": rss})
             print(f"{name:12s} {method:24s} {t:9.3f} {t / base:10.2f} {rss:13.0f}", flush=True)
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(rows, handle, indent=1)
-    _ = resource  # (peak RSS is measured in subprocesses)
 
 
 if __name__ == "__main__":

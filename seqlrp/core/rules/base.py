@@ -65,7 +65,9 @@ class Rule(abc.ABC):
         """Relevance of each input given the output ``out`` and its relevance.
 
         ``nonnegative[i]`` is True where input ``i`` is known (from the graph, without looking at
-        its values) to be >= 0; rules may use it to skip work.
+        its values) to be >= 0; rules may use it to skip work. Rules with ``uses_gating = True`` also
+        take ``gated=True`` when the output relevance is provably 0 wherever the output is <= 0
+        (see :mod:`seqlrp.core.gating`).
         """
 
     # helpers for rules on affine layers -------------------------------------------------------
