@@ -21,9 +21,9 @@ import torch
 import seqlrp
 
 try:
-    from benchmarks.timing import median_time
+    from benchmarks.timing import interleaved_medians
 except ImportError:  # run as a script: benchmarks/ is on sys.path
-    from timing import median_time
+    from timing import interleaved_medians
 from seqlrp.lstm import BiLSTMClassifier
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sst2"
@@ -82,9 +82,8 @@ def main() -> None:
         for ids, lengths in data:
             seqlrp.baselines.text_gradient(model, ids, lengths=lengths)
 
-    t_forward = median_time(forward, args.repeats)
-    t_grad = median_time(gradient, args.repeats)
-    t_lrp = median_time(lrp, args.repeats)
+    medians = interleaved_medians({"forward": forward, "gradient": gradient, "lrp": lrp}, args.repeats)
+    t_forward, t_grad, t_lrp = medians["forward"], medians["gradient"], medians["lrp"]
     print(f"{n} sentences ({tokens / n:.1f} tokens on average), batch {args.batch}, {args.threads} threads, float32")
     print(f"{'method':28s} {'median s':>10s} {'sentences/s':>12s} {'x forward':>10s}")
     for name, t in (("plain forward (no_grad)", t_forward), ("gradient (sensitivity)", t_grad),

@@ -1,4 +1,4 @@
-"""Shared timing helper for the benchmarks: 3 warm-up calls, then the median of ``repeats``."""
+"""Shared timing helper for the benchmarks: 3 warm-up calls each, then the median of ``repeats`` rounds."""
 
 from __future__ import annotations
 
@@ -19,13 +19,3 @@ def interleaved_medians(fns: dict, repeats: int, warmup: int = 3) -> dict:
             times[name].append(time.perf_counter() - start)
     return {name: statistics.median(values) for name, values in times.items()}
 
-
-def median_time(fn, repeats: int, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)

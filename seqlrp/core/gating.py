@@ -29,20 +29,20 @@ def _call(node) -> LayerCall | None:
     return call if isinstance(call, LayerCall) else None
 
 
-def _consumers(root) -> dict[int, list]:
-    """id(node) -> the nodes that take its output, for every node the backward from ``root`` reaches."""
-    consumers: dict[int, list] = defaultdict(list)
-    seen, stack = {id(root)}, [root]
+def _consumers(root) -> tuple[dict[int, object], dict[int, list]]:
+    """For every node the backward from ``root`` reaches: id -> node, and id -> the nodes that take its output."""
+    nodes, consumers = {id(root): root}, defaultdict(list)
+    stack = [root]
     while stack:
         node = stack.pop()
         for child, _ in node.next_functions:
             if child is None:
                 continue
             consumers[id(child)].append(node)
-            if id(child) not in seen:
-                seen.add(id(child))
+            if id(child) not in nodes:
+                nodes[id(child)] = child
                 stack.append(child)
-    return consumers
+    return nodes, consumers
 
 
 def mark_gated(output: Tensor) -> int:
@@ -51,7 +51,7 @@ def mark_gated(output: Tensor) -> int:
     root = output.grad_fn
     if root is None:
         return 0
-    consumers = _consumers(root)
+    nodes, consumers = _consumers(root)
     zero_at_zero: dict[int, bool] = {id(root): False}  # the seed may be non-zero on a zero output
 
     def vanishes_at_zero(node) -> bool:
@@ -78,8 +78,7 @@ def mark_gated(output: Tensor) -> int:
         relu = _call(users[0])
         if relu is None or not relu.rule.passes_on_active or not relu.view.zero_below_zero:
             continue
-        producer = next(child for child, _ in users[0].next_functions if child is not None and id(child) == node_id)
-        call = _call(producer)
+        call = _call(nodes[node_id])
         if call is not None and call.rule.uses_gating and vanishes_at_zero(users[0]):
             call.gated = True
             marked += 1

@@ -250,23 +250,23 @@ class RouteView(View):
     def _keeps_indices(self) -> bool:
         return type(self.module) is nn.MaxPool2d and not self.module.return_indices
 
+    def _pool_args(self) -> tuple:
+        """kernel, stride, padding, dilation, ceil_mode of the ``nn.MaxPool2d``, as the aten ops take them."""
+        m = self.module
+        return (_pair(m.kernel_size), _pair(m.stride if m.stride is not None else m.kernel_size),
+                _pair(m.padding), _pair(m.dilation), m.ceil_mode)
+
     def forward_saving(self, *inputs):
         if not self._keeps_indices():
             return super().forward_saving(*inputs)
-        m = self.module
-        return torch.ops.aten.max_pool2d_with_indices(
-            inputs[0], _pair(m.kernel_size), _pair(m.stride if m.stride is not None else m.kernel_size),
-            _pair(m.padding), _pair(m.dilation), m.ceil_mode)
+        return torch.ops.aten.max_pool2d_with_indices(inputs[0], *self._pool_args())
 
     def bind(self, state):
         return self if state is None else RouteView(self.module, state)
 
     def vjp(self, x: Tensor, grad: Tensor) -> Tensor:
         if self.indices is not None:
-            m = self.module
-            return torch.ops.aten.max_pool2d_with_indices_backward(
-                grad, x, _pair(m.kernel_size), _pair(m.stride if m.stride is not None else m.kernel_size),
-                _pair(m.padding), _pair(m.dilation), m.ceil_mode, self.indices)
+            return torch.ops.aten.max_pool2d_with_indices_backward(grad, x, *self._pool_args(), self.indices)
         with torch.enable_grad():
             xg = x.detach().requires_grad_(True)
             (g,) = torch.autograd.grad(self.forward(xg), xg, grad)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import torch
-
 from ..registry import register
 from .base import Rule
 
@@ -32,21 +30,18 @@ class _PositiveNegative(Rule):
         # Σ(aw)⁺ + b⁺ >= 0, so its stabilized form is Σ(aw)⁺ + b⁺ + ε: the shift rides in the conv's bias
         shift = None
         if view.channel_bias and self.epsilon > 0:
-            shift = torch.full((w.shape[0],), self.epsilon, dtype=w.dtype, device=w.device)
-            if bias is not None:
-                shift = shift + bias.clamp(min=0)
+            shift = self._shift(w, self.epsilon, None if bias is None else bias.clamp(min=0))
         positive = view.apply(xp, wp, shift)
         if xn is not None:
             positive = positive.add_(view.apply(xn, wn))
-        if shift is None and not self.beta:  # a bias map (tensor-biased layers): b⁺ + ε added in one pass
+        if shift is None:  # no per-unit bias slot (a bias map), or ε = 0: b⁺ added here in one pass
             extra = view.bias_term(bias.clamp(min=0), out) if bias is not None else None
-            if self.epsilon > 0:
+            fold = self.epsilon > 0 and not self.beta  # ε joins it unless αβ needs the unstabilized sum
+            if fold:
                 extra = self.epsilon if extra is None else extra + self.epsilon
-            sp = self._divide_stabilized(relevance, positive if extra is None else positive.add_(extra))
-        elif shift is None:
-            if bias is not None:
-                positive = positive + view.bias_term(bias.clamp(min=0), out)
-            sp = self._divide_signed(relevance, positive, 1.0)
+            if extra is not None:
+                positive = positive.add_(extra)
+            sp = self._divide_stabilized(relevance, positive) if fold else self._divide_signed(relevance, positive, 1.0)
         else:
             stabilized = positive
             if self.beta:

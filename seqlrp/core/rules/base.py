@@ -74,6 +74,12 @@ class Rule(abc.ABC):
     def _bias(self, view: LinearView) -> Tensor | None:
         return None if self.ignore_bias else view.bias
 
+    @staticmethod
+    def _shift(weight: Tensor, value: float, bias: Tensor | None = None) -> Tensor:
+        """Per-output-unit shift ``value (+ bias)`` for the bias slot of a modified forward."""
+        shift = torch.full((weight.shape[0],), value, dtype=weight.dtype, device=weight.device)
+        return shift if bias is None else shift + bias
+
     def _z_without_bias(self, view: LinearView, out: Tensor) -> Tensor:
         """The forward's pre-activation minus the bias: ``f(x; W)`` without recomputing it."""
         if view.bias is None:

@@ -50,9 +50,10 @@ class Gamma(Rule):
         w = view.weight
         half = self.gamma / 2
         bias = self._bias(view)
-        if gated and nonnegative and nonnegative[0] and view.channel_bias and (bias is not None or view.bias is None):
+        z_is_out = bias is not None or view.bias is None  # (σ must be the sign of the layer's real output)
+        if gated and nonnegative and nonnegative[0] and view.channel_bias and z_is_out:
             return (self._gated(view, x, relevance, bias),)
-        z = out if (bias is not None or view.bias is None) else self._z_without_bias(view, out)
+        z = out if z_is_out else self._z_without_bias(view, out)
         x_abs = x if nonnegative and nonnegative[0] else x.abs()  # after a ReLU |a| = a: one pass less
         # Everything divided by (1 + γ/2), c = (γ/2) / (1 + γ/2): the denominator is z + σ·bracket with
         # bracket = c (Σ|a||w| + |b|) + ε/(1 + γ/2) >= 0, one convolution whose bias carries the shifts,
@@ -60,9 +61,7 @@ class Gamma(Rule):
         c, eps = half / (1 + half), self.epsilon / (1 + half)
         w_abs = c * w.abs()
         if view.channel_bias:
-            shift = torch.full((w.shape[0],), eps, dtype=w.dtype, device=w.device)
-            if bias is not None:
-                shift = shift + c * bias.abs()
+            shift = self._shift(w, eps, None if bias is None else c * bias.abs())
             bracket = view.apply(x_abs, w_abs, shift)
         else:
             extra = eps if bias is None else c * view.bias_term(bias.abs(), out) + eps  # (map-sized)
@@ -85,9 +84,7 @@ class Gamma(Rule):
         """
         w = view.weight
         modified = w + self.gamma * w.clamp(min=0)
-        shift = torch.full((w.shape[0],), self.epsilon, dtype=w.dtype, device=w.device)
-        if bias is not None:
-            shift = shift + bias + self.gamma * bias.clamp(min=0)
+        shift = self._shift(w, self.epsilon, None if bias is None else bias + self.gamma * bias.clamp(min=0))
         den = view.apply(x, modified, shift)
         if self.epsilon > 0:
             den = den.clamp_min_(self.epsilon)
