@@ -7,9 +7,9 @@ from collections.abc import Callable
 
 from torch import Tensor, nn
 
-from .core.checks import check_eval_mode, check_inputs
 from .core.composites import Composite
-from .core.explain import propagate
+from .core.copying import structural_copy
+from .core.explain import prepare, propagate
 from .core.explanation import Explanation
 from .core.rules.base import Rule
 from .core.session import Session
@@ -18,17 +18,13 @@ from .core.session import Session
 def gradient(model: nn.Module, inputs: Tensor, target: int | Tensor | Callable | None = None, *,
              seed: str | Callable = "one") -> Explanation:
     r"""Sensitivity: :math:`\partial f_c / \partial x` (``seed="one"``)."""
-    check_eval_mode(model)
-    check_inputs(inputs)
-    return propagate(model, inputs, target, seed)
+    return propagate(structural_copy(prepare(model, inputs)), inputs, target, seed)
 
 
 def gradient_x_input(model: nn.Module, inputs: Tensor, target: int | Tensor | Callable | None = None, *,
                      seed: str | Callable = "one") -> Explanation:
     r"""Gradient x Input: :math:`x \odot \partial f_c / \partial x`."""
-    check_eval_mode(model)
-    check_inputs(inputs)
-    return propagate(model, inputs, target, seed, times_input=True)
+    return propagate(structural_copy(prepare(model, inputs)), inputs, target, seed, times_input=True)
 
 
 class GuidedReLU(Rule):
@@ -52,10 +48,8 @@ def guided_backprop(model: nn.Module, inputs: Tensor, target: int | Tensor | Cal
 
     Only ``nn.ReLU`` modules are guided; functional ReLUs keep their gradient.
     """
-    check_eval_mode(model)
-    check_inputs(inputs)
     session = Session(_GuidedComposite({nn.ReLU: GuidedReLU()}))
-    return propagate(session.wrap(model), inputs, target, seed, session, warn_coverage=False)
+    return propagate(session.wrap(prepare(model, inputs)), inputs, target, seed, session, warn_coverage=False)
 
 
 from .lstm.text import text_gradient, text_gradient_x_input  # noqa: E402  (text baselines, same signature)

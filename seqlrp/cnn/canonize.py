@@ -16,16 +16,16 @@ layers are structural copies sharing their parameters, and verification runs on 
 
 from __future__ import annotations
 
-import copy
 import math
-import weakref
+from contextvars import ContextVar
 
 import torch
 from torch import Tensor, nn
 from torchvision.models.densenet import DenseNet, _DenseBlock, _DenseLayer, _Transition
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
-from ..core.copying import record_outputs, shallow_copy, structural_copy
+from ..core.checks import check_eval_mode, mode_dependent
+from ..core.copying import copy_tree, record_outputs, shallow_copy, structural_copy, unwrap
 from ..core.ops import Sum
 from .layers import TensorBiasedConv2d, TensorBiasedLinear, ThreshReLU
 
@@ -59,15 +59,35 @@ def _bn_affine(bn: _BN) -> tuple[Tensor, Tensor]:
     return scale.detach(), (beta - bn.running_mean * scale).detach()
 
 
+_HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+#: qualified names of the modules of the model being canonized (for messages)
+_NAMES: ContextVar[dict[int, str] | None] = ContextVar("seqlrp_canonize_names", default=None)
+
+
+def _check_no_hooks(*modules: nn.Module) -> None:
+    """Canonization replaces these modules: hooks on them would see other values, so refuse them."""
+    for module in modules:
+        hooks = [kind.strip("_").replace("_", " ") for kind in _HOOKS if getattr(module, kind, None)]
+        if hooks:
+            name = (_NAMES.get() or {}).get(id(module), "?")
+            raise CanonizationError(
+                f"module {name!r} ({type(module).__name__}) has {', '.join(hooks)}; canonization replaces it by a "
+                "new layer (batch norm fused), where the hooks would see other values. Remove them "
+                "(handle.remove()) before explaining")
+
+
 def fuse(layer: nn.Module, bn: _BN) -> nn.Module:
-    """A new Conv/Linear computing ``bn(layer(x))``."""
+    """A new Conv/Linear computing ``bn(layer(x))`` (new tensors; the user's layers are only read)."""
+    _check_no_hooks(layer, bn)
     scale, shift = _bn_affine(bn)
-    fused = copy.deepcopy(layer)
+    fused = shallow_copy(layer)  # same hyper-parameters, fresh containers, new tensors below
     shape = (-1,) + (1,) * (layer.weight.dim() - 1)
     with torch.no_grad():
-        fused.weight.copy_(layer.weight * scale.view(shape))
+        weight = layer.weight * scale.view(shape).to(layer.weight.dtype)
         bias = shift if layer.bias is None else layer.bias * scale + shift
-        fused.bias = nn.Parameter(bias.detach().clone().to(layer.weight.dtype))
+    fused.__dict__["_parameters"] = {"weight": nn.Parameter(weight.detach(), layer.weight.requires_grad),
+                                     "bias": nn.Parameter(bias.detach().to(layer.weight.dtype),
+                                                          layer.weight.requires_grad)}
     return fused
 
 
@@ -88,6 +108,7 @@ def _threshold(bn: _BN) -> tuple[ThreshReLU, Tensor, Tensor]:
 
 def threshold_and_fuse(bn: _BN, conv: nn.Conv2d) -> tuple[ThreshReLU, TensorBiasedConv2d]:
     """``conv(ReLU(bn(x)))`` as ``TensorBiasedConv2d(ThreshReLU(x))`` (see :class:`ThreshReLU`)."""
+    _check_no_hooks(bn, conv)
     thresh, scale, shift = _threshold(bn)
     return thresh, TensorBiasedConv2d(conv, scale, shift)
 
@@ -222,6 +243,9 @@ def _sequential(seq: nn.Sequential) -> nn.Sequential:
 
 
 def _canonize_module(module: nn.Module) -> nn.Module:
+    module = unwrap(module)
+    if isinstance(module, (ResNet, DenseNet, Bottleneck, BasicBlock)):
+        _check_no_hooks(*module.modules())  # (the whole block is rebuilt)
     if isinstance(module, ResNet):
         return CanonicalResNet(module)
     if isinstance(module, DenseNet):
@@ -232,10 +256,7 @@ def _canonize_module(module: nn.Module) -> nn.Module:
         return CanonicalBasicBlock(module)
     if type(module) is nn.Sequential:
         return _sequential(module)
-    new = shallow_copy(module)
-    new._modules = {name: None if child is None else _canonize_module(child)
-                    for name, child in module._modules.items()}
-    return new
+    return copy_tree(module, _canonize_module)
 
 
 # ------------------------------------------------------------------------------------------- public
@@ -259,10 +280,17 @@ def canonize(model: nn.Module, *, verify: bool = True, example_input: Tensor | N
     nn.Module
         The canonized model (shares the parameters of the layers it did not change).
     """
-    if model.training:
-        raise CanonizationError("the model is in training mode: batch norm would use batch statistics; "
-                                "call model.eval() before canonizing")
-    canonical = _canonize_module(model).eval()
+    model = unwrap(model)
+    try:
+        check_eval_mode(model)
+    except RuntimeError as error:
+        raise CanonizationError(str(error)) from None
+    names = _NAMES.set({id(m): name or type(model).__name__ for name, m in model.named_modules()})
+    try:
+        canonical = _canonize_module(model)
+    finally:
+        _NAMES.reset(names)
+    _mark_eval(canonical)
     left = [name for name, m in canonical.named_modules() if isinstance(m, _BN)]
     if left:
         raise CanonizationError(
@@ -271,6 +299,14 @@ def canonize(model: nn.Module, *, verify: bool = True, example_input: Tensor | N
     if verify:
         _verify(model, canonical, example_input, rtol)
     return canonical
+
+
+def _mark_eval(canonical: nn.Module) -> None:
+    """Eval flags on the new modules, written into their ``__dict__``; copies of the user's own classes
+    keep their flags (their forward may read ``self.training``)."""
+    for module in canonical.modules():
+        if type(module).__module__.startswith(("seqlrp.", "torch.nn.")) and not mode_dependent(module):
+            module.__dict__["training"] = False
 
 
 def _example(model: nn.Module) -> Tensor:
@@ -311,17 +347,3 @@ def _verify(model: nn.Module, canonical: nn.Module, example_input: Tensor | None
                      None)
         raise CanonizationError(f"the canonized model differs from the original: max |logit diff| {diff:.3e} "
                                 f"(max |logit| {scale:.3e}); first differing module: {first!r}")
-
-
-_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def cached_canonize(model: nn.Module) -> nn.Module:
-    """:func:`canonize` once per model and parameter state (re-done when any parameter changes)."""
-    state = tuple((id(t), t._version) for t in list(model.parameters()) + list(model.buffers()))
-    hit = _CACHE.get(model)
-    if hit is not None and hit[0] == state:
-        return hit[1]
-    canonical = canonize(model, verify=False)
-    _CACHE[model] = (state, canonical)
-    return canonical

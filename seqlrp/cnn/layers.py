@@ -115,26 +115,29 @@ class TensorBiasedConv2d(nn.Conv2d):
     """
 
     def __init__(self, conv: nn.Conv2d, scale: Tensor, shift: Tensor):
+        # built on the meta device (no random initialization: the user's random stream is not touched)
         super().__init__(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                         conv.dilation, conv.groups, bias=False, padding_mode=conv.padding_mode,
-                         device=conv.weight.device, dtype=conv.weight.dtype)
+                         conv.dilation, conv.groups, bias=False, padding_mode=conv.padding_mode, device="meta")
         with torch.no_grad():
-            self.weight.copy_(conv.weight * _group_scale(scale, conv))
+            self.weight = nn.Parameter(conv.weight * _group_scale(scale, conv), conv.weight.requires_grad)
         self.register_buffer("source_weight", conv.weight.detach().clone())
         self.register_buffer("source_bias", None if conv.bias is None else conv.bias.detach().clone())
         self.register_buffer("shift", shift.detach().clone())
         self._maps: dict = {}
 
     def bias_map(self, x: Tensor) -> Tensor:
-        """The bias map for inputs shaped like ``x`` (cached per size, dtype, device)."""
+        """The bias map for inputs shaped like ``x`` (cached per size, dtype, device and tensor versions)."""
         key = (tuple(x.shape[2:]), x.dtype, x.device)
+        # the tensors it is computed from, by identity, storage and version: an edit recomputes it
+        sources = tuple(None if t is None else (id(t), t.data_ptr(), t._version)
+                        for t in (self.source_weight, self.source_bias, self.shift))
         cached = self._maps.get(key)
-        if cached is None:
+        if cached is None or cached[0] != sources:
             constant = self.shift.to(x.dtype).view(1, -1, 1, 1).expand(1, -1, *x.shape[2:])
-            cached = self._conv_forward(constant, self.source_weight.to(x.dtype),
-                                        None if self.source_bias is None else self.source_bias.to(x.dtype))[0]
-            self._maps[key] = cached
-        return cached
+            bias_map = self._conv_forward(constant, self.source_weight.to(x.dtype),
+                                          None if self.source_bias is None else self.source_bias.to(x.dtype))[0]
+            cached = self._maps[key] = (sources, bias_map)
+        return cached[1]
 
     def forward(self, x: Tensor) -> Tensor:
         return self._conv_forward(x, self.weight, None) + self.bias_map(x)
@@ -150,21 +153,27 @@ def _group_scale(scale: Tensor, conv: nn.Conv2d) -> Tensor:
 
 
 class TensorBiasedConvView(ConvView):
-    """View of :class:`TensorBiasedConv2d`: the bias is the map of the current input size."""
+    """View of :class:`TensorBiasedConv2d`: the bias is the map of the input size of the call (kept per call)."""
 
     channel_bias = False
 
-    def __init__(self, module):
+    def __init__(self, module, bias: Tensor | None = None):
         super().__init__(module)
-        self._bias = None
+        self._bias = bias
 
     @property
     def bias(self):
         return self._bias
 
+    def forward_saving(self, *inputs):
+        bias = self.module.bias_map(inputs[0])
+        return self.module._conv_forward(inputs[0], self.module.weight, None) + bias, bias
+
     def forward(self, *inputs):
-        self._bias = self.module.bias_map(inputs[0])
-        return super().forward(*inputs)
+        return self.forward_saving(*inputs)[0]
+
+    def bind(self, state):
+        return TensorBiasedConvView(self.module, state)
 
     def bias_term(self, bias, out):
         return bias.unsqueeze(0)
@@ -174,9 +183,8 @@ class TensorBiasedLinear(nn.Linear):
     """``x W^T + B`` where the bias ``B`` is any tensor broadcastable to the output."""
 
     def __init__(self, weight: Tensor, bias: Tensor):
-        super().__init__(weight.shape[1], weight.shape[0], bias=False, device=weight.device, dtype=weight.dtype)
-        with torch.no_grad():
-            self.weight.copy_(weight)
+        super().__init__(weight.shape[1], weight.shape[0], bias=False, device="meta")  # (no random init)
+        self.weight = nn.Parameter(weight.detach().clone())
         self.register_buffer("bias_tensor", bias.detach().clone())
 
     def forward(self, x: Tensor) -> Tensor:

@@ -2,28 +2,38 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
 _MODE_DEPENDENT = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm,
-                   nn.modules.instancenorm._InstanceNorm)
+                   nn.modules.instancenorm._InstanceNorm, nn.RReLU)
+
+
+def mode_dependent(module: nn.Module) -> bool:
+    """Whether ``module`` computes another function in training mode (random or batch-dependent)."""
+    if isinstance(module, _MODE_DEPENDENT):
+        return True
+    if isinstance(module, nn.RNNBase):
+        return module.dropout > 0 and module.num_layers > 1
+    if isinstance(module, nn.MultiheadAttention):
+        return module.dropout > 0
+    return False
 
 
 def check_eval_mode(model: nn.Module) -> None:
     """Refuse a model in training mode whose output depends on the mode.
 
-    Dropout is random and batch normalization uses the batch's statistics in training mode, so an
-    explanation would describe a different (and, for dropout, random) function than the one used
-    for prediction. An error, not a warning: the result would be silently wrong.
+    Dropout (also inside ``nn.MultiheadAttention`` and stacked RNNs) and ``nn.RReLU`` are random and
+    batch normalization uses the batch's statistics in training mode, so an explanation would describe
+    a different (and, for dropout, random) function than the one used for prediction. An error, not a
+    warning: the result would be silently wrong. Random ops called functionally (``F.dropout(x,
+    training=True)``, ``torch.rand``) are caught while the forward runs (:mod:`seqlrp.core.stochastic`).
     """
     for name, module in model.named_modules():
-        if not module.training:
-            continue
-        dependent = isinstance(module, _MODE_DEPENDENT) or (
-            isinstance(module, nn.RNNBase) and module.dropout > 0 and module.num_layers > 1)
-        if dependent:
+        if module.training and mode_dependent(module):
             raise RuntimeError(
                 f"the model is in training mode and {name or 'the model'!r} ({type(module).__name__}) behaves "
                 "differently in training (random dropout / batch statistics), so the explanation would describe "
@@ -47,14 +57,54 @@ def check_inputs(inputs: Tensor, what: str = "inputs") -> None:
                          "non-finite inputs: clean or impute them first")
 
 
-def check_output(output: Tensor, batch: int) -> None:
+def check_model_inputs(model: nn.Module, inputs: Tensor, what: str = "inputs") -> None:
+    """Refuse inputs whose dtype or device differs from the model's (when all its parameters agree on one)."""
+    kinds = {(p.dtype, p.device) for p in model.parameters() if p.is_floating_point()}
+    if len(kinds) != 1:
+        return  # no floating parameters, or a mixed model: the forward decides
+    ((dtype, device),) = kinds
+    if inputs.dtype != dtype or inputs.device != device:
+        raise TypeError(f"{what} are {inputs.dtype} on {inputs.device} but the model's parameters are {dtype} on "
+                        f"{device}; convert with {what}.to(dtype={dtype}, device='{device}') or move the model")
+
+
+def check_output(output: Tensor, batch: int, input_shape: tuple[int, ...] | None = None) -> None:
     if not isinstance(output, Tensor):
         raise TypeError(f"the model must return a tensor of logits (B, C); got {type(output).__name__} "
                         "(wrap the model to select the logits)")
     if output.dim() != 2 or output.shape[0] != batch:
-        raise ValueError(f"the model must return logits of shape (B, C) = ({batch}, C); got {tuple(output.shape)}")
+        hint = ""
+        if output.dim() == 1 and input_shape is not None:
+            hint = (f"; the inputs of shape {tuple(input_shape)} seem to lack the batch dimension: explain one "
+                    "example as inputs.unsqueeze(0)")
+        raise ValueError(f"the model must return logits of shape (B, C) = ({batch}, C); got {tuple(output.shape)}"
+                         + hint)
+    if not output.is_floating_point():
+        raise TypeError(f"the model must return floating-point logits, got dtype {output.dtype}")
     if not bool(torch.isfinite(output).all()):
         raise ValueError("the model's output contains NaN or Inf; relevance would be NaN")
+
+
+def _target_tensor(target, batch: int, device) -> Tensor:
+    """``target`` as a tensor of class indices, or a TypeError naming what was given."""
+    if isinstance(target, (str, bytes)):
+        raise TypeError(f"target must be a class index (int), a (B,) tensor of them, a callable or None; got the "
+                        f"string {target!r}" + (f" (convert it: target=int({target!r}))"
+                                                 if isinstance(target, str) and target.strip().isdigit() else ""))
+    if isinstance(target, bool) or (isinstance(target, Tensor) and target.dtype == torch.bool):
+        raise TypeError("target must be a class index (int), a (B,) tensor of them, a callable or None; got a bool")
+    if isinstance(target, numbers.Integral):
+        return torch.tensor(int(target))  # (range-checked by the caller: fits int64)
+    if isinstance(target, numbers.Real):
+        raise TypeError(f"target must hold class indices (integers), got the number {target!r}")
+    try:
+        tensor = torch.as_tensor(target, device=device)
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise TypeError(f"target must be a class index (int), a (B,) tensor of them, a callable or None; got "
+                        f"{type(target).__name__} ({error})") from None
+    if tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool:
+        raise TypeError(f"target must hold class indices (integers), got dtype {tensor.dtype}")
+    return tensor
 
 
 def resolve_target(output: Tensor, target: int | Tensor | Callable | None) -> Tensor:
@@ -64,13 +114,12 @@ def resolve_target(output: Tensor, target: int | Tensor | Callable | None) -> Te
         return output.detach().argmax(1)
     if callable(target) and not isinstance(target, Tensor):
         target = target(output.detach())
-    if isinstance(target, bool):
-        raise TypeError("target must be an int, a (B,) tensor of ints, a callable or None; got a bool")
-    if isinstance(target, int):
-        target = torch.full((batch,), target, dtype=torch.long, device=output.device)
-    target = torch.as_tensor(target, device=output.device)
-    if target.is_floating_point() or target.dtype == torch.bool:
-        raise TypeError(f"target must hold class indices (integers), got dtype {target.dtype}")
+        if target is None:
+            raise TypeError("the target callable returned None; it must return (B,) class indices")
+    if isinstance(target, numbers.Integral) and not isinstance(target, bool) and not 0 <= int(target) < classes:
+        raise ValueError(f"target {int(target)} is out of range for an output with {classes} classes "
+                         f"(valid: 0..{classes - 1})")
+    target = _target_tensor(target, batch, output.device).to(output.device)
     if target.dim() == 0:
         target = target.expand(batch)
     if target.shape != (batch,):

@@ -3,34 +3,87 @@
 The user's model is never mutated: rules are attached to a copy whose module objects are new
 (so replacing a ``forward`` or a child there touches nothing of the user's), while parameter and
 buffer tensors are the same objects (no memory, no drift).
+
+No attribute is ever *assigned* on a user object: copies are made with ``cls.__new__`` and their
+``__dict__`` is filled directly, so a module class with its own ``__setattr__`` (``torch.compile``'s
+``OptimizedModule`` forwards every assignment to the module it wraps) or ``__setstate__`` never runs
+on the user's objects. Wrappers (``torch.compile``, ``nn.DataParallel``, ``DistributedDataParallel``)
+are replaced by the module they wrap, at the top and anywhere inside the tree.
 """
 
 from __future__ import annotations
 
 import copy
+import sys
+from collections.abc import Callable
 
 from torch import nn
 
 
+def _wrapped_module(module: nn.Module) -> nn.Module | None:
+    """The module a wrapper runs, or None when ``module`` is no wrapper."""
+    if isinstance(module, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+        return module._modules["module"]
+    eval_frame = sys.modules.get("torch._dynamo.eval_frame")  # (no OptimizedModule exists before it is imported)
+    if eval_frame is not None and isinstance(module, eval_frame.OptimizedModule):
+        return module.__dict__["_orig_mod"]
+    return None
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    """The module that ``torch.compile`` / ``nn.DataParallel`` / ``DistributedDataParallel`` wrappers run.
+
+    Explaining the wrapper would explain the same function through a compiled graph (which hides the
+    layers the rules attach to) or replicas; the inner module is the model. Nested wrappers are all
+    removed; any other module is returned as it is.
+    """
+    inner = _wrapped_module(module)
+    while inner is not None:
+        module, inner = inner, _wrapped_module(inner)
+    return module
+
+
 def shallow_copy(module: nn.Module) -> nn.Module:
-    """A new module object with fresh containers (parameters, buffers, children, hooks), same contents."""
-    new = copy.copy(module)
-    for key, value in list(vars(new).items()):
-        # fresh containers: _parameters, _buffers, _modules and every hook dict
-        if key.startswith("_") and isinstance(value, dict):
-            new.__dict__[key] = copy.copy(value)
+    """A new module object with fresh containers (parameters, buffers, children, hooks), same contents.
+
+    Neither ``copy.copy`` of the module nor any ``__setattr__``/``__setstate__`` runs: the user's class may define
+    them (and ``module.compile()``'s compiled call, bound to the user's object, is dropped).
+    """
+    cls = type(module)
+    new = cls.__new__(cls)
+    state = {}
+    for key, value in module.__dict__.items():
+        # fresh containers (copies of dicts, not of modules): _parameters, _buffers, _modules, every hook dict
+        state[key] = copy.copy(value) if key.startswith("_") and isinstance(value, dict) else value
+    if state.get("_compiled_call_impl") is not None:
+        state["_compiled_call_impl"] = None  # it would run the user's module, not this copy
+    new.__dict__.update(state)
     return new
 
 
+def with_children(module: nn.Module, children: dict[str, nn.Module | None]) -> nn.Module:
+    """A :func:`shallow_copy` of ``module`` whose children are ``children`` (set without ``__setattr__``)."""
+    new = shallow_copy(module)
+    new.__dict__["_modules"] = dict(children)
+    return new
+
+
+def copy_tree(module: nn.Module, child: Callable[[nn.Module], nn.Module]) -> nn.Module:
+    """A shallow copy of ``module`` (unwrapped) whose children are ``child(c)`` of its children."""
+    module = unwrap(module)
+    return with_children(module, {name: None if c is None else child(c) for name, c in module._modules.items()})
+
+
 def structural_copy(module: nn.Module, memo: dict[int, nn.Module] | None = None) -> nn.Module:
-    """Copy the module tree; share parameter and buffer tensors; keep reused modules reused."""
+    """Copy the module tree; share parameter and buffer tensors; keep reused modules reused; drop wrappers."""
     memo = {} if memo is None else memo
+    module = unwrap(module)
     if id(module) in memo:
         return memo[id(module)]
     new = shallow_copy(module)
     memo[id(module)] = new
-    new._modules = {name: None if child is None else structural_copy(child, memo)
-                    for name, child in module._modules.items()}
+    new.__dict__["_modules"] = {name: None if child is None else structural_copy(child, memo)
+                                for name, child in module._modules.items()}
     return new
 
 

@@ -8,13 +8,15 @@ from collections.abc import Callable, Mapping
 import torch
 from torch import Tensor, nn
 
-from .checks import check_eval_mode, check_inputs, check_output, make_seed, resolve_target
+from .checks import check_eval_mode, check_inputs, check_model_inputs, check_output, make_seed, resolve_target
 from .composites import Composite, as_composite
+from .copying import unwrap
 from .coverage import Coverage, graph_coverage
 from .explanation import Explanation
 from .functional import FunctionalRules
 from .gating import mark_gated
 from .session import NoRuleError, Session
+from .stochastic import StochasticForwardError, watch_stochastic
 
 
 class CoverageWarning(UserWarning):
@@ -63,8 +65,7 @@ def explain(
     >>> result.relevance.shape
     torch.Size([2, 4])
     """
-    check_eval_mode(model)
-    check_inputs(inputs)
+    model = prepare(model, inputs)
     if record not in ("sums", "full", "none"):
         raise ValueError(f"record must be 'sums', 'full' or 'none', got {record!r}")
     composite = as_composite(composite)
@@ -72,6 +73,17 @@ def explain(
     session = Session(composite.bind(canonical), record=record)
     wrapped = session.wrap(canonical)
     return propagate(wrapped, inputs, target, seed, session)
+
+
+def prepare(model: nn.Module, inputs: Tensor) -> nn.Module:
+    """The model an explainer runs: wrappers removed, eval mode and the inputs checked (nothing copied yet)."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    model = unwrap(model)
+    check_eval_mode(model)
+    check_inputs(inputs)
+    check_model_inputs(model, inputs)
+    return model
 
 
 def propagate(
@@ -89,14 +101,14 @@ def propagate(
     with torch.enable_grad():
         try:
             output = run_forward(model, (x,), session)
-        except NoRuleError:
+        except (NoRuleError, StochasticForwardError):
             raise
         except RuntimeError as error:
             raise ValueError(
                 f"the model's forward failed on inputs of shape {tuple(x.shape)} and dtype {x.dtype} "
                 f"(check the input shape and dtype the model expects): {error}"
             ) from error
-        check_output(output, x.shape[0])
+        check_output(output, x.shape[0], tuple(x.shape))
         target = resolve_target(output, target)
         seed_tensor = make_seed(output, target, seed)
         if not output.requires_grad:
@@ -115,11 +127,13 @@ def propagate(
 
 
 def run_forward(model: Callable, args: tuple, session: Session | None):
-    """``model(*args)``, under the session's rules for functional ops when there is a session."""
-    if session is None:
-        return model(*args)
-    with FunctionalRules(session):
-        return model(*args)
+    """``model(*args)``, under the session's rules for functional ops when there is a session; refused
+    (:class:`~seqlrp.core.stochastic.StochasticForwardError`) if it draws random numbers."""
+    with watch_stochastic():
+        if session is None:
+            return model(*args)
+        with FunctionalRules(session):
+            return model(*args)
 
 
 def warn_unruled(coverage: Coverage, stacklevel: int = 3) -> None:

@@ -61,7 +61,14 @@ def _per_sample_sum(t: Tensor) -> Tensor:
 
 
 class LRPFunction(torch.autograd.Function):
-    """``forward(call, *inputs)`` = the real layer; ``backward(R_out)`` = the rule's relevance."""
+    """``forward(call, *inputs)`` = the real layer; ``backward(R_out)`` = the rule's relevance.
+
+    In-place ops on the layer's output (``F.relu(conv(x), inplace=True)``, ``y = conv(x); y += x``) are
+    allowed: the output is kept as a detached alias (same storage and version counter, no reference
+    cycle) instead of a saved tensor, and if its version moved on, the backward recomputes it from the
+    saved inputs. A layer *input* changed in place after the layer ran cannot be recovered: the backward
+    raises an error naming the layer.
+    """
 
     @staticmethod
     def forward(ctx, call: LayerCall, *inputs: Tensor) -> Tensor:
@@ -70,15 +77,27 @@ class LRPFunction(torch.autograd.Function):
         out, state = call.view.forward_saving(*inputs)
         ctx.call = call
         ctx.has_state = state is not None
-        ctx.save_for_backward(*inputs, out, *(() if state is None else (state,)))
+        ctx.save_for_backward(*inputs, *(() if state is None else (state,)))
+        ctx.out, ctx.out_version = out.detach(), out._version
         return out
 
     @staticmethod
     def backward(ctx, relevance: Tensor):
-        saved = ctx.saved_tensors
-        state = saved[-1] if ctx.has_state else None
-        *inputs, out = saved[:-1] if ctx.has_state else saved
         call: LayerCall = ctx.call
+        try:
+            saved = ctx.saved_tensors
+        except RuntimeError as error:
+            raise RuntimeError(
+                f"the input of layer {call.name!r} ({call.module_type}) was changed by an in-place operation after "
+                "the layer ran, so its relevance cannot be computed; write that operation out of place (x = x + y "
+                f"instead of x += y, torch.relu(x) instead of x.relu_()). PyTorch: {str(error).splitlines()[0]}"
+            ) from None
+        state = saved[-1] if ctx.has_state else None
+        inputs = saved[:-1] if ctx.has_state else saved
+        out = ctx.out
+        if out._version != ctx.out_version:  # changed in place after the layer: recompute it
+            out = call.view.forward(*inputs)
+        ctx.out = None  # (released as a saved tensor would be)
         extra = {"gated": True} if call.gated else {}
         relevance_in = call.rule.relevance(call.view.bind(state), inputs, out, relevance, call.nonnegative, **extra)
         call.record(relevance, relevance_in)

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -34,8 +35,13 @@ def get(name: str, **params: Any) -> Rule:
     """Instantiate the rule registered under ``name`` with ``params``."""
     try:
         cls = _REGISTRY[name]
-    except KeyError:
+    except (KeyError, TypeError):
         raise ValueError(f"no rule named {name!r}; available rules: {', '.join(available())}") from None
+    accepted = [p for p in inspect.signature(cls).parameters if p not in ("self", "args", "kwargs")]
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise TypeError(f"rule {name!r} has no parameter {', '.join(map(repr, unknown))}; its parameters: "
+                        f"{', '.join(accepted) or 'none'}")
     return cls(**params)
 
 

@@ -2,12 +2,13 @@
 
 from .arras import BiLSTMClassifier, load_arras, save_arras
 from .recurrent import CELL_SUM, GATE_LINEAR, GATE_PRODUCT, RecurrentForward
-from .text import TextExplanation, explain_text
+from .text import PaddingWarning, TextExplanation, explain_text
 
 __all__ = [
     "CELL_SUM",
     "GATE_LINEAR",
     "GATE_PRODUCT",
+    "PaddingWarning",
     "BiLSTMClassifier",
     "RecurrentForward",
     "TextExplanation",

@@ -22,6 +22,7 @@ from ..core.function import LayerCall
 from ..core.rules.epsilon import Epsilon
 from ..core.rules.products import SignalTakesAll
 from ..core.session import NoRuleError, Session, register_handler
+from ..core.stochastic import unwatched
 from ..core.views import View
 from .cells import CellRules, gru_direction, lstm_direction
 from .fused import FusedLSTMDirection, FusedSpec
@@ -102,8 +103,9 @@ class RecurrentForward:
         session.assigned[name] = desc + (" [fused]" if self.fused else " [unrolled]")
 
     def __call__(self, input, hx=None):
-        # the cell's own ops need no functional rules: skip the torch-function dispatch (speed)
-        with torch._C.DisableTorchFunction():
+        # the cell's own ops need no functional rules and draw no random numbers: skip the torch-function
+        # dispatch and the stochastic watch (speed)
+        with torch._C.DisableTorchFunction(), unwatched():
             return self._forward(input, hx)
 
     def _forward(self, input, hx):

@@ -10,11 +10,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence
 
 from ..core import groups
 from ..core.checks import check_eval_mode, check_output, make_seed, resolve_target
 from ..core.composites import Composite
-from ..core.copying import structural_copy
+from ..core.copying import structural_copy, unwrap
 from ..core.coverage import Coverage, graph_coverage
 from ..core.explain import CoverageWarning, run_forward, warn_unruled
 from ..core.explanation import Explanation
@@ -22,6 +23,7 @@ from ..core.rules.epsilon import Epsilon
 from ..core.rules.passthrough import Pass, WinnerTakesAll
 from ..core.rules.products import SignalTakesAll
 from ..core.session import NoRuleError, Session
+from ..core.stochastic import StochasticForwardError
 from .recurrent import CELL_SUM, GATE_LINEAR, GATE_PRODUCT
 
 
@@ -71,6 +73,7 @@ def check_token_ids(token_ids: Tensor, vocabulary: int, lengths: Tensor | None) 
     if token_ids.is_floating_point() or token_ids.is_complex() or token_ids.dtype == torch.bool:
         raise TypeError(f"token_ids must be integer ids (torch.long), got dtype {token_ids.dtype}; "
                         "look tokens up in your vocabulary first")
+    token_ids = token_ids.long()  # (uint8 / int32 ids index an embedding once widened)
     if token_ids.dim() == 1:
         token_ids = token_ids[None]
     if token_ids.dim() != 2 or token_ids.numel() == 0:
@@ -83,8 +86,11 @@ def check_token_ids(token_ids: Tensor, vocabulary: int, lengths: Tensor | None) 
         raise ValueError(f"token_ids contain id {high}, but the embedding has only {vocabulary} rows "
                          f"(valid ids 0..{vocabulary - 1}): map unknown words to an <unk> id")
     if lengths is not None:
-        lengths = torch.as_tensor(lengths)
-        if lengths.is_floating_point() or lengths.shape != (batch,):
+        try:
+            lengths = torch.as_tensor(lengths)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(f"lengths must be {batch} integers (one per sequence), got {lengths!r}") from None
+        if lengths.is_floating_point() or lengths.dtype == torch.bool or lengths.shape != (batch,):
             raise ValueError(f"lengths must be {batch} integers (one per sequence), got {tuple(lengths.shape)} "
                              f"of dtype {lengths.dtype}")
         if int(lengths.min()) < 1:
@@ -172,6 +178,9 @@ def explain_text(
 def run_text(model: nn.Module, token_ids: Tensor, target, *, lengths, session: Session | None, seed,
              tokens=None, embedding=None, mode: str = "lrp") -> TextExplanation:
     """Shared by explain_text and the text baselines (``session=None``: the plain gradient)."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    model = unwrap(model)
     check_eval_mode(model)
     embedding_name = _find_embedding(model, embedding)
     emb_module = model.get_submodule(embedding_name)
@@ -190,12 +199,13 @@ def run_text(model: nn.Module, token_ids: Tensor, target, *, lengths, session: S
         return leaf
 
     wrapped.get_submodule(embedding_name).__dict__["forward"] = embedding_forward
+    packed = _watch_packing(wrapped)
     args = (token_ids,) if lengths is None else (token_ids, lengths)
     recurrent = session.recurrent if session is not None else []
     with torch.enable_grad():
         try:
             output = run_forward(wrapped, args, session)
-        except NoRuleError:
+        except (NoRuleError, StochasticForwardError):
             raise
         except TypeError as error:
             if lengths is not None and _takes_one_argument(model):
@@ -208,7 +218,7 @@ def run_text(model: nn.Module, token_ids: Tensor, target, *, lengths, session: S
         if len(leaves) != 1:
             raise ValueError(f"the embedding {embedding_name!r} was called {len(leaves)} times in one forward; "
                              "explain_text needs exactly one lookup of the tokens")
-        check_output(output, token_ids.shape[0])
+        check_output(output, token_ids.shape[0], tuple(token_ids.shape))
         target = resolve_target(output, target)
         seed_tensor = make_seed(output, target, seed)
         coverage = graph_coverage(output, (leaves[0],), session.assigned) if session is not None else Coverage()
@@ -221,7 +231,9 @@ def run_text(model: nn.Module, token_ids: Tensor, target, *, lengths, session: S
         warn_unruled(coverage, stacklevel=4)
     gradient = relevance.detach()
     relevance = gradient * leaves[0].detach() if mode == "gradient_x_input" else gradient
-    if lengths is not None:
+    if lengths is None:
+        _warn_read_padding(token_ids, emb_module.padding_idx, packed)
+    else:
         positions = torch.arange(token_ids.shape[1], device=relevance.device)[None, :]
         padding = positions >= lengths.to(relevance.device)[:, None]
         if bool(relevance[padding].ne(0).any()):
@@ -243,6 +255,32 @@ def run_text(model: nn.Module, token_ids: Tensor, target, *, lengths, session: S
         calls=session.calls if session is not None else [], token_relevance=token, embedding_relevance=relevance,
         lengths=lengths, tokens=tokens, initial_state_relevance=initial_total, direction_relevance=direction,
     )
+
+
+class PaddingWarning(UserWarning):
+    """Padding tokens were read by the model: a sentence's explanation depends on the batch it is in."""
+
+
+def _watch_packing(wrapped: nn.Module) -> list[bool]:
+    """Record, per call of a recurrent layer of ``wrapped`` (a copy), whether its input was packed."""
+    seen: list[bool] = []
+    for module in wrapped.modules():
+        if isinstance(module, nn.RNNBase):
+            module.register_forward_pre_hook(lambda m, args: seen.append(isinstance(args[0], PackedSequence)))
+    return seen
+
+
+def _warn_read_padding(token_ids: Tensor, padding_idx: int | None, packed: list[bool]) -> None:
+    """Warn when sequences end in ``padding_idx`` tokens, no lengths were passed, and a layer read them."""
+    if padding_idx is None or (packed and all(packed)):
+        return  # no padding id, or every recurrent layer saw packed sequences (the model packs them itself)
+    padded = (token_ids[:, -1] == padding_idx).nonzero().flatten().tolist()
+    if padded:
+        warnings.warn(
+            f"{len(padded)} sequence(s) (e.g. row {padded[0]}) end in padding tokens (padding_idx={padding_idx}) and "
+            "no lengths were passed, so the model read the padding: their explanation differs from that of the "
+            "unpadded sentence and depends on the batch. Pass lengths= (and pack the sequences in forward), or "
+            "batch sentences of equal length", PaddingWarning, stacklevel=4)
 
 
 def text_gradient(model: nn.Module, token_ids: Tensor, target: int | Tensor | Callable | None = None, *,

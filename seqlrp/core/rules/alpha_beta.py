@@ -85,11 +85,11 @@ class AlphaBeta(_PositiveNegative):
     def __init__(self, alpha: float = 2.0, beta: float = 1.0, epsilon: float | None = None,
                  ignore_bias: bool | None = None):
         super().__init__(epsilon, ignore_bias)
-        if alpha < 0 or beta < 0:
-            raise ValueError(f"alpha and beta must be non-negative, got alpha={alpha}, beta={beta}")
+        alpha, beta = self._number("alpha", alpha, minimum=0.0), self._number("beta", beta, minimum=0.0)
         if abs((alpha - beta) - 1) > 1e-12:
-            raise ValueError(f"alpha - beta must equal 1 (got alpha={alpha}, beta={beta}: {alpha - beta})")
-        self.alpha, self.beta = float(alpha), float(beta)
+            raise ValueError(f"rule {self.name!r}: alpha - beta must equal 1 (conservation), got alpha={alpha}, "
+                             f"beta={beta} (alpha - beta = {alpha - beta}); e.g. alpha=2, beta=1")
+        self.alpha, self.beta = alpha, beta
 
     def params(self):
         return {"alpha": self.alpha, "beta": self.beta, **super().params()}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import abc
+import math
+import numbers
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -43,10 +45,14 @@ class Rule(abc.ABC):
         return False
 
     def __init__(self, epsilon: float | None = None, ignore_bias: bool | None = None):
-        self.epsilon = float(self.default_epsilon if epsilon is None else epsilon)
-        if self.epsilon < 0:
-            raise ValueError(f"epsilon must be >= 0, got {self.epsilon}")
+        self.epsilon = self._number("epsilon", self.default_epsilon if epsilon is None else epsilon, minimum=0.0)
+        if ignore_bias is not None and ignore_bias not in (True, False):
+            raise TypeError(f"rule {self.name!r}: ignore_bias must be True or False, got {ignore_bias!r}")
         self.ignore_bias = self.default_ignore_bias if ignore_bias is None else bool(ignore_bias)
+
+    def _number(self, parameter: str, value: Any, minimum: float | None = None, maximum: float | None = None) -> float:
+        """``value`` as a finite float in ``[minimum, maximum]``, or an error naming the rule and the parameter."""
+        return check_number(f"rule {self.name!r}", parameter, value, minimum, maximum)
 
     def params(self) -> dict[str, Any]:
         """The rule's parameters (for reports and ``repr``)."""
@@ -107,10 +113,29 @@ class Rule(abc.ABC):
         return safe_divide(relevance, denominator)
 
 
+def check_number(owner: str, parameter: str, value: Any, minimum: float | None = None,
+                 maximum: float | None = None) -> float:
+    """``value`` as a finite float within the bounds; a TypeError / ValueError naming ``owner`` and ``parameter``.
+
+    NaN or infinite rule parameters would make every relevance value NaN: they are refused here.
+    """
+    if isinstance(value, Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{owner}: {parameter} must be a real number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{owner}: {parameter} must be finite, got {value}")
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        bounds = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+        raise ValueError(f"{owner}: {parameter} must be {bounds}, got {value}")
+    return value
+
+
 def _writable(target: Tensor, other: Tensor) -> bool:
     """Whether ``op(other, target)`` may be written into ``target`` (same shape, dtype, no autograd)."""
     return (target.shape == torch.broadcast_shapes(target.shape, other.shape) and target.dtype == other.dtype
             and not target.requires_grad and target.is_contiguous())
 
 
-__all__ = ["Rule", "safe_divide", "sign0", "stabilize"]
+__all__ = ["Rule", "check_number", "safe_divide", "sign0", "stabilize"]

@@ -39,7 +39,7 @@ class Epsilon(Rule):
 
     def __init__(self, epsilon: float | None = None, ignore_bias: bool | None = None, bias_factor: float = 0.0):
         super().__init__(epsilon, ignore_bias)
-        self.bias_factor = float(bias_factor)
+        self.bias_factor = self._number("bias_factor", bias_factor, minimum=0.0, maximum=1.0)
 
     def params(self):
         return {**super().params(), "bias_factor": self.bias_factor}

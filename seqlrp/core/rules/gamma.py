@@ -38,9 +38,7 @@ class Gamma(Rule):
 
     def __init__(self, gamma: float = 0.25, epsilon: float | None = None, ignore_bias: bool | None = None):
         super().__init__(epsilon, ignore_bias)
-        if gamma < 0:
-            raise ValueError(f"gamma must be >= 0, got {gamma}")
-        self.gamma = float(gamma)
+        self.gamma = self._number("gamma", gamma, minimum=0.0)
 
     def params(self):
         return {"gamma": self.gamma, **super().params()}

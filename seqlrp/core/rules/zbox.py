@@ -33,10 +33,26 @@ class ZBox(Rule):
     def __init__(self, low: float | Tensor = 0.0, high: float | Tensor = 1.0, epsilon: float | None = None,
                  ignore_bias: bool | None = None):
         super().__init__(epsilon, ignore_bias)
-        self.low = torch.as_tensor(low)
-        self.high = torch.as_tensor(high)
-        if bool((self.low > self.high).any()):
-            raise ValueError("zbox needs low <= high everywhere")
+        self.low, self.high = self._bound("low", low), self._bound("high", high)
+        try:
+            ordered = bool((self.low < self.high).all())
+        except RuntimeError:
+            raise ValueError(f"rule 'zbox': low {tuple(self.low.shape)} and high {tuple(self.high.shape)} do not "
+                             "broadcast to each other") from None
+        if not ordered:
+            raise ValueError("rule 'zbox': low must be < high everywhere (the box of the input values), got "
+                             f"low={self.params()['low']}, high={self.params()['high']}")
+
+    def _bound(self, parameter: str, value) -> Tensor:
+        try:
+            bound = torch.as_tensor(value).detach()
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(f"rule 'zbox': {parameter} must be a number or a tensor, got {value!r}") from None
+        if not (bound.is_floating_point() or bound.dtype in (torch.int32, torch.int64)) or bound.numel() == 0:
+            raise TypeError(f"rule 'zbox': {parameter} must be a non-empty real number or tensor, got {value!r}")
+        if not bool(torch.isfinite(bound).all()):
+            raise ValueError(f"rule 'zbox': {parameter} must be finite, got {value!r}")
+        return bound
 
     def params(self):
         def short(t):

@@ -1,0 +1,94 @@
+"""Refuse stochastic forwards: an explanation of a random function changes on every call.
+
+Training mode is refused up front for the modules known to be random or batch-dependent in training
+(:func:`seqlrp.core.checks.check_eval_mode`); everything else -- ``F.dropout(x, training=True)``,
+``nn.RReLU`` or ``nn.MultiheadAttention(dropout > 0)`` called in training mode through a wrapper,
+``torch.bernoulli`` / ``torch.rand`` inside a forward, also with an explicit generator -- is caught
+while the explained forward runs: a dispatch mode watches every ATen op and records those PyTorch
+tags ``nondeterministic_seeded`` (the random ones) unless their arguments make them deterministic
+(dropout with ``p = 0`` or ``train = False``). After the forward, any recorded op raises
+:class:`StochasticForwardError` naming it and the fix.
+
+The watch costs one Python call per ATen op of the forward (244 ops on resnet50: below the timing
+noise); seqlrp's own recurrent kernels run outside it (:func:`unwatched`).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from contextlib import contextmanager
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode, _get_current_dispatch_mode, _pop_mode_temporarily
+
+_SEEDED = torch.Tag.nondeterministic_seeded
+#: arguments that make a seeded op deterministic when they take these values
+_OFF = {"train": False, "training": False}
+_RATES = ("p", "dropout_p")
+
+
+class StochasticForwardError(RuntimeError):
+    """The model drew random numbers during the explained forward."""
+
+
+def _random_call(func, args: tuple, kwargs: dict) -> bool:
+    if _SEEDED not in func.tags:
+        return False
+    values = dict(kwargs)
+    arguments = func._schema.arguments
+    for argument, value in zip(arguments, args, strict=False):
+        values.setdefault(argument.name, value)
+    for argument in arguments:  # (arguments left at their default are not passed)
+        if argument.name not in values and argument.has_default_value():
+            values[argument.name] = argument.default_value
+    if any(values.get(name) is off for name, off in _OFF.items()):
+        return False
+    name = func.name()
+    if "dropout" in name or "attention" in name:
+        rate = next((values[r] for r in _RATES if r in values), None)
+        if isinstance(rate, (int, float)) and rate == 0:
+            return False
+    return True
+
+
+class StochasticWatch(TorchDispatchMode):
+    """Counts the random ATen ops that run while it is active (see the module docstring)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen: Counter[str] = Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if _random_call(func, args, kwargs):
+            self.seen[func.overloadpacket.__name__] += 1
+        return func(*args, **kwargs)
+
+    def check(self) -> None:
+        """Raise :class:`StochasticForwardError` if a random op ran."""
+        if self.seen:
+            ops = ", ".join(f"{name} x{count}" for name, count in sorted(self.seen.items()))
+            raise StochasticForwardError(
+                f"the model's forward is random: it called {ops}, so the explanation would change on every call "
+                "(dropout, RReLU or attention dropout in training mode, or random numbers drawn in forward); call "
+                "model.eval() (and pass training=self.training to functional dropout) or remove the random ops"
+            )
+
+
+@contextmanager
+def watch_stochastic():
+    """Run the enclosed forward under a :class:`StochasticWatch`; raise after it if a random op ran."""
+    watch = StochasticWatch()
+    with watch:
+        yield watch
+    watch.check()
+
+
+@contextmanager
+def unwatched():
+    """Suspend the innermost watch for seqlrp's own deterministic kernels (speed); other modes stay."""
+    if isinstance(_get_current_dispatch_mode(), StochasticWatch):
+        with _pop_mode_temporarily():
+            yield
+    else:
+        yield
