@@ -156,8 +156,8 @@ def image_part(report: Report, generator: torch.Generator) -> dict:
     return {"digits_accuracy": accuracy}
 
 
-def run_demo(out: Path) -> Path:
-    """Run the demo and write ``out/report.html``; returns its path."""
+def run_demo(path: Path) -> Path:
+    """Run the demo and write the report to ``path`` (an .html file); returns it."""
     start = time.perf_counter()
     generator = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
@@ -165,7 +165,7 @@ def run_demo(out: Path) -> Path:
     facts = text_part(report, generator)
     facts.update(image_part(report, generator))
     report.subtitle += f" · made in {time.perf_counter() - start:.0f} s"
-    path = report.save(Path(out) / "report.html")
+    path = report.save(path)
     print(f"text task: BiLSTM accuracy {facts['text_accuracy']:.3f}")
     for name, hit in facts["evidence_hit"].items():
         print(f"  evidence token ranked first by {name}: {hit:.3f}")

@@ -13,7 +13,7 @@ from PIL import Image
 
 import seqlrp
 
-CLI = [sys.executable, "-m", "seqlrp.cli"]
+CLI = [sys.executable, "-m", "seqlrp"]
 
 
 def run(*args, cwd=None):
@@ -85,7 +85,7 @@ def test_explain_image_and_errors(image_files):
     # a weights file for another number of classes does not match the torchvision default (1000 classes)
     result = run("explain-image", "--arch", "resnet18", "--weights", image_files / "resnet18.pth", "--images", *good,
                  "--size", 32, "--out", out)
-    assert result.returncode == 3 and "does not match resnet18" in result.stderr
+    assert result.returncode == 3 and "does not fit resnet18" in result.stderr and "--num-classes 5" in result.stderr
     torch.save(torchvision.models.resnet18(weights=None).state_dict(), image_files / "full.pth")
     result = run("explain-image", "--arch", "resnet18", "--weights", image_files / "full.pth", "--images", *good,
                  "--size", 32, "--out", out)

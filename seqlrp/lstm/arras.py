@@ -8,12 +8,15 @@ with the gate blocks in the order **i, g, f, o**; PyTorch's ``nn.LSTM`` uses i, 
 
 from __future__ import annotations
 
+import zipfile
 from os import PathLike
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence
+
+from ..files import atomic_write
 
 
 class BiLSTMClassifier(nn.Module):
@@ -53,18 +56,23 @@ def load_arras(path: str | PathLike, dtype: torch.dtype = torch.float64) -> tupl
 
     ``vocab`` is the list of token strings when the file has a ``vocab`` array, else ``None``.
     """
-    with np.load(path, allow_pickle=False) as data:
-        missing = [k for k in _KEYS if k not in data]
-        if missing:
-            raise KeyError(f"{path}: not an Arras LSTM weight file, missing {missing}")
-        w = {k: data[k] for k in _KEYS}
-        vocab = [str(v) for v in data["vocab"]] if "vocab" in data else None
-        if "gate_order" in data and str(data["gate_order"]) not in ("i,g,f,o", "igfo"):
-            raise ValueError(f"{path}: unexpected gate_order {data['gate_order']!r} (expected 'i,g,f,o')")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = [k for k in _KEYS if k not in data]
+            if missing:
+                raise ValueError(f"{path}: not an Arras LSTM weight file, missing {missing}")
+            w = {k: data[k] for k in _KEYS}
+            vocab = [str(v) for v in data["vocab"]] if "vocab" in data else None
+            order = str(data["gate_order"]) if "gate_order" in data else None
+    except FileNotFoundError:
+        raise
+    except (OSError, zipfile.BadZipFile, EOFError) as error:
+        raise ValueError(f"{path}: not a NumPy .npz file ({error})") from None
+    if order is not None and order not in ("i,g,f,o", "igfo"):
+        raise ValueError(f"{path}: unexpected gate_order {order!r} (expected 'i,g,f,o')")
+    _check_arras_shapes(path, w, vocab)
     four_d, e = w["Wxh_Left"].shape
     d, classes = four_d // 4, w["Why_Left"].shape[0]
-    if w["Whh_Left"].shape != (4 * d, d) or w["E"].shape[1] != e or w["Why_Right"].shape != (classes, d):
-        raise ValueError(f"{path}: inconsistent shapes {({k: v.shape for k, v in w.items()})}")
     model = BiLSTMClassifier(w["E"].shape[0], e, d, classes).to(dtype)
     with torch.no_grad():
         model.embedding.weight.copy_(torch.from_numpy(w["E"]))
@@ -77,8 +85,33 @@ def load_arras(path: str | PathLike, dtype: torch.dtype = torch.float64) -> tupl
     return model.eval(), vocab
 
 
+def _check_arras_shapes(path, w: dict[str, np.ndarray], vocab: list[str] | None) -> None:
+    """Every array of an Arras file consistent with ``Wxh_Left (4d, e)``, ``Why_Left (C, d)`` and ``E (V, e)``."""
+    bad = [k for k, v in w.items() if v.dtype.kind != "f" or not np.isfinite(v).all()]
+    if bad:
+        raise ValueError(f"{path}: arrays {bad} are not finite floating-point numbers")
+    if w["Wxh_Left"].ndim != 2 or w["Wxh_Left"].shape[0] % 4 or w["E"].ndim != 2 or w["Why_Left"].ndim != 2:
+        raise ValueError(f"{path}: Wxh_Left must be (4d, e), E (V, e) and Why_Left (C, d); got "
+                         f"{w['Wxh_Left'].shape}, {w['E'].shape}, {w['Why_Left'].shape}")
+    four_d, e = w["Wxh_Left"].shape
+    d, classes = four_d // 4, w["Why_Left"].shape[0]
+    expected = {"E": (w["E"].shape[0], e), "Why_Left": (classes, d), "Why_Right": (classes, d)}
+    for side in ("Left", "Right"):
+        expected.update({f"Wxh_{side}": (4 * d, e), f"Whh_{side}": (4 * d, d), f"bxh_{side}": (4 * d,),
+                         f"bhh_{side}": (4 * d,)})
+    wrong = {k: (w[k].shape, shape) for k, shape in expected.items() if w[k].shape != shape}
+    if wrong:
+        raise ValueError(f"{path}: inconsistent shapes for d={d}, e={e}, C={classes}: "
+                         + ", ".join(f"{k} is {got}, expected {want}" for k, (got, want) in wrong.items()))
+    if vocab is not None and len(vocab) != w["E"].shape[0]:
+        raise ValueError(f"{path}: the vocabulary has {len(vocab)} entries but E has {w['E'].shape[0]} rows")
+
+
 def save_arras(model: BiLSTMClassifier, path: str | PathLike, vocab: list[str] | None = None) -> None:
-    """Write ``model`` in Arras's layout (gate order i, g, f, o), loadable by their code and :func:`load_arras`."""
+    """Write ``model`` in Arras's layout (gate order i, g, f, o), loadable by their code and :func:`load_arras`.
+
+    The file is written atomically at exactly ``path`` (NumPy's ``savez`` would append ``.npz``).
+    """
     lstm = model.lstm
     if not (lstm.bidirectional and lstm.num_layers == 1 and lstm.bias and lstm.proj_size == 0):
         raise ValueError("Arras's layout holds one bidirectional LSTM layer with biases")
@@ -98,5 +131,7 @@ def save_arras(model: BiLSTMClassifier, path: str | PathLike, vocab: list[str] |
     why = arr(model.classifier.weight)
     out["Why_Left"], out["Why_Right"] = why[:, :d], why[:, d:]
     if vocab is not None:
+        if len(vocab) != out["E"].shape[0]:
+            raise ValueError(f"the vocabulary has {len(vocab)} entries but the embedding {out['E'].shape[0]} rows")
         out["vocab"] = np.array(vocab)
-    np.savez(path, **out)
+    atomic_write(path, lambda file: np.savez(file, **out))  # (exactly at ``path``: no ".npz" appended)

@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from ..files import atomic_write  # noqa: E402
 from .colormaps import colorize, normalize  # noqa: E402
 
 
@@ -58,9 +59,7 @@ def png_data_uri(rgb: np.ndarray) -> str:
 
 
 def save_png(rgb: np.ndarray, path: str | Path) -> Path:
-    path = Path(path)
-    path.write_bytes(png_bytes(rgb))
-    return path
+    return atomic_write(path, png_bytes(rgb))
 
 
 def grid(relevances, titles=None, cmap="bwr", ncols: int = 4, normalization: str = "absmax"):

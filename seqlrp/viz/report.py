@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from ..files import atomic_write
 from .image import figure_data_uri, heatmap, overlay, png_data_uri
 from .text import legend_html, token_html
 
@@ -115,10 +116,8 @@ class Report:
             title=self.title, subtitle=self.subtitle, sections=self.sections, legend=legend_html(self.cmap))
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.render(), encoding="utf-8")
-        return path
+        """Write the report to ``path`` atomically (see :func:`seqlrp.files.atomic_write`)."""
+        return atomic_write(path, self.render())
 
 
 def _cell(value):

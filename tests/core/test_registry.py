@@ -34,10 +34,10 @@ def test_register_a_user_rule_and_reject_duplicates():
 
 @pytest.mark.parametrize("name,params,match", [
     ("alpha_beta", {"alpha": 2.0, "beta": 2.0}, "alpha - beta must equal 1"),
-    ("alpha_beta", {"alpha": -1.0, "beta": -2.0}, "non-negative"),
+    ("alpha_beta", {"alpha": -1.0, "beta": -2.0}, "alpha must be >= 0"),
     ("epsilon", {"epsilon": -1.0}, "epsilon must be >= 0"),
     ("gamma", {"gamma": -0.1}, "gamma must be >= 0"),
-    ("zbox", {"low": 1.0, "high": 0.0}, "low <= high"),
+    ("zbox", {"low": 1.0, "high": 0.0}, "low must be < high"),
 ])
 def test_parameter_validation(name, params, match):
     with pytest.raises(ValueError, match=match):

@@ -116,7 +116,7 @@ def test_arras_round_trip(tmp_path, reference_dir):
 def test_arras_loader_rejects_other_files(tmp_path):
     path = tmp_path / "other.npz"
     np.savez(path, W=np.zeros(3))
-    with pytest.raises(KeyError, match="missing"):
+    with pytest.raises(ValueError, match="missing"):
         seqlrp.lstm.load_arras(path)
 
 

@@ -1,0 +1,133 @@
+"""``seqlrp explain-text``: token relevance of a saved text classifier, as an HTML report."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+
+from .common import (
+    CliError,
+    Formatter,
+    build,
+    import_class,
+    input_file,
+    is_torchscript,
+    load_weights,
+    model_kwargs,
+    parse_target,
+    read_text,
+    report_path,
+)
+
+EPILOG = """examples:
+  seqlrp explain-text --model model.pt --model-class mymodels:BiLSTM --model-arg vocab_size=14756 \\
+      --vocab vocab.txt --input sentences.txt --out out/
+  seqlrp explain-text --model model.pt --model-class seqlrp.lstm:BiLSTMClassifier --model-arg vocab_size=6 \\
+      --model-arg embedding_dim=4 --model-arg hidden_size=3 --model-arg num_classes=2 --lengths \\
+      --vocab vocab.txt --input test.tsv --target 1 --out report.html"""
+
+
+def add_parser(sub) -> None:
+    text = sub.add_parser("explain-text", help="token relevance of a saved text classifier (HTML report)",
+                          description="Explain a text classifier (nn.Embedding -> LSTM/GRU -> Linear) sentence by "
+                          "sentence with LSTM-LRP and write a self-contained HTML report.",
+                          epilog=EPILOG, formatter_class=Formatter)
+    text.add_argument("--model", required=True, help="a state_dict file (torch.save(model.state_dict(), FILE))")
+    text.add_argument("--model-class", help="the model's class: importable module:Class or path/file.py:Class "
+                                            "(the current folder is importable)")
+    text.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
+                      help="keyword argument of the class, a Python literal or a string (repeatable)")
+    text.add_argument("--vocab", required=True, help="UTF-8 file, one token per line; the line number is the id")
+    text.add_argument("--input", required=True, help="UTF-8 .tsv (sentence<TAB>label, optional header) or "
+                                                     ".txt (one sentence per line); tokens split on whitespace")
+    text.add_argument("--target", help="class index to explain (default: the predicted class)")
+    text.add_argument("--epsilon", type=float, default=1e-3, help="ε of the LSTM-LRP rules")
+    text.add_argument("--bias-factor", type=float, default=0.0, help="Arras's bias share, 0 to 1 (1 conserves)")
+    text.add_argument("--lengths", action="store_true", help="call model(token_ids, lengths) instead of "
+                                                             "model(token_ids)")
+    text.add_argument("--unk", default="<unk>", help="the vocabulary's unknown-word token")
+    text.add_argument("--out", default="report.html", help="a folder (report.html inside) or a .html file path")
+    text.set_defaults(func=run)
+
+
+def load_text_model(args) -> torch.nn.Module:
+    path = input_file(args.model, "model file")
+    if args.model_class is None:
+        if is_torchscript(path):
+            raise CliError(f"{path} is a TorchScript model: its compiled graph hides the layers LRP attaches rules to, "
+                           "so it cannot be explained; save model.state_dict() and pass --model-class module:Class")
+        raise CliError(f"{path}: pass --model-class module:Class (and --model-arg key=value) to load a state_dict")
+    model = build(import_class(args.model_class), model_kwargs(args.model_arg))
+    return load_weights(model, path, "model file", args.model_class)
+
+
+def read_vocabulary(path: str) -> dict[str, int]:
+    index: dict[str, int] = {}
+    for number, token in enumerate(read_text(path, "vocabulary file").split("\n")):
+        token = token.rstrip("\r")
+        if token == "":
+            continue
+        if token in index:
+            raise CliError(f"vocabulary file {path}: token {token!r} appears twice (lines {index[token] + 1} and "
+                           f"{number + 1}); each line must hold a distinct token")
+        index[token] = number
+    if not index:
+        raise CliError(f"vocabulary file {path} holds no tokens")
+    return index
+
+
+def read_sentences(path: str) -> tuple[list[list[str]], list[int | None]]:
+    p = Path(path)
+    sentences, labels = [], []
+    for number, line in enumerate(read_text(p, "input file").splitlines()):
+        if not line.strip() or (number == 0 and line.lower().startswith("sentence\t")):
+            continue
+        text, _, label = line.partition("\t") if p.suffix == ".tsv" else (line, "", "")
+        sentences.append(text.split())
+        labels.append(int(label) if label.strip().lstrip("-").isdigit() else None)
+    if not sentences:
+        raise CliError(f"no sentences in {p}")
+    return sentences, labels
+
+
+def token_ids(sentences: list[list[str]], index: dict[str, int], unk: str) -> list[list[int]]:
+    unknown = index.get(unk)
+    rows = []
+    for row, sentence in enumerate(sentences):
+        for word in sentence:
+            if word not in index and unknown is None:
+                raise CliError(f"word {word!r} (sentence {row + 1}) is not in the vocabulary and there is no {unk!r} "
+                               "token (pass --unk)")
+        rows.append([index.get(word, unknown) for word in sentence])
+    return rows
+
+
+def run(args) -> Path:
+    from ..lstm import explain_text
+    from ..viz import Report
+
+    out = report_path(args.out)
+    target = parse_target(args.target)
+    model = load_text_model(args)
+    sentences, labels = read_sentences(args.input)
+    ids = token_ids(sentences, read_vocabulary(args.vocab), args.unk)
+    # one batch per sentence length: no padding, so no line's explanation depends on the other lines
+    by_length: dict[int, list[int]] = defaultdict(list)
+    for row, sentence in enumerate(ids):
+        by_length[len(sentence)].append(row)
+    results: dict[int, tuple] = {}
+    for length, rows in sorted(by_length.items()):
+        batch = torch.tensor([ids[r] for r in rows], dtype=torch.long)
+        lengths = torch.full((len(rows),), length, dtype=torch.long) if args.lengths else None
+        result = explain_text(model, batch, target, lengths=lengths, epsilon=args.epsilon,
+                              bias_factor=args.bias_factor, tokens=[sentences[r] for r in rows])
+        results.update({r: (result, j) for j, r in enumerate(rows)})
+    report = Report(f"seqlrp: {Path(args.model).name}", f"{len(sentences)} sentences from {args.input}")
+    report.section("Token relevance")
+    for i, sentence in enumerate(sentences):
+        result, j = results[i]
+        report.add_text(result, j, sentence, true_label=labels[i], method=f"LRP ε={args.epsilon}",
+                        title=f"sentence {i + 1}")
+    return report.save(out)
