@@ -17,8 +17,10 @@ $(STAMP): pyproject.toml
 	-$(PIP) install -q --no-deps --ignore-requires-python "zennit==1.0.0"
 	touch $(STAMP)
 
+# ruff, and deptry: every import in seqlrp/ is a declared runtime dependency (pyproject's [tool.deptry])
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/deptry .
 
 # Debian's chromium for the report's browser test; without root or apt the test skips with a message
 browser:

@@ -16,8 +16,10 @@ layers are structural copies sharing their parameters, and verification runs on 
 
 from __future__ import annotations
 
+import inspect
 import math
 from contextvars import ContextVar
+from types import FunctionType
 
 import torch
 from torch import Tensor, nn
@@ -25,7 +27,7 @@ from torchvision.models.densenet import DenseNet, _DenseBlock, _DenseLayer, _Tra
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
 from ..core.checks import check_eval_mode, mode_dependent
-from ..core.copying import copy_tree, record_outputs, shallow_copy, structural_copy, unwrap
+from ..core.copying import copy_tree, record_outputs, shallow_copy, structural_copy, unwrap, with_children
 from ..core.ops import Sum
 from .layers import TensorBiasedConv2d, TensorBiasedLinear, ThreshReLU
 
@@ -62,23 +64,48 @@ def _bn_affine(bn: _BN) -> tuple[Tensor, Tensor]:
 _HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
 #: qualified names of the modules of the model being canonized (for messages)
 _NAMES: ContextVar[dict[int, str] | None] = ContextVar("seqlrp_canonize_names", default=None)
+#: the exact classes whose forward canonization knows (subclasses may compute something else)
+_FUSABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 
-def _check_no_hooks(*modules: nn.Module) -> None:
-    """Canonization replaces these modules: hooks on them would see other values, so refuse them."""
+def _name(module: nn.Module) -> str:
+    return (_NAMES.get() or {}).get(id(module), type(module).__name__)
+
+
+def _check_replaceable(*modules: nn.Module) -> None:
+    """Canonization rebuilds these modules from what it knows of their class: refuse hooks on them, and
+    instance attributes that replace a method of the class (``module.forward = ...``)."""
     for module in modules:
         hooks = [kind.strip("_").replace("_", " ") for kind in _HOOKS if getattr(module, kind, None)]
         if hooks:
-            name = (_NAMES.get() or {}).get(id(module), "?")
             raise CanonizationError(
-                f"module {name!r} ({type(module).__name__}) has {', '.join(hooks)}; canonization replaces it by a "
-                "new layer (batch norm fused), where the hooks would see other values. Remove them "
+                f"module {_name(module)!r} ({type(module).__name__}) has {', '.join(hooks)}; canonization replaces "
+                "it by a new layer (batch norm fused), where the hooks would see other values. Remove them "
                 "(handle.remove()) before explaining")
+        patched = [key for key, value in module.__dict__.items() if callable(value)
+                   and isinstance(inspect.getattr_static(type(module), key, None), FunctionType)]
+        if patched:
+            raise CanonizationError(
+                f"module {_name(module)!r} ({type(module).__name__}) has its method(s) {patched} replaced on the "
+                "instance; canonization only knows the class's own forward")
+
+
+def _expect(module: nn.Module, types: tuple[type, ...], role: str) -> nn.Module:
+    """``module`` if its class is exactly one of ``types``; else a :class:`CanonizationError` naming it."""
+    if type(module) not in types:
+        raise CanonizationError(
+            f"module {_name(module)!r} is a {type(module).__name__} where the canonizer of a torchvision model "
+            f"expects {role} ({' or '.join(t.__name__ for t in types)}): the model was changed in a way it cannot "
+            "follow; explain a model built from nn.Sequential or fuse the batch norms by hand")
+    return module
 
 
 def fuse(layer: nn.Module, bn: _BN) -> nn.Module:
     """A new Conv/Linear computing ``bn(layer(x))`` (new tensors; the user's layers are only read)."""
-    _check_no_hooks(layer, bn)
+    _expect(layer, _FUSABLE, "a convolution or linear layer before a batch norm")
+    _expect(bn, _NORMS, "a batch norm")
+    _check_replaceable(layer, bn)
     scale, shift = _bn_affine(bn)
     fused = shallow_copy(layer)  # same hyper-parameters, fresh containers, new tensors below
     shape = (-1,) + (1,) * (layer.weight.dim() - 1)
@@ -93,6 +120,8 @@ def fuse(layer: nn.Module, bn: _BN) -> nn.Module:
 
 def _threshold(bn: _BN) -> tuple[ThreshReLU, Tensor, Tensor]:
     """``ReLU(bn(x)) = scale * ThreshReLU(x) + shift``: the ThreshReLU and the BN affine to fuse onwards."""
+    _expect(bn, _NORMS, "a batch norm")
+    _check_replaceable(bn)
     scale, shift = _bn_affine(bn)
     mean, std = bn.running_mean.detach(), torch.sqrt(bn.running_var + bn.eps).detach()
     beta = bn.bias.detach() if bn.affine else torch.zeros_like(std)
@@ -106,21 +135,25 @@ def _threshold(bn: _BN) -> tuple[ThreshReLU, Tensor, Tensor]:
     return ThreshReLU(threshold, torch.sign(gamma)), scale, shift
 
 
-def threshold_and_fuse(bn: _BN, conv: nn.Conv2d) -> tuple[ThreshReLU, TensorBiasedConv2d]:
-    """``conv(ReLU(bn(x)))`` as ``TensorBiasedConv2d(ThreshReLU(x))`` (see :class:`ThreshReLU`)."""
-    _check_no_hooks(bn, conv)
+def threshold_and_fuse(bn: _BN, relu: nn.Module, conv: nn.Conv2d) -> tuple[ThreshReLU, TensorBiasedConv2d]:
+    """``conv(relu(bn(x)))`` as ``TensorBiasedConv2d(ThreshReLU(x))`` (see :class:`ThreshReLU`)."""
+    _expect(relu, (nn.ReLU,), "a ReLU between batch norm and convolution")
+    _expect(conv, (nn.Conv2d,), "a convolution")
+    _check_replaceable(relu, conv)
     thresh, scale, shift = _threshold(bn)
     return thresh, TensorBiasedConv2d(conv, scale, shift)
 
 
 # ----------------------------------------------------------------------------------------- ResNet
 class CanonicalBasicBlock(nn.Module):
+    """torchvision's BasicBlock: fused convs, an explicit :class:`Sum`, the block's activation once per use."""
+
     def __init__(self, block: BasicBlock):
         super().__init__()
-        self.conv1, self.relu1 = fuse(block.conv1, block.bn1), nn.ReLU()
+        self.conv1, self.relu1 = fuse(block.conv1, block.bn1), structural_copy(block.relu)
         self.conv2 = fuse(block.conv2, block.bn2)
-        self.downsample = _sequential(block.downsample) if block.downsample is not None else None
-        self.sum, self.relu2 = Sum(), nn.ReLU()
+        self.downsample = _canonize_module(block.downsample) if block.downsample is not None else None
+        self.sum, self.relu2 = Sum(), structural_copy(block.relu)
 
     def forward(self, x: Tensor) -> Tensor:
         identity = x if self.downsample is None else self.downsample(x)
@@ -128,13 +161,15 @@ class CanonicalBasicBlock(nn.Module):
 
 
 class CanonicalBottleneck(nn.Module):
+    """torchvision's Bottleneck: fused convs, an explicit :class:`Sum`, the block's activation once per use."""
+
     def __init__(self, block: Bottleneck):
         super().__init__()
-        self.conv1, self.relu1 = fuse(block.conv1, block.bn1), nn.ReLU()
-        self.conv2, self.relu2 = fuse(block.conv2, block.bn2), nn.ReLU()
+        self.conv1, self.relu1 = fuse(block.conv1, block.bn1), structural_copy(block.relu)
+        self.conv2, self.relu2 = fuse(block.conv2, block.bn2), structural_copy(block.relu)
         self.conv3 = fuse(block.conv3, block.bn3)
-        self.downsample = _sequential(block.downsample) if block.downsample is not None else None
-        self.sum, self.relu3 = Sum(), nn.ReLU()
+        self.downsample = _canonize_module(block.downsample) if block.downsample is not None else None
+        self.sum, self.relu3 = Sum(), structural_copy(block.relu)
 
     def forward(self, x: Tensor) -> Tensor:
         identity = x if self.downsample is None else self.downsample(x)
@@ -143,16 +178,18 @@ class CanonicalBottleneck(nn.Module):
 
 
 class CanonicalResNet(nn.Module):
-    """torchvision ResNet/ResNeXt/Wide-ResNet with fused BNs, explicit sums and one ReLU per use."""
+    """torchvision ResNet/ResNeXt/Wide-ResNet with fused BNs, explicit sums and one activation per use.
+
+    Every submodule the class's forward uses is taken from the model as it is now (a swapped pooling,
+    activation, head or stage is followed); the stages are canonized like any module.
+    """
 
     def __init__(self, model: ResNet):
         super().__init__()
-        self.conv1, self.relu = fuse(model.conv1, model.bn1), nn.ReLU()
+        self.conv1, self.relu = fuse(model.conv1, model.bn1), structural_copy(model.relu)
         self.maxpool = structural_copy(model.maxpool)
         for name in ("layer1", "layer2", "layer3", "layer4"):
-            blocks = [CanonicalBottleneck(b) if isinstance(b, Bottleneck) else CanonicalBasicBlock(b)
-                      for b in getattr(model, name)]
-            setattr(self, name, nn.Sequential(*blocks))
+            self.add_module(name, _canonize_module(getattr(model, name)))
         self.avgpool, self.flatten, self.fc = structural_copy(model.avgpool), nn.Flatten(1), structural_copy(model.fc)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -165,9 +202,12 @@ class CanonicalResNet(nn.Module):
 class CanonicalDenseLayer(nn.Module):
     def __init__(self, layer: _DenseLayer):
         super().__init__()
+        if layer.training and layer.drop_rate > 0:
+            raise CanonizationError(f"dense layer {_name(layer)!r} is in training mode with drop_rate "
+                                    f"{layer.drop_rate} (random dropout); call model.eval()")
         self.cat = Concat(1)
-        self.thresh1, self.conv1 = threshold_and_fuse(layer.norm1, layer.conv1)
-        self.thresh2, self.conv2 = threshold_and_fuse(layer.norm2, layer.conv2)
+        self.thresh1, self.conv1 = threshold_and_fuse(layer.norm1, layer.relu1, layer.conv1)
+        self.thresh2, self.conv2 = threshold_and_fuse(layer.norm2, layer.relu2, layer.conv2)
 
     def forward(self, *features: Tensor) -> Tensor:
         return self.conv2(self.thresh2(self.conv1(self.thresh1(self.cat(*features)))))
@@ -175,7 +215,9 @@ class CanonicalDenseLayer(nn.Module):
 
 class CanonicalDenseBlock(nn.ModuleDict):
     def __init__(self, block: _DenseBlock):
-        super().__init__({name: CanonicalDenseLayer(layer) for name, layer in block.items()})
+        layers = {name: _expect(layer, (_DenseLayer,), "a dense layer") for name, layer in block.items()}
+        _check_replaceable(*layers.values())
+        super().__init__({name: CanonicalDenseLayer(layer) for name, layer in layers.items()})
         self.cat = Concat(1)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -189,7 +231,7 @@ class CanonicalDenseBlock(nn.ModuleDict):
 class CanonicalTransition(nn.Module):
     def __init__(self, transition: _Transition):
         super().__init__()
-        self.thresh, self.conv = threshold_and_fuse(transition.norm, transition.conv)
+        self.thresh, self.conv = threshold_and_fuse(transition.norm, transition.relu, transition.conv)
         self.pool = structural_copy(transition.pool)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -197,26 +239,43 @@ class CanonicalTransition(nn.Module):
 
 
 class CanonicalDenseNet(nn.Module):
-    """torchvision DenseNet: ThreshReLU + tensor-biased convs; explicit cat; modules for the head."""
+    """torchvision DenseNet: ThreshReLU + tensor-biased convs; explicit cat; modules for the head.
+
+    ``features`` is canonized child by child (Conv -> BN pairs fused, dense blocks and transitions
+    rebuilt, anything else canonized as any module); its last child must be the batch norm that the
+    head's ``F.relu`` follows.
+    """
 
     def __init__(self, model: DenseNet):
         super().__init__()
-        features = nn.Sequential()
-        source = model.features
-        features.add_module("conv0", fuse(source.conv0, source.norm0))
-        features.add_module("relu0", nn.ReLU())
-        features.add_module("pool0", structural_copy(source.pool0))
-        for name, module in source.named_children():
-            if isinstance(module, _DenseBlock):
+        source = _expect(model.features, (nn.Sequential,), "the features nn.Sequential")
+        _check_replaceable(source)
+        *body, (norm_name, norm) = list(source._modules.items())
+        features, i = nn.Sequential(), 0
+        while i < len(body):
+            name, module = body[i]
+            following = body[i + 1][1] if i + 1 < len(body) else None
+            if type(module) in _FUSABLE and type(following) in _NORMS:
+                features.add_module(name, fuse(module, following))
+                i += 2
+                continue
+            if type(module) is _DenseBlock:
                 features.add_module(name, CanonicalDenseBlock(module))
-            elif isinstance(module, _Transition):
+            elif type(module) is _Transition:
+                _check_replaceable(module)
                 features.add_module(name, CanonicalTransition(module))
+            else:
+                features.add_module(name, _canonize_module(module))
+            i += 1
         self.features = features
         # head: F.relu(norm5(x)) -> avg pool -> classifier; the BN affine commutes with the average
-        self.thresh5, scale, shift = _threshold(source.norm5)
+        self.thresh5, scale, shift = _threshold(norm)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.flatten = nn.Flatten(1)
-        weight, bias = model.classifier.weight.detach(), model.classifier.bias.detach()
+        classifier = _expect(model.classifier, (nn.Linear,), "the classifier nn.Linear")
+        _check_replaceable(classifier)
+        weight = classifier.weight.detach()
+        bias = classifier.bias.detach() if classifier.bias is not None else torch.zeros_like(weight[:, 0])
         self.classifier = TensorBiasedLinear(weight * scale[None, :], weight @ shift + bias)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -225,35 +284,34 @@ class CanonicalDenseNet(nn.Module):
 
 # ----------------------------------------------------------------------------------------- generic
 def _sequential(seq: nn.Sequential) -> nn.Sequential:
-    """A copy of ``seq`` whose Conv/Linear -> BN pairs are fused (the BN's slot becomes Identity)."""
-    new = nn.Sequential()
+    """A copy of ``seq`` (its own hooks kept: its input and output are unchanged) whose Conv/Linear -> BN
+    pairs are fused (the BN's slot becomes Identity) and whose other children are canonized."""
+    children: dict[str, nn.Module | None] = {}
     items = list(seq._modules.items())
     i = 0
     while i < len(items):
         name, module = items[i]
         following = items[i + 1][1] if i + 1 < len(items) else None
-        if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)) and isinstance(following, _BN):
-            new.add_module(name, fuse(module, following))
-            new.add_module(items[i + 1][0], nn.Identity())
+        if type(module) in _FUSABLE and type(following) in _NORMS:
+            children[name], children[items[i + 1][0]] = fuse(module, following), nn.Identity()
             i += 2
             continue
-        new.add_module(name, _canonize_module(module))
+        children[name] = None if module is None else _canonize_module(module)
         i += 1
-    return new
+    return with_children(seq, children)
+
+
+#: torchvision classes rebuilt from what their forward is known to compute (exact classes only)
+_REBUILT = {ResNet: CanonicalResNet, DenseNet: CanonicalDenseNet, Bottleneck: CanonicalBottleneck,
+            BasicBlock: CanonicalBasicBlock}
 
 
 def _canonize_module(module: nn.Module) -> nn.Module:
     module = unwrap(module)
-    if isinstance(module, (ResNet, DenseNet, Bottleneck, BasicBlock)):
-        _check_no_hooks(*module.modules())  # (the whole block is rebuilt)
-    if isinstance(module, ResNet):
-        return CanonicalResNet(module)
-    if isinstance(module, DenseNet):
-        return CanonicalDenseNet(module)
-    if isinstance(module, Bottleneck):  # torchvision blocks used inside other models
-        return CanonicalBottleneck(module)
-    if isinstance(module, BasicBlock):
-        return CanonicalBasicBlock(module)
+    rebuild = _REBUILT.get(type(module))
+    if rebuild is not None:
+        _check_replaceable(module)
+        return rebuild(module)
     if type(module) is nn.Sequential:
         return _sequential(module)
     return copy_tree(module, _canonize_module)

@@ -132,7 +132,6 @@ class GammaSchedule(CNNComposite):
         self.probe_size = probe_size
         super().__init__(("gamma", {"gamma": gamma_first, "epsilon": stabilizer}), ("zero", {}),
                          first=("zbox", {"low": low, "high": high, "epsilon": stabilizer}), epsilon=stabilizer)
-        self._schedules: dict[int, dict[str, float]] = {}
 
     def stages(self, model: nn.Module) -> dict[str, int]:
         """Stage (number of downsamplings before it) of every convolution, by qualified name."""

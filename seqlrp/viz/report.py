@@ -81,10 +81,13 @@ class Report:
             tokens = explanation.tokens[index]
         if tokens is None:
             tokens = [str(i) for i in range(len(relevance))]
+        if len(tokens) != len(relevance):
+            raise ValueError(f"example {index} has {len(relevance)} relevance values but {len(tokens)} tokens were "
+                             "given; pass exactly the explained tokens (with lengths=, padding is left out)")
         meta = _example_meta(explanation, index, true_label, class_names, method)
         section = self._current()
         section.examples.append({"id": f"ex{len(section.examples)}", "title": title or f"example {index}",
-                                 "tokens": token_html(tokens, relevance[: len(tokens)], self.cmap), **meta})
+                                 "tokens": token_html(tokens, relevance, self.cmap), **meta})
 
     def add_image(self, explanation, index: int, image, *, true_label=None, class_names=None,
                   method: str = "LRP", title: str | None = None, normalization: str = "absmax") -> None:
