@@ -168,7 +168,7 @@ def load_weights(model: nn.Module, path: str | os.PathLike, what: str, name: str
         state = torch.load(str(p), map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - any unreadable file is a user error
         first = one_line(str(error).splitlines()[0] if str(error) else type(error).__name__, 200)
-        if "Weights only load failed" in str(error):
+        if zipfile.is_zipfile(p) and "Unsupported global" in str(error):  # (a torch.save of objects, not tensors)
             raise CliError(f"{p} holds pickled Python objects, not only tensors; save model.state_dict() with "
                            "torch.save and pass that file") from None
         raise CliError(f"{p} is not a PyTorch weights file (torch.load: {first})") from None

@@ -391,7 +391,12 @@ def _float64_outputs(model: nn.Module, x: Tensor) -> tuple[Tensor, dict[str, Ten
 
 def _verify(model: nn.Module, canonical: nn.Module, example_input: Tensor | None, rtol: float) -> None:
     x = _example(model) if example_input is None else example_input.detach()
-    reference, ref_outputs = _float64_outputs(model, x)
+    try:
+        reference, ref_outputs = _float64_outputs(model, x)
+    except RuntimeError as error:
+        raise CanonizationError(f"verification failed: the model's forward on an input of shape {tuple(x.shape)} "
+                                f"raised {type(error).__name__}: {error} (pass example_input= of the right shape)") \
+            from None
     ours, our_outputs = _float64_outputs(canonical, x)
     if ours.shape != reference.shape:
         raise CanonizationError(f"canonized output shape {tuple(ours.shape)} != original {tuple(reference.shape)}")

@@ -26,7 +26,7 @@ def _wrapped_module(module: nn.Module) -> nn.Module | None:
         return module._modules["module"]
     eval_frame = sys.modules.get("torch._dynamo.eval_frame")  # (no OptimizedModule exists before it is imported)
     if eval_frame is not None and isinstance(module, eval_frame.OptimizedModule):
-        return module.__dict__["_orig_mod"]
+        return module._modules["_orig_mod"]
     return None
 
 

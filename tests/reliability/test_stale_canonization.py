@@ -1,0 +1,137 @@
+"""Never a stale explanation: after any change to the model, explain describes the model as it is now.
+
+Each edit is made after a first explanation (so any cache would be warm); the explanation must then
+equal that of a fresh deep copy (1e-12, float64) and its output the model's own output, and differ from
+the explanation before the edit.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+from torchvision.models.densenet import DenseNet
+from torchvision.models.resnet import BasicBlock
+
+import seqlrp
+from seqlrp.cnn import CanonizationError, EpsilonGammaBox, EpsilonPlusFlat
+
+from ..cnn.helpers import randomize_batchnorm, torchvision_model
+from ..core.helpers import untouched
+from .models import cnn
+
+X = torch.randn(2, 3, 32, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+
+
+def _resnet():
+    return torchvision_model("resnet18", num_classes=5)
+
+
+def _densenet():
+    torch.manual_seed(0)
+    model = DenseNet(growth_rate=4, block_config=(2, 2), num_init_features=8, bn_size=2, num_classes=3)
+    return randomize_batchnorm(model).eval().double()
+
+
+def _block():
+    torch.manual_seed(5)
+    return randomize_batchnorm(BasicBlock(512, 512), seed=5).double().eval()
+
+
+def _no_grad(fn):
+    def edit(model):
+        with torch.no_grad():
+            fn(model)
+
+    return edit
+
+
+EDITS = {
+    "weight.data.mul_": (_resnet, lambda m: m.conv1.weight.data.mul_(3)),
+    "weight.data = t": (_resnet, lambda m: setattr(m.layer1[0].conv1.weight, "data",
+                                                   torch.randn_like(m.layer1[0].conv1.weight))),
+    "bn.eps": (_resnet, lambda m: setattr(m.bn1, "eps", 0.5)),
+    "swap maxpool for avgpool": (_resnet, lambda m: setattr(m, "maxpool", nn.AvgPool2d(3, 2, 1))),
+    "stem ReLU -> Tanh": (_resnet, lambda m: setattr(m, "relu", nn.Tanh())),
+    "block ReLU -> LeakyReLU": (_resnet, lambda m: setattr(m.layer2[0], "relu", nn.LeakyReLU(0.2))),
+    "buffer.data.add_": (_resnet, lambda m: m.layer1[1].bn2.running_mean.data.add_(1.0)),
+    "buffer in place (no_grad)": (_resnet, _no_grad(lambda m: m.bn1.running_var.mul_(4))),
+    "load_state_dict": (_resnet, lambda m: m.load_state_dict(torchvision_model("resnet18", seed=7,
+                                                                                num_classes=5).state_dict())),
+    "new head": (_resnet, lambda m: setattr(m, "fc", nn.Linear(512, 5).double())),
+    "bn.weight = 0 on channels": (_resnet, _no_grad(lambda m: m.layer3[0].bn1.weight[:64].zero_())),
+    "conv padding_mode reflect": (_resnet, lambda m: setattr(m.conv1, "padding_mode", "reflect")),
+    "avgpool -> pool + clip": (_resnet, lambda m: setattr(m, "avgpool", nn.Sequential(nn.AdaptiveAvgPool2d(1),
+                                                                                    nn.Hardtanh(-0.1, 0.1)))),
+    "replace a block": (_resnet, lambda m: m.layer4.__setitem__(1, _block())),
+    "bn.bias.data.fill_": (_resnet, lambda m: m.bn1.bias.data.fill_(0.5)),
+    "downsample weight.data.neg_": (_resnet, lambda m: m.layer2[0].downsample[0].weight.data.neg_()),
+    "densenet norm5.eps": (_densenet, lambda m: setattr(m.features.norm5, "eps", 0.3)),
+    "densenet norm1 buffer.data": (_densenet,
+                                   lambda m: m.features.denseblock1.denselayer1.norm1.running_mean.data.add_(0.5)),
+    "densenet classifier.data": (_densenet, lambda m: m.classifier.weight.data.mul_(-2)),
+    "sequential bn buffer.data": (cnn, lambda m: m.features[1].running_var.data.mul_(3)),
+    "sequential ReLU -> Tanh": (cnn, lambda m: m.features.__setitem__(2, nn.Tanh())),
+}
+
+
+@pytest.mark.parametrize("composite", [EpsilonPlusFlat, lambda: EpsilonGammaBox(-3.0, 3.0)],
+                         ids=["EpsilonPlusFlat", "EpsilonGammaBox"])
+@pytest.mark.parametrize("edit", list(EDITS))
+def test_explanation_follows_every_edit(edit, composite):
+    build, change = EDITS[edit]
+    model = build()
+    x = X[:, :, :8, :8] if build is cnn else X
+    before = seqlrp.explain(model, x, target=1, composite=composite())
+    change(model)
+    with torch.no_grad():
+        now = model(x)
+    assert not torch.allclose(now, before.output, rtol=1e-9, atol=1e-9), "the edit did not change model(x)"
+    result = seqlrp.explain(model, x, target=1, composite=composite())
+    fresh = seqlrp.explain(copy.deepcopy(model), x, target=1, composite=composite())
+    torch.testing.assert_close(result.relevance, fresh.relevance, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(result.output, now, rtol=1e-10, atol=1e-10)
+    assert not torch.allclose(result.relevance, before.relevance, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("edit,match", [
+    (lambda m: setattr(m.features.denseblock1.denselayer1, "relu1", nn.ELU()), r"denselayer1.relu1' is a ELU"),
+    (lambda m: setattr(m.features.transition1, "relu", nn.Tanh()), r"transition1.relu' is a Tanh"),
+    (lambda m: setattr(m, "classifier", nn.Sequential(nn.Linear(16, 3))), r"'classifier' is a Sequential"),
+])
+def test_densenet_edits_the_canonizer_cannot_follow_are_refused(edit, match):
+    model = _densenet()
+    edit(model)
+    with untouched(model), pytest.raises(CanonizationError, match=match):
+        seqlrp.explain(model, X, composite=EpsilonPlusFlat())
+
+
+def test_patched_forward_and_subclasses_are_not_canonized_as_the_class():
+    model = _resnet()
+    model.layer1[0].forward = lambda x: x  # the block now is the identity: its class's forward no longer holds
+    with untouched(model), pytest.raises(CanonizationError, match=r"'layer1.0'.*forward.*replaced on the instance"):
+        seqlrp.explain(model, X, composite=EpsilonPlusFlat())
+
+    class Doubled(nn.Conv2d):
+        def forward(self, x):
+            return 2 * super().forward(x)
+
+    seq = nn.Sequential(Doubled(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.LazyLinear(2)).double()
+    seq(X)
+    seq.eval()
+    with untouched(seq), pytest.raises(CanonizationError, match=r"could not fuse the batch norm\(s\) \['1'\]"):
+        seqlrp.explain(seq, X, composite=EpsilonPlusFlat())
+
+
+def test_hooks_on_rebuilt_modules_are_refused_and_kept_on_copied_ones():
+    model = _resnet()
+    seen = []
+    model.fc.register_forward_hook(lambda m, i, o: seen.append(o.shape))  # copied module: the hook runs
+    seqlrp.explain(model, X, composite=EpsilonPlusFlat())
+    assert seen == [torch.Size([2, 5])]
+    handle = model.layer1[0].conv1.register_forward_hook(lambda m, i, o: o * 0)  # a fused conv: refused
+    with untouched(model), pytest.raises(CanonizationError, match=r"'layer1.0.conv1' \(Conv2d\) has forward hooks"):
+        seqlrp.explain(model, X, composite=EpsilonPlusFlat())
+    handle.remove()
