@@ -57,17 +57,23 @@ def load_arras(path: str | PathLike, dtype: torch.dtype = torch.float64) -> tupl
     ``vocab`` is the list of token strings when the file has a ``vocab`` array, else ``None``.
     """
     try:
-        with np.load(path, allow_pickle=False) as data:
-            missing = [k for k in _KEYS if k not in data]
-            if missing:
-                raise ValueError(f"{path}: not an Arras LSTM weight file, missing {missing}")
-            w = {k: data[k] for k in _KEYS}
-            vocab = [str(v) for v in data["vocab"]] if "vocab" in data else None
-            order = str(data["gate_order"]) if "gate_order" in data else None
+        data = np.load(path, allow_pickle=False)
+        arrays = None
+        if isinstance(data, np.lib.npyio.NpzFile):
+            with data:
+                arrays = dict(data)
     except FileNotFoundError:
         raise
-    except (OSError, zipfile.BadZipFile, EOFError) as error:
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
         raise ValueError(f"{path}: not a NumPy .npz file ({error})") from None
+    if arrays is None:
+        raise ValueError(f"{path}: not a NumPy .npz file (a single array)")
+    missing = [k for k in _KEYS if k not in arrays]
+    if missing:
+        raise ValueError(f"{path}: not an Arras LSTM weight file, missing {missing}")
+    w = {k: arrays[k] for k in _KEYS}
+    vocab = [str(v) for v in arrays["vocab"]] if "vocab" in arrays else None
+    order = str(arrays["gate_order"]) if "gate_order" in arrays else None
     if order is not None and order not in ("i,g,f,o", "igfo"):
         raise ValueError(f"{path}: unexpected gate_order {order!r} (expected 'i,g,f,o')")
     _check_arras_shapes(path, w, vocab)

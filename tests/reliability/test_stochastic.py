@@ -93,6 +93,7 @@ def test_stochastic_text_model_is_refused():
         seqlrp.explain_text(model, torch.tensor([[1, 2, 3]]))
 
 
+@pytest.mark.filterwarnings("ignore::seqlrp.CoverageWarning")  # (rrelu / attention take the gradient route)
 @pytest.mark.parametrize("case", ["dropout p=0", "dropout eval", "rrelu eval", "sdpa p=0"])
 def test_deterministic_uses_of_random_ops_are_accepted(case):
     random = {
