@@ -57,15 +57,19 @@ def check_inputs(inputs: Tensor, what: str = "inputs") -> None:
                          "non-finite inputs: clean or impute them first")
 
 
-def check_model_inputs(model: nn.Module, inputs: Tensor, what: str = "inputs") -> None:
-    """Refuse inputs whose dtype or device differs from the model's (when all its parameters agree on one)."""
+def input_mismatch(model: nn.Module, inputs: Tensor, what: str = "inputs") -> str | None:
+    """Why ``inputs`` may not fit ``model``: another dtype or device than all its parameters (or None).
+
+    Used to explain a failed forward (a forward may cast its inputs itself, so a mismatch alone is no error).
+    """
     kinds = {(p.dtype, p.device) for p in model.parameters() if p.is_floating_point()}
     if len(kinds) != 1:
-        return  # no floating parameters, or a mixed model: the forward decides
+        return None  # no floating parameters, or a mixed model
     ((dtype, device),) = kinds
-    if inputs.dtype != dtype or inputs.device != device:
-        raise TypeError(f"{what} are {inputs.dtype} on {inputs.device} but the model's parameters are {dtype} on "
-                        f"{device}; convert with {what}.to(dtype={dtype}, device='{device}') or move the model")
+    if inputs.dtype == dtype and inputs.device == device:
+        return None
+    return (f"{what} are {inputs.dtype} on {inputs.device} but the model's parameters are {dtype} on {device}; "
+            f"convert with {what}.to(dtype={dtype}, device='{device}') or move the model")
 
 
 def check_output(output: Tensor, batch: int, input_shape: tuple[int, ...] | None = None) -> None:

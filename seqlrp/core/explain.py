@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 import torch
 from torch import Tensor, nn
 
-from .checks import check_eval_mode, check_inputs, check_model_inputs, check_output, make_seed, resolve_target
+from .checks import check_eval_mode, check_inputs, check_output, input_mismatch, make_seed, resolve_target
 from .composites import Composite, as_composite
 from .copying import unwrap
 from .coverage import Coverage, graph_coverage
@@ -82,7 +82,6 @@ def prepare(model: nn.Module, inputs: Tensor) -> nn.Module:
     model = unwrap(model)
     check_eval_mode(model)
     check_inputs(inputs)
-    check_model_inputs(model, inputs)
     return model
 
 
@@ -104,6 +103,9 @@ def propagate(
         except (NoRuleError, StochasticForwardError):
             raise
         except RuntimeError as error:
+            mismatch = input_mismatch(model, x) if isinstance(model, nn.Module) else None
+            if mismatch is not None:
+                raise TypeError(f"{mismatch} (the forward failed: {error})") from error
             raise ValueError(
                 f"the model's forward failed on inputs of shape {tuple(x.shape)} and dtype {x.dtype} "
                 f"(check the input shape and dtype the model expects): {error}"

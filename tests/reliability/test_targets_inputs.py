@@ -122,3 +122,16 @@ def test_lengths_for_a_forward_that_takes_none_are_named():
     with untouched(model), pytest.raises(TypeError, match=r"lengths were given but NoLengths.forward takes only token "
                                                           r"ids"):
         seqlrp.explain_text(model, IDS, lengths=torch.tensor([4, 3]))
+
+
+def test_a_model_that_casts_its_inputs_itself_is_not_refused():
+    class Casting(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = mlp()
+
+        def forward(self, x):
+            return self.inner(x.double())
+
+    result = seqlrp.explain(Casting().eval(), X.float())
+    torch.testing.assert_close(result.relevance, seqlrp.explain(mlp(), X).relevance.float(), rtol=1e-6, atol=1e-7)
