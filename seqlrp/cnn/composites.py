@@ -8,8 +8,10 @@
 | :class:`EpsilonGammaBox` | zB(low, high) | γ | ε |
 | :class:`GammaSchedule` | zB(low, high) | γ decreasing with depth | LRP-0 |
 
-All: pass on activations, winner-takes-all on max pools, ε (stabilizer) on average pools and
-residual :class:`~seqlrp.core.ops.Sum`, ``active_pass`` on :class:`ThreshReLU`.
+All: pass on activations, winner-takes-all on max pools, ε (stabilizer) on average pools, residual
+sums (:class:`~seqlrp.core.ops.Sum`, also a functional ``+``), gate-weighted contractions and
+normalization layers (LayerNorm with its scale held constant), signal-takes-all on gated products
+(squeeze-excitation: the sigmoid branch gets nothing), ``active_pass`` on :class:`ThreshReLU`.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from torch import Tensor, nn
 from ..core import groups
 from ..core.composites import FIRST, Composite
 from ..core.copying import record_outputs, structural_copy
-from ..core.ops import Sum
+from ..core.ops import Contraction, Product, Sum
 from ..core.rules.base import Rule, check_number
 from .canonize import canonize
 from .layers import ThreshReLU
@@ -62,6 +64,9 @@ class CNNComposite(Composite):
         rules.update({
             ThreshReLU: "active_pass",
             Sum: stabilizer,
+            Contraction: stabilizer,
+            Product: "signal_takes_all",
+            groups.NORMS: stabilizer,
             groups.CONVOLUTIONS: conv,
             groups.DENSE: dense,
             groups.AVG_POOLS: stabilizer,

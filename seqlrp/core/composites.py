@@ -28,6 +28,7 @@ from typing import Any
 from torch import nn
 
 from . import groups
+from .ops import Contraction, Product, Sum
 from .registry import resolve
 from .rules.base import Rule
 
@@ -108,19 +109,26 @@ def as_composite(composite: Composite | Mapping | None) -> Composite:
 
 
 class ZeroEverywhere(Composite):
-    """LRP-0 on every affine layer and average pool, winner-takes-all on max pools, pass on activations."""
+    """LRP-0 on every affine layer, average pool, sum, contraction and normalization; winner-takes-all on
+    max pools, signal-takes-all on gated products, pass on activations."""
 
     def __init__(self):
         super().__init__({
             groups.WEIGHTED: "zero",
             groups.AVG_POOLS: "zero",
+            groups.NORMS: "zero",
+            Sum: "zero",
+            Contraction: "zero",
+            Product: "signal_takes_all",
             groups.MAX_POOLS: "winner_takes_all",
             groups.ACTIVATIONS: "pass",
         })
 
 
 class EpsilonEverywhere(Composite):
-    """LRP-ε on every affine layer and average pool, winner-takes-all on max pools, pass on activations.
+    """LRP-ε on every affine layer, average pool, sum (residual adds), gate-weighted contraction (attention)
+    and normalization (LayerNorm: its scale held constant); winner-takes-all on max pools, signal-takes-all
+    on gated products (squeeze-excitation), pass on activations.
 
     Parameters
     ----------
@@ -135,6 +143,10 @@ class EpsilonEverywhere(Composite):
         super().__init__({
             groups.WEIGHTED: eps,
             groups.AVG_POOLS: eps,
+            groups.NORMS: eps,
+            Sum: eps,
+            Contraction: eps,
+            Product: "signal_takes_all",
             groups.MAX_POOLS: "winner_takes_all",
             groups.ACTIVATIONS: "pass",
         })

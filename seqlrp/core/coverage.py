@@ -27,7 +27,10 @@ ROUTING_NODES = frozenset({
     "UnsqueezeBackward0", "ViewBackward0", "MaxBackward0", "MaxBackward1", "AmaxBackward0",
     "MaxPool1DWithIndicesBackward0", "MaxPool2DWithIndicesBackward0", "MaxPool3DWithIndicesBackward0",
     "ConstantPadNdBackward0", "PackPaddedSequenceBackward0", "PadPackedSequenceBackward0",
-    "NoneBackward0", "WhereBackward0", "TapBackward", "CopySlices",
+    "NoneBackward0", "WhereBackward0", "TapBackward", "CopySlices", "CopyBackwards",
+    "AdaptiveMaxPool1DBackward0", "AdaptiveMaxPool2DBackward0", "AdaptiveMaxPool3DBackward0",
+    "MaskedFillBackward0", "ChannelShuffleBackward0", "PixelShuffleBackward0", "PixelUnshuffleBackward0",
+    "SqueezeBackwardAutogradNestedTensor0", "RollBackward0",
 })
 #: nodes that are the gradient of a ReLU: relevance of positive units passes, like the pass rule
 RELU_NODES = frozenset({"ReluBackward0", "ThresholdBackward0", "ThresholdBackwardBackward0"})
@@ -75,18 +78,25 @@ def graph_coverage(output: Tensor, inputs: tuple[Tensor, ...], rules: dict[str, 
     reaches: dict[int, bool] = {}
     counts: Counter[str] = Counter()
 
+    def children(node):
+        """The inputs relevance flows to: a wrapped op's silent inputs (a gate) get none, so are not followed."""
+        edges = node.next_functions
+        call = getattr(node, "call", None)
+        silent = getattr(getattr(call, "view", None), "silent", ()) if call is not None else ()
+        return iter(edge for i, edge in enumerate(edges) if i not in silent)  # (one edge per tensor input)
+
     def visit(node) -> bool:
         # iterative DFS (deep unrolled RNN graphs would overflow the recursion limit)
-        stack = [(node, iter(node.next_functions))]
+        stack = [(node, children(node))]
         reaches[id(node)] = _is_input(node, targets)
         while stack:
-            current, children = stack[-1]
-            for child, _ in children:
+            current, pending = stack[-1]
+            for child, _ in pending:
                 if child is None:
                     continue
                 if id(child) not in reaches:
                     reaches[id(child)] = _is_input(child, targets)
-                    stack.append((child, iter(child.next_functions)))
+                    stack.append((child, children(child)))
                     break
                 if reaches[id(child)]:
                     reaches[id(current)] = True

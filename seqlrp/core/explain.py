@@ -144,6 +144,6 @@ def warn_unruled(coverage: Coverage, stacklevel: int = 3) -> None:
         warnings.warn(
             "relevance took the plain-gradient route through ops without an LRP rule: "
             + ", ".join(f"{k} x{v}" for k, v in coverage.unruled.items())
-            + " (e.g. a functional '+' or mean in forward); make them modules with rules, or see .coverage",
+            + " (e.g. a product or quotient of two signals); give them modules with rules, or see .coverage",
             CoverageWarning, stacklevel=stacklevel,
         )

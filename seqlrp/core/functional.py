@@ -1,37 +1,55 @@
-"""Rules for functional ops in a model's forward: reductions and scaling by constants.
+"""Rules for functional ops in a model's forward: the same views and rules as their module twins.
 
-Models often pool with ``out.mean(1)`` or ``out.sum(1) / lengths`` instead of modules. During a
-session's forward a :class:`~torch.overrides.TorchFunctionMode` routes these calls through
-:class:`~seqlrp.core.function.LRPFunction` with the composite's average-pooling rule (ε by default):
+Models write many value-mixing ops functionally: ``x + self.block(x)``, ``x * torch.sigmoid(s)``,
+``softmax(a) @ h``, ``out.mean(1)``, ``F.silu(x)``. During a session's forward a
+:class:`~torch.overrides.TorchFunctionMode` routes these calls through
+:class:`~seqlrp.core.function.LRPFunction` with the rule the composite gives their module twin, so a
+residual add, a squeeze-excitation gate or attention pooling needs no rewriting:
 
-* ``torch.mean`` / ``Tensor.mean``, ``torch.sum`` / ``Tensor.sum`` on a tensor that carries
-  relevance: a linear map with fixed non-negative weights (ε over the reduced elements);
-* ``x * c``, ``c * x``, ``x / c`` where ``c`` is a constant (a number, a tensor that does not depend
-  on the input, or a parameter): a diagonal linear map, ``R_in = x c / stab(x c) · R_out`` -- the
-  relevance passes (and a 0/1 mask zeroes it), where the plain gradient would scale it by ``c``.
+=============================================  ==========================  =============================
+call (on tensors that carry relevance)          module twin (composite key)  default rule
+=============================================  ==========================  =============================
+``a + b``, ``a - b``, ``a += b``, ``x + c``     :class:`~.ops.Sum`           ε over the summands (a
+                                                                             constant ``c`` is a bias)
+``g * s``, ``g`` from sigmoid / hardsigmoid /   :class:`~.ops.Product`       signal-takes-all (the gate
+softmax (found on the autograd graph)                                        gets nothing)
+``g @ s``, ``bmm``, 2-operand ``einsum``,       :class:`~.ops.Contraction`   ε over the summands of the
+``scaled_dot_product_attention`` with a gate                                 signal, none to the gate
+``F.linear(x, W)``, ``x @ W``, ``F.conv*d``     ``nn.Linear`` / ``nn.ConvNd`` the layer rule
+with constant weights
+``torch.mean``/``sum``, ``F.avg_pool*``,        ``nn.AvgPool1d``             ε (fixed non-negative map)
+``F.adaptive_avg_pool*``, ``x * c``, ``x / c``
+``F.relu``, ``F.silu``, ``F.gelu``,             the activation module        pass
+``torch.sigmoid``, ``torch.tanh``, ...
+=============================================  ==========================  =============================
 
-Anything else keeps its gradient and shows up in the coverage report.
+Which factor of a product is the gate is read from the graph: the operand produced by a gating
+non-linearity (through reshapes and broadcasts), never guessed from its values. A product of two
+signals, a contraction without a gate, and any other mixing op keep their gradient and are named by
+the coverage report. In-place forms (``+=``, ``F.relu(x, inplace=True)``) keep their in-place
+semantics: the result is copied into the original tensor.
 """
 
 from __future__ import annotations
 
+import inspect
+import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
 from .function import LayerCall, LRPFunction
-from .views import PoolView
-
-_REDUCTIONS = {torch.mean: "mean", Tensor.mean: "mean", torch.sum: "sum", Tensor.sum: "sum"}
-_SCALINGS = {torch.mul: "mul", Tensor.mul: "mul", Tensor.__mul__: "mul", Tensor.__rmul__: "mul",
-             torch.div: "div", Tensor.div: "div", Tensor.__truediv__: "div", torch.true_divide: "div"}
-_PROBE = nn.AvgPool1d(1)
+from .ops import Contraction, ContractionView, Product, ProductView, Sum, SumView
+from .views import ConvView, DenseView, ElementwiseView, PoolView, View
 
 
+# ------------------------------------------------------------------------------------------ views
 class FunctionView(PoolView):
-    """A fixed linear map given as a function (a reduction or a scaling by a constant)."""
+    """A fixed linear map with non-negative weights given as a function (reductions, pooling, scaling)."""
 
     def __init__(self, fn, label: str, nonnegative_weights: bool):
         super().__init__(None)
@@ -44,6 +62,93 @@ class FunctionView(PoolView):
         return self.nonnegative_weights and all(inputs_nonnegative)
 
 
+class FunctionActivationView(ElementwiseView):
+    """An activation called functionally; behaves as its module twin ``probe`` (pass rule, gates)."""
+
+    def __init__(self, probe: nn.Module, fn: Callable[[Tensor], Tensor], gate: str | None):
+        super().__init__(probe)
+        self.fn, self._gate = fn, gate
+
+    def forward(self, *inputs):
+        return self.fn(*inputs)
+
+    @property
+    def gate(self):
+        return self._gate
+
+
+class FunctionalDenseView(DenseView):
+    """``F.linear(x, W, b)`` (and ``x @ W``) with constant weights: the view of an ``nn.Linear``."""
+
+    def __init__(self, weight: Tensor, bias: Tensor | None):
+        super().__init__(None)
+        self._weight, self._bias = weight, bias
+
+    weight = property(lambda self: self._weight)
+    bias = property(lambda self: self._bias)
+
+    def forward(self, x):
+        return F.linear(x, self._weight, self._bias)
+
+
+class _ConvSpec:
+    """The hyper-parameters of a functional convolution, shaped like a ``nn.ConvNd`` for :class:`ConvView`."""
+
+    def __init__(self, weight, bias, stride, padding, dilation, groups):
+        dims = weight.dim() - 2
+        self.weight, self.bias, self.groups, self.padding_mode = weight, bias, groups, "zeros"
+        self.kernel_size = tuple(weight.shape[2:])
+        def expand(value):
+            return tuple(value) if isinstance(value, (tuple, list)) else (value,) * dims
+
+        self.stride, self.dilation = expand(stride), expand(dilation)
+        self.padding = padding if isinstance(padding, str) else expand(padding)
+
+
+class FunctionalConvView(ConvView):
+    """``F.conv1d/2d/3d`` with constant weights: the view of an ``nn.ConvNd``."""
+
+    def forward(self, x):
+        m = self.module
+        return self._functional[self.dims](x, m.weight, m.bias, m.stride, m.padding, m.dilation, m.groups)
+
+
+class AttentionView(View):
+    r"""``F.scaled_dot_product_attention(q, k, v)``: :math:`A v` with :math:`A = \mathrm{softmax}(q k^\top s +
+    M)` the gate (held constant: Ali et al.'s AH rule); relevance goes to ``v`` by ε, none to ``q``, ``k``."""
+
+    kind = "contraction"
+    silent = (0, 1)
+
+    def __init__(self, options: dict, weights: Tensor | None = None):
+        super().__init__(None)
+        self.options, self.weights = options, weights
+
+    def forward(self, q, k, v):
+        return F.scaled_dot_product_attention(q, k, v, **self.options)
+
+    def forward_saving(self, q, k, v):
+        return self.forward(q, k, v), self._attention_weights(q, k)
+
+    def bind(self, state):
+        return AttentionView(self.options, state)
+
+    def _attention_weights(self, q: Tensor, k: Tensor) -> Tensor:
+        scale = self.options.get("scale") or 1 / math.sqrt(q.shape[-1])
+        scores = (q @ k.transpose(-2, -1)) * scale
+        mask = self.options.get("attn_mask")
+        if self.options.get("is_causal"):
+            causal = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool, device=q.device).tril()
+            scores = scores.masked_fill(~causal, float("-inf"))
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else scores + mask
+        return scores.softmax(-1)
+
+    def signal_vjp(self, inputs, grad):
+        return 2, self.weights.transpose(-2, -1) @ grad
+
+
+# --------------------------------------------------------------------------------------- operands
 def _carries_relevance(t: Any) -> bool:
     return isinstance(t, Tensor) and t.requires_grad and t.is_floating_point() and not isinstance(t, nn.Parameter)
 
@@ -52,41 +157,263 @@ def _constant(c: Any) -> bool:
     return isinstance(c, (int, float)) or (isinstance(c, Tensor) and not _carries_relevance(c))
 
 
-class FunctionalRules(TorchFunctionMode):
-    """Active during a session's forward: gives functional reductions and scalings their rule."""
-
-    def __init__(self, session):
-        super().__init__()
-        self.session = session
-        self.rule = session.composite.by_type(_PROBE)
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if self.rule is None or not torch.is_grad_enabled():
-            return func(*args, **kwargs)
-        kind = _REDUCTIONS.get(func)
-        if kind is not None and args and _carries_relevance(args[0]) and "out" not in kwargs:
-            rest = args[1:]
-            return self._apply(lambda x: func(x, *rest, **kwargs), f"torch.{kind}", args[0], True)
-        kind = _SCALINGS.get(func)
-        if kind is not None and len(args) == 2 and kwargs.get("out") is None:
-            a, b = args
-            if _carries_relevance(a) and _constant(b):
-                return self._apply(lambda x: func(x, b, **kwargs), f"torch.{kind}", a,
-                                   _positive_constant(b))
-            if kind == "mul" and _carries_relevance(b) and _constant(a):
-                return self._apply(lambda x: func(a, x, **kwargs), f"torch.{kind}", b, _positive_constant(a))
-        return func(*args, **kwargs)
-
-    def _apply(self, fn, label: str, x: Tensor, nonnegative_weights: bool) -> Tensor:
-        view = FunctionView(fn, label, nonnegative_weights)
-        call = LayerCall(label, label, self.rule, view, level=self.session.options.get("record", "sums"))
-        self.session.calls.append(call)
-        self.session.assigned.setdefault(label, f"{label}: {self.rule!r}")
-        return LRPFunction.apply(call, x)
-
-
 def _positive_constant(c: Any) -> bool:
     if isinstance(c, (int, float)):
         return c >= 0
     return False  # a tensor: deciding would need its values (a host sync)
+
+
+#: graph nodes a gate's value passes through unchanged in value (reshapes, broadcasts, copies)
+_THROUGH = frozenset({
+    "AliasBackward0", "CloneBackward0", "ExpandBackward0", "PermuteBackward0", "ReshapeAliasBackward0",
+    "SelectBackward0", "SliceBackward0", "SqueezeBackward0", "SqueezeBackward1", "SqueezeBackward2",
+    "TransposeBackward0", "TransposeBackward1", "UnsafeViewBackward0", "UnsqueezeBackward0", "ViewBackward0",
+    "RepeatBackward0", "ToCopyBackward0", "MaskedFillBackward0",
+})
+_GATE_NODES = {"SigmoidBackward0": "sigmoid", "HardsigmoidBackward0": "hardsigmoid", "SoftmaxBackward0": "softmax"}
+
+
+def gate_of(t: Tensor, steps: int = 16) -> str | None:
+    """The gating non-linearity that produced ``t`` (through reshapes and broadcasts), from the graph."""
+    node = t.grad_fn
+    for _ in range(steps):
+        if node is None:
+            return None
+        call = getattr(node, "call", None)
+        if isinstance(call, LayerCall):
+            return call.view.gate
+        name = type(node).__name__
+        if name in _GATE_NODES:
+            return _GATE_NODES[name]
+        if name not in _THROUGH:
+            return None
+        node = node.next_functions[0][0]
+    return None
+
+
+# -------------------------------------------------------------------------------------- the mode
+_REDUCTIONS = {torch.mean: "mean", Tensor.mean: "mean", torch.sum: "sum", Tensor.sum: "sum"}
+_POOLS = {F.avg_pool1d: "F.avg_pool1d", F.avg_pool2d: "F.avg_pool2d", F.avg_pool3d: "F.avg_pool3d",
+          F.adaptive_avg_pool1d: "F.adaptive_avg_pool1d", F.adaptive_avg_pool2d: "F.adaptive_avg_pool2d",
+          F.adaptive_avg_pool3d: "F.adaptive_avg_pool3d"}
+_MULS = {torch.mul: "mul", Tensor.mul: "mul", Tensor.__mul__: "mul", Tensor.__rmul__: "mul"}
+_DIVS = {torch.div: "div", Tensor.div: "div", Tensor.__truediv__: "div", torch.true_divide: "div"}
+_ADDS = {torch.add: 1, Tensor.add: 1, Tensor.__add__: 1, Tensor.__radd__: 1,
+         torch.sub: -1, Tensor.sub: -1, Tensor.__sub__: -1}
+_RSUBS = {Tensor.__rsub__}
+_IN_PLACE_ADDS = {Tensor.__iadd__: 1, Tensor.add_: 1, Tensor.__isub__: -1, Tensor.sub_: -1}
+_MATMULS = {torch.matmul: "matmul", Tensor.matmul: "matmul", Tensor.__matmul__: "matmul", torch.bmm: "bmm",
+            Tensor.bmm: "bmm"}
+#: activation function -> (its module twin, the gate it is)
+_ACTIVATIONS: dict[Callable, tuple[type, str | None]] = {
+    F.relu: (nn.ReLU, None), torch.relu: (nn.ReLU, None), Tensor.relu: (nn.ReLU, None),
+    F.relu6: (nn.ReLU6, None), F.leaky_relu: (nn.LeakyReLU, None), F.elu: (nn.ELU, None), F.selu: (nn.SELU, None),
+    F.celu: (nn.CELU, None), F.gelu: (nn.GELU, None), F.silu: (nn.SiLU, None), F.mish: (nn.Mish, None),
+    F.hardswish: (nn.Hardswish, None), F.hardtanh: (nn.Hardtanh, None), F.softplus: (nn.Softplus, None),
+    F.softsign: (nn.Softsign, None), torch.tanh: (nn.Tanh, None), Tensor.tanh: (nn.Tanh, None),
+    F.tanh: (nn.Tanh, None), torch.sigmoid: (nn.Sigmoid, "sigmoid"), Tensor.sigmoid: (nn.Sigmoid, "sigmoid"),
+    F.sigmoid: (nn.Sigmoid, "sigmoid"), F.hardsigmoid: (nn.Hardsigmoid, "hardsigmoid"),
+}
+_IN_PLACE_ACTIVATIONS = {torch.relu_: F.relu, Tensor.relu_: F.relu, F.relu_: F.relu, Tensor.sigmoid_: torch.sigmoid,
+                         Tensor.tanh_: torch.tanh, torch.sigmoid_: torch.sigmoid, torch.tanh_: torch.tanh}
+_PROBES: dict[type, nn.Module] = {}
+_SIGNATURES: dict[Callable, inspect.Signature | None] = {}
+
+
+def _probe(cls: type) -> nn.Module:
+    """One instance per module class, to ask the composite for the rule of its type (``isinstance``)."""
+    if cls not in _PROBES:
+        try:
+            _PROBES[cls] = cls()
+        except TypeError:  # (a layer with required sizes: an uninitialized instance answers isinstance)
+            _PROBES[cls] = cls.__new__(cls)
+    return _PROBES[cls]
+
+
+def _in_place_requested(func: Callable, args: tuple, kwargs: dict) -> bool:
+    """Whether an activation call asks for ``inplace=True`` (by keyword or position)."""
+    if func not in _SIGNATURES:
+        try:
+            _SIGNATURES[func] = inspect.signature(func)
+        except (TypeError, ValueError):
+            _SIGNATURES[func] = None
+    signature = _SIGNATURES[func]
+    if signature is None or "inplace" not in signature.parameters:
+        return False
+    return bool(signature.bind(*args, **kwargs).arguments.get("inplace", False))
+
+
+class FunctionalRules(TorchFunctionMode):
+    """Active during a session's forward: functional ops get the rules of their module twins (see above)."""
+
+    def __init__(self, session):
+        super().__init__()
+        self.session = session
+        composite = session.composite
+        self.rules = {kind: composite.by_type(_probe(cls)) for kind, cls in (
+            ("pool", nn.AvgPool1d), ("sum", Sum), ("product", Product), ("contraction", Contraction),
+            ("linear", nn.Linear), ("conv", nn.Conv2d))}
+        self.level = session.options.get("record", "sums")
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if torch.is_grad_enabled() and kwargs.get("out") is None:
+            result = self._dispatch(func, args, kwargs)
+            if result is not NotImplemented:
+                return result
+        return func(*args, **kwargs)
+
+    # dispatch ------------------------------------------------------------------------------------
+    def _dispatch(self, func, args, kwargs):  # noqa: C901 - one branch per family of ops, in order
+        if func in _REDUCTIONS or func in _POOLS:
+            if args and _carries_relevance(args[0]):
+                rest = args[1:]
+                label = f"torch.{_REDUCTIONS[func]}" if func in _REDUCTIONS else _POOLS[func]
+                return self._pool(lambda x: func(x, *rest, **kwargs), label, args[0], True)
+            return NotImplemented
+        if func in _MULS or func in _DIVS:
+            return self._scale_or_gate(func, args, kwargs)
+        if func in _ADDS or func in _RSUBS:
+            return self._add(func, args, kwargs)
+        if func in _IN_PLACE_ADDS:
+            return self._in_place(func, args, kwargs)
+        if func in _ACTIVATIONS:
+            if not (args and _carries_relevance(args[0])):
+                return NotImplemented
+            cls, gate = _ACTIVATIONS[func]
+            if not _in_place_requested(func, args, kwargs):
+                rest = args[1:]
+                return self._activation(cls, gate, lambda x: func(x, *rest, **kwargs), args[0], func)
+            # F.relu(x, inplace=True): computed out of place by the rule, then copied back into x
+            arguments = _SIGNATURES[func].bind(*args, **kwargs).arguments
+            arguments["inplace"] = False
+            options = {k: v for k, v in arguments.items() if k != next(iter(arguments))}
+            out = self._activation(cls, gate, lambda x: func(x, **options), args[0], func)
+            return NotImplemented if out is NotImplemented else args[0].copy_(out)
+        if func in _IN_PLACE_ACTIVATIONS:
+            out = self._dispatch(_IN_PLACE_ACTIVATIONS[func], args, kwargs) if args else NotImplemented
+            return NotImplemented if out is NotImplemented else args[0].copy_(out)
+        if func in _MATMULS:
+            return self._matmul(func, args, kwargs)
+        if func is torch.einsum:
+            return self._einsum(args, kwargs)
+        if func is F.linear:
+            return self._linear(*args, **kwargs)
+        if func in (F.conv1d, F.conv2d, F.conv3d):
+            return self._conv(*args, **kwargs)
+        if func is F.scaled_dot_product_attention:
+            return self._attention(*args, **kwargs)
+        return NotImplemented
+
+    def _scale_or_gate(self, func, args, kwargs):
+        if len(args) != 2:
+            return NotImplemented
+        a, b = args
+        is_mul = func in _MULS
+        if _carries_relevance(a) and _constant(b):
+            return self._pool(lambda x: func(x, b, **kwargs), f"torch.{'mul' if is_mul else 'div'}", a,
+                              _positive_constant(b))
+        if is_mul and _carries_relevance(b) and _constant(a):
+            return self._pool(lambda x: func(a, x, **kwargs), "torch.mul", b, _positive_constant(a))
+        if is_mul and _carries_relevance(a) and _carries_relevance(b) and not kwargs:
+            gates = gate_of(a), gate_of(b)
+            if (gates[0] is None) == (gates[1] is None):
+                return NotImplemented  # two signals (or two gates): no rule, the coverage report names it
+            gate, signal = (a, b) if gates[0] is not None else (b, a)
+            label = f"torch.mul (gate: {gates[0] or gates[1]})"
+            return self._call(self.rules["product"], ProductView(_probe(Product)), label, gate, signal)
+        return NotImplemented
+
+    def _add(self, func, args, kwargs):
+        if len(args) != 2 or kwargs.get("alpha", 1) != 1:
+            return NotImplemented
+        a, b = args
+        sign = -1 if func in _RSUBS else _ADDS[func]
+        if func in _RSUBS:  # c - x, called as x.__rsub__(c)
+            a, b = b, a
+        relevant = _carries_relevance(a), _carries_relevance(b)
+        if not any(relevant) or not all(r or _constant(x) for r, x in zip(relevant, (a, b), strict=True)):
+            return NotImplemented
+        a, b = (x if isinstance(x, Tensor) else torch.tensor(x, dtype=y.dtype, device=y.device)
+                for x, y in ((a, b), (b, a)))
+        view = SumView(_probe(Sum), signs=(1, sign), constants=(not relevant[0], not relevant[1]))
+        label = "torch.add" if sign > 0 else "torch.sub"
+        if not all(relevant):
+            label += " (bias)"
+        return self._call(self.rules["sum"], view, label, a, b)
+
+    def _in_place(self, func, args, kwargs):
+        """``a += b``: the sum computed as a rule, then copied into ``a`` (its in-place semantics kept)."""
+        if len(args) != 2 or not isinstance(args[0], Tensor):
+            return NotImplemented
+        a, b = args
+        add = Tensor.__add__ if _IN_PLACE_ADDS[func] > 0 else Tensor.__sub__
+        out = self._add(add, (a.clone(), b), kwargs)
+        return NotImplemented if out is NotImplemented else a.copy_(out)
+
+    def _matmul(self, func, args, kwargs):
+        if len(args) != 2 or kwargs:
+            return NotImplemented
+        a, b = args
+        if _carries_relevance(a) and _constant(b) and isinstance(b, Tensor) and b.dim() == 2:
+            return self._affine(self.rules["linear"], FunctionalDenseView(b.t(), None), f"torch.{_MATMULS[func]}",
+                                a)
+        return self._contract(func, a, b, f"torch.{_MATMULS[func]}")
+
+    def _einsum(self, args, kwargs):
+        if len(args) != 3 or kwargs or not isinstance(args[0], str):
+            return NotImplemented
+        equation, a, b = args
+        return self._contract(lambda x, y: torch.einsum(equation, x, y), a, b, f"torch.einsum({equation!r})")
+
+    def _contract(self, fn, a, b, label):
+        if not (_carries_relevance(a) and _carries_relevance(b)):
+            return NotImplemented
+        gates = gate_of(a), gate_of(b)
+        if (gates[0] is None) == (gates[1] is None):
+            return NotImplemented
+        if gates[0] is not None:
+            module = Contraction(fn)
+            return self._call(self.rules["contraction"], ContractionView(module), f"{label} (gate: {gates[0]})", a, b)
+        module = Contraction(lambda gate, signal: fn(signal, gate))  # (the gate always comes first)
+        return self._call(self.rules["contraction"], ContractionView(module), f"{label} (gate: {gates[1]})", b, a)
+
+    def _linear(self, x, weight, bias=None):
+        if not (_carries_relevance(x) and _constant(weight) and (bias is None or _constant(bias))):
+            return NotImplemented
+        return self._affine(self.rules["linear"], FunctionalDenseView(weight, bias), "F.linear", x)
+
+    def _conv(self, x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+        if not (_carries_relevance(x) and _constant(weight) and (bias is None or _constant(bias))):
+            return NotImplemented
+        view = FunctionalConvView(_ConvSpec(weight, bias, stride, padding, dilation, groups))
+        return self._affine(self.rules["conv"], view, f"F.conv{weight.dim() - 2}d", x)
+
+    def _attention(self, q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
+        if dropout_p or enable_gqa or not _carries_relevance(v):
+            return NotImplemented
+        options = {"attn_mask": attn_mask, "is_causal": is_causal, "scale": scale}
+        return self._call(self.rules["contraction"], AttentionView(options),
+                          "F.scaled_dot_product_attention (gate: softmax)", q, k, v)
+
+    # calls ----------------------------------------------------------------------------------------
+    def _pool(self, fn, label: str, x: Tensor, nonnegative_weights: bool):
+        return self._call(self.rules["pool"], FunctionView(fn, label, nonnegative_weights), label, x)
+
+    def _affine(self, rule, view, label, x):
+        if rule is not None and not rule.applies_to(view):
+            return NotImplemented
+        return self._call(rule, view, label, x)
+
+    def _activation(self, cls, gate, fn, x, func):
+        label = getattr(func, "__name__", cls.__name__)
+        return self._call(self.session.composite.by_type(_probe(cls)), FunctionActivationView(_probe(cls), fn, gate),
+                          f"torch.{label}", x)
+
+    def _call(self, rule, view: View, label: str, *inputs: Tensor):
+        if rule is None:
+            return NotImplemented  # the composite has no rule for this kind of op: plain gradient, reported
+        call = LayerCall(label, label, rule, view, level=self.level)
+        self.session.calls.append(call)
+        self.session.assigned.setdefault(label, f"{label}: {rule!r}")
+        return LRPFunction.apply(call, *inputs)

@@ -1,11 +1,18 @@
-"""Modules for value-mixing ops that models usually write functionally: sums and gated products.
+"""Modules for value-mixing ops that models usually write functionally: sums, gated products and
+gate-weighted contractions (attention).
 
 Making them modules gives them views, so rules can be attached: the CNN side uses :class:`Sum` for
-residual connections, the LSTM side uses both for the cell.
+residual connections, the LSTM side uses :class:`Sum` and :class:`Product` for the cell, and the same
+ops written functionally in any model (``x + f(x)``, ``x * sigmoid(...)``, ``softmax(a) @ h``) get the
+same views and rules during an explanation (:mod:`seqlrp.core.functional`). The module types are
+the composite keys of these rules.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
+import torch
 from torch import Tensor, nn
 
 from .views import View, register_view
@@ -35,29 +42,83 @@ class Sum(nn.Module):
 
 
 class Product(nn.Module):
-    """``Product()(gate, signal) = gate * signal``: a gate in [0, 1] times a signal (LSTM/GRU)."""
+    """``Product()(gate, signal) = gate * signal``: a gate (sigmoid, hardsigmoid, softmax) times a signal
+    (LSTM/GRU gates, squeeze-excitation, gated linear units)."""
 
     def forward(self, gate: Tensor, signal: Tensor) -> Tensor:
         return gate * signal
 
 
+class Contraction(nn.Module):
+    """``Contraction(fn)(gate, signal) = fn(gate, signal)``, linear in the signal: a gate-weighted sum such
+    as attention pooling ``softmax(a) @ h`` (``fn`` = ``torch.matmul`` by default, or an einsum)."""
+
+    def __init__(self, fn: Callable[[Tensor, Tensor], Tensor] = torch.matmul):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, gate: Tensor, signal: Tensor) -> Tensor:
+        return self.fn(gate, signal)
+
+
 class SumView(View):
-    """View of :class:`Sum`: a linear map with unit weights from each summand."""
+    """View of :class:`Sum`: a linear map with unit weights (±1) from each summand.
+
+    ``signs`` gives each summand's sign (``a - b``: ``(1, -1)``); summands flagged in ``constants`` are
+    biases (no relevance is sent to them). Summands may broadcast against each other.
+    """
 
     kind = "sum"
 
+    def __init__(self, module: nn.Module, signs: Sequence[int] | None = None, constants: Sequence[bool] = ()):
+        super().__init__(module)
+        self.signs, self.constants = signs, tuple(constants)
+
+    def forward(self, *inputs: Tensor) -> Tensor:
+        if self.signs is None:
+            return super().forward(*inputs)
+        total = inputs[0] if self.signs[0] > 0 else -inputs[0]
+        for sign, term in zip(self.signs[1:], inputs[1:], strict=True):
+            total = total + term if sign > 0 else total - term
+        return total
+
+    def summands(self, inputs: Sequence[Tensor]) -> list[Tensor | None]:
+        """Each summand as it enters the sum (the sign applied), None for a constant (a bias)."""
+        signs = self.signs or (1,) * len(inputs)
+        return [None if i < len(self.constants) and self.constants[i] else (a if sign > 0 else -a)
+                for i, (sign, a) in enumerate(zip(signs, inputs, strict=True))]
+
     def output_nonnegative(self, inputs_nonnegative):
-        return all(inputs_nonnegative)
+        return all(inputs_nonnegative) and not any(s < 0 for s in self.signs or ())
 
 
 class ProductView(View):
     """View of :class:`Product`: ``(gate, signal) -> gate * signal``."""
 
     kind = "product"
+    #: which inputs are the gate (they receive no relevance)
+    silent = (0,)
+
+
+class ContractionView(View):
+    """View of :class:`Contraction`: ``(gate, signal) -> fn(gate, signal)``, linear in the signal."""
+
+    kind = "contraction"
+    silent = (0,)
+
+    def signal_vjp(self, inputs: Sequence[Tensor], grad: Tensor) -> tuple[int, Tensor]:
+        r"""``(index, g)``: the signal's position and :math:`\partial/\partial s\,[f(gate, s)\cdot grad]`
+        with the gate held fixed (the transpose of the linear map ``s -> fn(gate, s)``)."""
+        gate, signal = inputs
+        with torch.enable_grad():
+            s = signal.detach().requires_grad_(True)
+            (g,) = torch.autograd.grad(self.module.fn(gate.detach(), s), s, grad)
+        return 1, g
 
 
 register_view(Sum)(SumView)
 register_view(Product)(ProductView)
+register_view(Contraction)(ContractionView)
 
 
 def per_sample_total(t: Tensor) -> Tensor:
@@ -65,4 +126,4 @@ def per_sample_total(t: Tensor) -> Tensor:
     return t.reshape(t.shape[0], -1).sum(1).view(-1, *([1] * (t.dim() - 1)))
 
 
-__all__ = ["Product", "ProductView", "Sum", "SumView", "per_sample_total"]
+__all__ = ["Contraction", "ContractionView", "Product", "ProductView", "Sum", "SumView", "per_sample_total"]

@@ -56,6 +56,11 @@ class View:
     """Base view. ``kind`` tells which rules apply (see :attr:`Rule.kinds`)."""
 
     kind = "generic"
+    #: inputs that receive no relevance by the view's nature (the gate of a gated product): the coverage
+    #: report does not follow them
+    silent: tuple[int, ...] = ()
+    #: the gating non-linearity this view computes ("sigmoid", "hardsigmoid", "softmax"), or None
+    gate: str | None = None
 
     def __init__(self, module: nn.Module):
         self.module = module
@@ -296,6 +301,10 @@ class ElementwiseView(View):
     @property
     def zero_below_zero(self) -> bool:
         return type(self.module) is nn.ReLU
+
+    @property
+    def gate(self) -> str | None:
+        return {nn.Sigmoid: "sigmoid", nn.Hardsigmoid: "hardsigmoid"}.get(type(self.module))
 
 
 ACTIVATIONS: tuple[type, ...] = (

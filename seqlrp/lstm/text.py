@@ -19,6 +19,7 @@ from ..core.copying import structural_copy, unwrap
 from ..core.coverage import Coverage, graph_coverage
 from ..core.explain import CoverageWarning, run_forward, warn_unruled
 from ..core.explanation import Explanation
+from ..core.ops import Contraction, Product, Sum
 from ..core.rules.epsilon import Epsilon
 from ..core.rules.passthrough import Pass, WinnerTakesAll
 from ..core.rules.products import SignalTakesAll
@@ -59,8 +60,10 @@ class TextExplanation(Explanation):
 def text_composite(rules: Mapping | None, epsilon: float, bias_factor: float) -> Composite:
     """The default LSTM-LRP rules (Arras et al. 2017) under ``rules`` given by the user."""
     eps = Epsilon(epsilon=epsilon, bias_factor=bias_factor)
-    defaults = {GATE_LINEAR: eps, CELL_SUM: eps, GATE_PRODUCT: SignalTakesAll(), groups.WEIGHTED: eps,
-                groups.AVG_POOLS: eps, groups.MAX_POOLS: WinnerTakesAll(), groups.ACTIVATIONS: Pass()}
+    gate = SignalTakesAll()  # ONE rule object for the cells' gates and any gated product of the model
+    defaults = {GATE_LINEAR: eps, CELL_SUM: eps, GATE_PRODUCT: gate, groups.WEIGHTED: eps, groups.AVG_POOLS: eps,
+                groups.NORMS: eps, Sum: eps, Contraction: eps, Product: gate, groups.MAX_POOLS: WinnerTakesAll(),
+                groups.ACTIVATIONS: Pass()}
     merged = dict(rules or {})
     for key, rule in defaults.items():
         merged.setdefault(key, rule)

@@ -1,6 +1,8 @@
-"""LRP on canonized CNNs: LRP-0 == gradient x input, conservation, presets, cache, non-mutation."""
+"""LRP on canonized CNNs: LRP-0 == gradient x input, conservation, presets, functional residuals, non-mutation."""
 
 from __future__ import annotations
+
+import warnings
 
 import pytest
 import torch
@@ -99,18 +101,28 @@ def test_tensor_biased_layers_follow_rules_vs_plain_bn_model():
         assert_conserved(row)
 
 
-def test_unrelated_model_with_functional_residual_is_flagged():
+def test_functional_residual_gets_the_sum_rule_of_its_module_twin():
     class Block(nn.Module):
-        def __init__(self):
+        def __init__(self, explicit: bool):
             super().__init__()
             self.conv = nn.Conv2d(3, 3, 3, padding=1)
             self.head = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 2))
+            self.sum = seqlrp.cnn.Sum() if explicit else None
 
         def forward(self, x):
-            return self.head(torch.relu(self.conv(x)) + x)
+            h = torch.relu(self.conv(x))
+            return self.head(self.sum(h, x) if self.sum is not None else h + x)
 
-    with pytest.warns(seqlrp.CoverageWarning, match="AddBackward0"):
-        seqlrp.explain(Block().eval(), torch.randn(1, 3, 8, 8), composite=EpsilonPlusFlat())
+    torch.manual_seed(0)
+    functional, explicit = Block(False).double().eval(), Block(True).double().eval()
+    explicit.load_state_dict(functional.state_dict())
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", seqlrp.CoverageWarning)
+        result = seqlrp.explain(functional, x, composite=EpsilonPlusFlat())
+    expected = seqlrp.explain(explicit, x, composite=EpsilonPlusFlat())
+    torch.testing.assert_close(result.relevance, expected.relevance, rtol=1e-12, atol=1e-12)
+    assert result.coverage.rules["torch.add"].startswith("torch.add: epsilon")
 
 
 @pytest.mark.parametrize("name, gated", [("vgg11_bn", 7), ("resnet18", 8), ("densenet121", 0)])

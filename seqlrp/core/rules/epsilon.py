@@ -35,7 +35,7 @@ class Epsilon(Rule):
         Fraction of the bias + ε share redistributed to the inputs (0 to 1).
     """
 
-    kinds = frozenset({"linear", "pool", "sum"})
+    kinds = frozenset({"linear", "pool", "sum", "contraction", "norm"})
 
     def __init__(self, epsilon: float | None = None, ignore_bias: bool | None = None, bias_factor: float = 0.0):
         super().__init__(epsilon, ignore_bias)
@@ -51,6 +51,10 @@ class Epsilon(Rule):
     def relevance(self, view, inputs, out, relevance, nonnegative=()):
         if isinstance(view, SumView):
             return self._sum(view, inputs, out, relevance)
+        if view.kind == "contraction":
+            return self._contraction(view, inputs, out, relevance)
+        if view.kind == "norm":
+            return (self._norm(view, inputs[0], out, relevance),)
         (x,) = inputs
         if isinstance(view, PoolView):
             return (self._pool(view, x, out, relevance),)
@@ -80,17 +84,43 @@ class Epsilon(Rule):
             result = result + view.vjp(safe_divide(share, view.weight_sum(x)), x.shape)
         return result
 
-    def _sum(self, view: SumView, inputs, out: Tensor, relevance: Tensor) -> tuple[Tensor, ...]:
-        # z = sum_m a_m: R_m = a_m R / stab(z) (+ the ε share, per unit or dense as in Arras's cell)
+    def _sum(self, view: SumView, inputs, out: Tensor, relevance: Tensor) -> tuple[Tensor | None, ...]:
+        # z = sum_m a_m (signed; constants are biases): R_m = a_m R / stab(z) (+ the ε share, per unit or dense
+        # as in Arras's cell); a summand broadcast over the output collects the relevance of every unit it feeds
         s = self._divide(relevance, out)
-        result = tuple(a * s for a in inputs)
+        summands = view.summands(inputs)
+        share = None
         if self.bias_factor:
             share = self.bias_factor * self.epsilon * sign0(out) * s
-            if view.module.dense_share:
-                share = per_sample_total(share) / (len(inputs) * share[0].numel())
+            if getattr(view.module, "dense_share", False):
+                share = per_sample_total(share) / (len(summands) * share[0].numel())
             else:
-                share = share / len(inputs)
-            result = tuple(r + share for r in result)
+                share = share / len(summands)
+        result = []
+        for a, x in zip(summands, inputs, strict=True):
+            if a is None:
+                result.append(None)
+                continue
+            r = a * s if share is None else a * s + share
+            result.append(r if r.shape == x.shape else r.sum_to_size(x.shape))
+        return tuple(result)
+
+    def _contraction(self, view, inputs, out: Tensor, relevance: Tensor) -> tuple[Tensor | None, ...]:
+        # z = f(gate, signal), linear in the signal: R_signal = signal * f^T_gate(R / stab(z)); the gate gets none
+        index, g = view.signal_vjp(inputs, self._divide(relevance, out))
+        return tuple(inputs[i] * g if i == index else None for i in range(len(inputs)))
+
+    def _norm(self, view, x: Tensor, out: Tensor, relevance: Tensor) -> Tensor:
+        # the normalization's scale held constant: z = J x + b is linear in x (J centres, then scales)
+        bias = view.bias_term(out) if view.bias is not None else None
+        z = out - bias if self.ignore_bias and bias is not None else out
+        s = self._divide(relevance, z)
+        result = view.vjp(s, x).mul_(x)
+        if self.bias_factor:
+            share = self.epsilon * sign0(z)
+            if bias is not None and not self.ignore_bias:
+                share = share + bias
+            result = result + view.connect_vjp(self.bias_factor * share * s / view.fan_in(x), x)
         return result
 
 

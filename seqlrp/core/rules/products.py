@@ -23,4 +23,5 @@ class SignalTakesAll(Rule):
         return {}
 
     def relevance(self, view, inputs, out, relevance, nonnegative=()):
-        return (None, relevance)
+        signal = inputs[1]
+        return (None, relevance if relevance.shape == signal.shape else relevance.sum_to_size(signal.shape))

@@ -1,0 +1,125 @@
+r"""Views of normalization layers (LayerNorm, GroupNorm, RMSNorm): linear once the scale is held constant.
+
+Ali et al. (2022, "XAI for Transformers: Better Explanations through Conservative Propagation") treat
+the normalizing standard deviation as a constant. A normalization then is a linear map of its input
+plus a bias:
+
+.. math::
+    y = \frac{\gamma}{\sigma} \odot (x - \mu(x)) + \beta = J x + \beta,
+    \qquad J = \mathrm{diag}(\gamma / \sigma)\,(I - \tfrac{1}{N} \mathbf{1}\mathbf{1}^\top)
+
+within each normalized group of ``N`` elements (RMSNorm does not centre: :math:`J = \mathrm{diag}(\gamma /
+\mathrm{rms})`). The ε rule on this map (:class:`~seqlrp.core.rules.epsilon.Epsilon`, kind ``"norm"``)
+gives :math:`R_x = x \odot J^\top (R / \mathrm{stab}(y))`: relevance follows each input's share of the
+centred value, and the bias :math:`\beta` absorbs its own (or ``bias_factor`` spreads it).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .views import View, register_view
+
+
+class NormView(View):
+    """A normalization over groups of elements, linearized with its scale held constant."""
+
+    kind = "norm"
+    #: whether the layer subtracts the group mean (LayerNorm, GroupNorm) or not (RMSNorm)
+    center = True
+
+    def output_nonnegative(self, inputs_nonnegative):
+        return False
+
+    # the group structure (subclasses) --------------------------------------------------------
+    def mean(self, t: Tensor) -> Tensor:
+        """The mean of ``t`` over each normalized group, broadcastable to ``t``."""
+        raise NotImplementedError
+
+    def group_size(self, x: Tensor) -> int:
+        """The number of elements normalized together."""
+        raise NotImplementedError
+
+    def weight_term(self, x: Tensor) -> Tensor | float:
+        """The elementwise weight γ shaped to broadcast against ``x`` (1 when the layer has none)."""
+        weight = self.module.weight
+        return 1.0 if weight is None else weight
+
+    def bias_shape(self, bias: Tensor, out: Tensor) -> Tensor:
+        return bias
+
+    # what the ε rule needs ---------------------------------------------------------------------
+    @property
+    def bias(self) -> Tensor | None:
+        return self.module.bias
+
+    def bias_term(self, out: Tensor) -> Tensor:
+        return self.bias_shape(self.bias, out)
+
+    def scale(self, x: Tensor) -> Tensor:
+        r""":math:`\gamma / \sigma` for the input ``x`` (the layer's own statistics, biased variance)."""
+        centered = x - self.mean(x) if self.center else x
+        sigma = torch.sqrt(self.mean(centered * centered) + self.eps(x))
+        return self.weight_term(x) / sigma
+
+    def eps(self, x: Tensor) -> float:
+        eps = self.module.eps
+        return torch.finfo(x.dtype).eps if eps is None else eps
+
+    def vjp(self, grad: Tensor, x: Tensor) -> Tensor:
+        r""":math:`J^\top g` with :math:`\sigma` held constant."""
+        c = grad * self.scale(x)
+        return c - self.mean(c) if self.center else c
+
+    def fan_in(self, x: Tensor) -> int:
+        """Inputs connected to each output (the group size; 1 without centring)."""
+        return self.group_size(x) if self.center else 1
+
+    def connect_vjp(self, grad: Tensor, x: Tensor) -> Tensor:
+        """Send ``grad_k`` to every input of output ``k``'s group."""
+        return self.mean(grad) * self.group_size(x) if self.center else grad
+
+
+class LayerNormView(NormView):
+    """``nn.LayerNorm``: normalized over its last ``len(normalized_shape)`` dimensions."""
+
+    def mean(self, t):
+        dims = tuple(range(-len(self.module.normalized_shape), 0))
+        return t.mean(dims, keepdim=True)
+
+    def group_size(self, x):
+        return int(torch.Size(self.module.normalized_shape).numel())
+
+
+class GroupNormView(NormView):
+    """``nn.GroupNorm``: normalized over groups of channels (and all positions); γ, β per channel."""
+
+    def mean(self, t):
+        b, groups = t.shape[0], self.module.num_groups
+        grouped = t.reshape(b, groups, -1)
+        return grouped.mean(-1, keepdim=True).expand_as(grouped).reshape(t.shape)
+
+    def group_size(self, x):
+        return x[0].numel() // self.module.num_groups
+
+    def weight_term(self, x):
+        weight = self.module.weight
+        return 1.0 if weight is None else weight.view(1, -1, *([1] * (x.dim() - 2)))
+
+    def bias_shape(self, bias, out):
+        return bias.view(1, -1, *([1] * (out.dim() - 2)))
+
+
+class RMSNormView(LayerNormView):
+    """``nn.RMSNorm``: scaled by the root mean square over its last dimensions, not centred."""
+
+    center = False
+
+
+register_view(nn.LayerNorm)(LayerNormView)
+register_view(nn.GroupNorm)(GroupNormView)
+NORMS: tuple[type, ...] = (nn.LayerNorm, nn.GroupNorm)
+if hasattr(nn, "RMSNorm"):  # torch >= 2.4
+    register_view(nn.RMSNorm)(RMSNormView)
+    NORMS += (nn.RMSNorm,)
