@@ -12,7 +12,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torchvision.models.convnext import LayerNorm2d
 
+from ..core.norms import ChannelNormView
 from ..core.ops import Sum
 from ..core.registry import register
 from ..core.rules.base import Rule
@@ -202,6 +204,7 @@ class TensorBiasedLinearView(DenseView):
         return bias
 
 
+register_view(LayerNorm2d)(ChannelNormView)  # (torchvision's ConvNeXt: a LayerNorm over the channels)
 register_view(ThreshReLU)(ThreshReLUView)
 register_view(TensorBiasedConv2d)(TensorBiasedConvView)
 register_view(TensorBiasedLinear)(TensorBiasedLinearView)

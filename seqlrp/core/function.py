@@ -75,6 +75,7 @@ class LRPFunction(torch.autograd.Function):
         call.nonnegative = tuple(known_nonnegative(t) for t in inputs)
         call.output_nonnegative = call.view.output_nonnegative(call.nonnegative)
         out, state = call.view.forward_saving(*inputs)
+        ctx.set_materialize_grads(False)  # no relevance arrives (a gate's branch): the backward does nothing
         ctx.call = call
         ctx.has_state = state is not None
         ctx.save_for_backward(*inputs, *(() if state is None else (state,)))
@@ -82,8 +83,11 @@ class LRPFunction(torch.autograd.Function):
         return out
 
     @staticmethod
-    def backward(ctx, relevance: Tensor):
+    def backward(ctx, relevance: Tensor | None):
         call: LayerCall = ctx.call
+        if relevance is None:
+            ctx.out = None
+            return (None,) * len(ctx.needs_input_grad)
         try:
             saved = ctx.saved_tensors
         except RuntimeError as error:

@@ -284,14 +284,16 @@ class FunctionalRules(TorchFunctionMode):
             if not _in_place_requested(func, args, kwargs):
                 rest = args[1:]
                 return self._activation(cls, gate, lambda x: func(x, *rest, **kwargs), args[0], func)
-            # F.relu(x, inplace=True): computed out of place by the rule, then copied back into x
+            # F.relu(x, inplace=True): computed out of place by the rule (on a copy), then copied back into x
             arguments = _SIGNATURES[func].bind(*args, **kwargs).arguments
             arguments["inplace"] = False
             options = {k: v for k, v in arguments.items() if k != next(iter(arguments))}
-            out = self._activation(cls, gate, lambda x: func(x, **options), args[0], func)
+            out = self._activation(cls, gate, lambda x: func(x, **options), args[0].clone(), func)
             return NotImplemented if out is NotImplemented else args[0].copy_(out)
         if func in _IN_PLACE_ACTIVATIONS:
-            out = self._dispatch(_IN_PLACE_ACTIVATIONS[func], args, kwargs) if args else NotImplemented
+            if not (args and isinstance(args[0], Tensor)):
+                return NotImplemented
+            out = self._dispatch(_IN_PLACE_ACTIVATIONS[func], (args[0].clone(), *args[1:]), kwargs)
             return NotImplemented if out is NotImplemented else args[0].copy_(out)
         if func in _MATMULS:
             return self._matmul(func, args, kwargs)

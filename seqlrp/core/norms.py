@@ -52,7 +52,7 @@ class NormView(View):
     # what the ε rule needs ---------------------------------------------------------------------
     @property
     def bias(self) -> Tensor | None:
-        return self.module.bias
+        return getattr(self.module, "bias", None)  # (RMSNorm has none)
 
     def bias_term(self, out: Tensor) -> Tensor:
         return self.bias_shape(self.bias, out)
@@ -109,6 +109,19 @@ class GroupNormView(NormView):
 
     def bias_shape(self, bias, out):
         return bias.view(1, -1, *([1] * (out.dim() - 2)))
+
+
+class ChannelNormView(NormView):
+    """A LayerNorm over the channel dimension 1 of ``(B, C, ...)`` (ConvNeXt's ``LayerNorm2d``); γ, β per channel."""
+
+    def mean(self, t):
+        return t.mean(1, keepdim=True)
+
+    def group_size(self, x):
+        return x.shape[1]
+
+    weight_term = GroupNormView.weight_term
+    bias_shape = GroupNormView.bias_shape
 
 
 class RMSNormView(LayerNormView):

@@ -46,9 +46,15 @@ class Session:
 
     # wrapping -------------------------------------------------------------------------------
     def wrap(self, model: nn.Module) -> nn.Module:
-        """A structural copy of ``model`` whose layers run through their rules."""
+        """A structural copy of ``model`` whose layers run through their rules.
+
+        The copy's parameters are detached twins (same storage, ``requires_grad=False``): in its forward
+        only tensors that depend on the explained input require grad, which is how functional ops tell
+        signals from constants (a weight ``W.T`` is a constant).
+        """
         copy = structural_copy(model)
         for name, module in copy.named_modules(remove_duplicate=True):
+            _detach_parameters(module)
             self._wrap_module(name or type(model).__name__, module)
         return copy
 
@@ -119,6 +125,14 @@ class Session:
             )
 
         return forward
+
+
+def _detach_parameters(module: nn.Module) -> None:
+    """Replace a COPY's parameters by detached twins sharing their storage (never called on user modules)."""
+    params = module.__dict__["_parameters"]
+    for key, p in params.items():
+        if p is not None and p.requires_grad and not isinstance(p, nn.parameter.UninitializedParameter):
+            params[key] = nn.Parameter(p.detach(), requires_grad=False)
 
 
 def _rules_for_kind(kind: str) -> list[str]:
