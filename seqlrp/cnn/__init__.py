@@ -9,10 +9,11 @@ from .composites import (
     GammaSchedule,
     bounds_from_normalization,
 )
-from .layers import Sum, TensorBiasedConv2d, TensorBiasedLinear, ThreshReLU
+from .layers import ChannelAffine, Sum, TensorBiasedConv2d, TensorBiasedLinear, ThreshReLU
 
 __all__ = [
     "CanonizationError",
+    "ChannelAffine",
     "Concat",
     "EpsilonAlpha2Beta1",
     "EpsilonGammaBox",

@@ -343,19 +343,35 @@ def canonize(model: nn.Module, *, verify: bool = True, example_input: Tensor | N
         check_eval_mode(model)
     except RuntimeError as error:
         raise CanonizationError(str(error)) from None
+    if not any(isinstance(m, _BN) for m in model.modules()):
+        canonical = structural_copy(model)  # nothing to fuse
+    else:
+        canonical = _canonize_with_norms(model)
+    _mark_eval(canonical)
+    if verify:
+        _verify(model, canonical, example_input, rtol)
+    return canonical
+
+
+def _canonize_with_norms(model: nn.Module) -> nn.Module:
+    """From the traced graph (every BN pattern, wherever it is); from the module structure if it does not trace."""
+    from .graph import TraceError, canonize_graph
+
+    try:
+        return canonize_graph(model)
+    except TraceError as error:
+        reason = str(error)
     names = _NAMES.set({id(m): name or type(model).__name__ for name, m in model.named_modules()})
     try:
         canonical = _canonize_module(model)
     finally:
         _NAMES.reset(names)
-    _mark_eval(canonical)
     left = [name for name, m in canonical.named_modules() if isinstance(m, _BN)]
     if left:
         raise CanonizationError(
-            f"could not fuse the batch norm(s) {left}: only Conv/Linear -> BatchNorm pairs inside nn.Sequential "
-            "and torchvision ResNet/DenseNet/VGG are canonized; fuse them by hand or use nn.Sequential")
-    if verify:
-        _verify(model, canonical, example_input, rtol)
+            f"could not fuse the batch norm(s) {left}: torch.fx could not trace the model ({reason[:300]}), and "
+            "from the module structure only Conv/Linear -> BatchNorm pairs inside nn.Sequential and torchvision "
+            "ResNet/DenseNet blocks are canonized; make the forward traceable or fuse them by hand")
     return canonical
 
 
@@ -363,7 +379,7 @@ def _mark_eval(canonical: nn.Module) -> None:
     """Eval flags on the new modules, written into their ``__dict__``; copies of the user's own classes
     keep their flags (their forward may read ``self.training``)."""
     for module in canonical.modules():
-        if type(module).__module__.startswith(("seqlrp.", "torch.nn.")) and not mode_dependent(module):
+        if type(module).__module__.startswith(("seqlrp.", "torch.nn.", "torch.fx.")) and not mode_dependent(module):
             module.__dict__["training"] = False
 
 

@@ -28,7 +28,7 @@ from ..core.copying import record_outputs, structural_copy
 from ..core.ops import Contraction, Product, Sum
 from ..core.rules.base import Rule, check_number
 from .canonize import canonize
-from .layers import ThreshReLU
+from .layers import ChannelAffine, ThreshReLU
 
 
 def bounds_from_normalization(mean: Sequence[float], std: Sequence[float], low: float = 0.0,
@@ -63,6 +63,7 @@ class CNNComposite(Composite):
             rules[FIRST] = first
         rules.update({
             ThreshReLU: "active_pass",
+            ChannelAffine: stabilizer,
             Sum: stabilizer,
             Contraction: stabilizer,
             Product: "signal_takes_all",

@@ -18,7 +18,7 @@ from ..core.norms import ChannelNormView
 from ..core.ops import Sum
 from ..core.registry import register
 from ..core.rules.base import Rule
-from ..core.views import ConvView, DenseView, ElementwiseView, register_view
+from ..core.views import ConvView, DenseView, ElementwiseView, LinearView, register_view
 
 
 class ThreshReLU(nn.Module):
@@ -181,6 +181,49 @@ class TensorBiasedConvView(ConvView):
         return bias.unsqueeze(0)
 
 
+class ChannelAffine(nn.Module):
+    r"""A batch norm kept as an explicit per-channel affine layer: :math:`y = x \odot w + b` over dimension 1.
+
+    Canonization fuses a batch norm into the layer before it or, through :class:`ThreshReLU`, into the
+    layers after it; one that fits neither pattern (after a sum, a pooling, at the input) becomes this
+    layer: a linear map with a diagonal weight, so every linear rule applies to it (the CNN presets give
+    it ε, which sends each unit's relevance to its input in the share :math:`x w / (x w + b)`).
+    """
+
+    def __init__(self, scale: Tensor, shift: Tensor):
+        super().__init__()
+        self.weight = nn.Parameter(scale.detach().clone())
+        self.bias = nn.Parameter(shift.detach().clone())
+
+    def forward(self, x: Tensor) -> Tensor:
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        return x * self.weight.view(shape) + self.bias.view(shape)
+
+
+class ChannelAffineView(LinearView):
+    """View of :class:`ChannelAffine`: a diagonal linear map (one input per output unit)."""
+
+    @staticmethod
+    def _shape(x: Tensor) -> tuple[int, ...]:
+        return (1, -1) + (1,) * (x.dim() - 2)
+
+    def apply(self, x, weight, bias=None):
+        out = x * weight.view(self._shape(x))
+        return out if bias is None else out + bias.view(self._shape(x))
+
+    def vjp(self, grad, weight, x):
+        return grad * weight.view(self._shape(x))
+
+    def bias_term(self, bias, out):
+        return bias.view(self._shape(out))
+
+    def fan_in(self, x):
+        return torch.ones((), dtype=x.dtype, device=x.device)
+
+    def connect_vjp(self, grad, x):
+        return grad
+
+
 class TensorBiasedLinear(nn.Linear):
     """``x W^T + B`` where the bias ``B`` is any tensor broadcastable to the output."""
 
@@ -208,5 +251,6 @@ register_view(LayerNorm2d)(ChannelNormView)  # (torchvision's ConvNeXt: a LayerN
 register_view(ThreshReLU)(ThreshReLUView)
 register_view(TensorBiasedConv2d)(TensorBiasedConvView)
 register_view(TensorBiasedLinear)(TensorBiasedLinearView)
+register_view(ChannelAffine)(ChannelAffineView)
 
 __all__ = ["ActivePass", "Sum", "TensorBiasedConv2d", "TensorBiasedLinear", "ThreshReLU"]

@@ -50,7 +50,7 @@ def shallow_copy(module: nn.Module) -> nn.Module:
     them (and ``module.compile()``'s compiled call, bound to the user's object, is dropped).
     """
     cls = type(module)
-    new = cls.__new__(cls)
+    new = object.__new__(cls)  # (not cls.__new__: a GraphModule's makes a new class, without its forward)
     state = {}
     for key, value in module.__dict__.items():
         # fresh containers (copies of dicts, not of modules): _parameters, _buffers, _modules, every hook dict
