@@ -124,6 +124,7 @@ def propagate(
     if warn_coverage:
         warn_unruled(coverage, stacklevel=4)
     relevance = (grad * x.detach() if times_input else grad).contiguous()
+    check_finite_relevance(relevance, session.calls if session else [])
     return Explanation(relevance.detach(), output.detach(), target, coverage, seed_tensor,
                        session.calls if session else [])
 
@@ -136,6 +137,17 @@ def run_forward(model: Callable, args: tuple, session: Session | None):
             return model(*args)
         with FunctionalRules(session):
             return model(*args)
+
+
+def check_finite_relevance(relevance: Tensor, calls: list) -> None:
+    """Never a NaN heatmap: non-finite relevance is an error naming the first layer (backward order) it came from."""
+    if bool(torch.isfinite(relevance).all()):
+        return
+    culprit = next((call for call in reversed(calls) if call.relevance_in is not None
+                    and not bool(torch.isfinite(call.relevance_in).all())), None)
+    where = f" at layer {culprit.name!r} ({culprit.module_type}, rule {culprit.rule!r})" if culprit else ""
+    raise ValueError(f"the relevance became NaN or infinite{where}: a rule divided by (almost) zero or the model "
+                     "produced huge values; use a rule with a stabilizer (epsilon > 0) there")
 
 
 def warn_unruled(coverage: Coverage, stacklevel: int = 3) -> None:

@@ -61,6 +61,18 @@ class Contraction(nn.Module):
         return self.fn(gate, signal)
 
 
+class Affine(nn.Module):
+    """``x W^T + b`` with given tensors (not parameters): a linear map inside a composite layer (an LSTM cell,
+    an attention's projections)."""
+
+    def __init__(self, weight: Tensor, bias: Tensor | None):
+        super().__init__()
+        self.weight, self.bias = weight, bias
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.nn.functional.linear(x, self.weight, self.bias)
+
+
 class SumView(View):
     """View of :class:`Sum`: a linear map with unit weights (±1) from each summand.
 
@@ -126,4 +138,4 @@ def per_sample_total(t: Tensor) -> Tensor:
     return t.reshape(t.shape[0], -1).sum(1).view(-1, *([1] * (t.dim() - 1)))
 
 
-__all__ = ["Contraction", "ContractionView", "Product", "ProductView", "Sum", "SumView", "per_sample_total"]
+__all__ = ["Affine", "Contraction", "ContractionView", "Product", "ProductView", "Sum", "SumView", "per_sample_total"]

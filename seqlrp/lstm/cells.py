@@ -33,21 +33,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..core.function import LayerCall, LRPFunction
-from ..core.ops import Product, ProductView, Sum, SumView
+from ..core.ops import Affine, Product, ProductView, Sum, SumView
 from ..core.rules.base import Rule
 from ..core.rules.passthrough import Pass
 from ..core.views import DenseView, ElementwiseView, View
-
-
-class Affine(nn.Module):
-    """``x W^T + b`` with given tensors (not parameters): a linear map inside a cell."""
-
-    def __init__(self, weight: Tensor, bias: Tensor | None):
-        super().__init__()
-        self.weight, self.bias = weight, bias
-
-    def forward(self, x: Tensor) -> Tensor:
-        return F.linear(x, self.weight, self.bias)
 
 
 @dataclass

@@ -17,7 +17,7 @@ from ..core.checks import check_eval_mode, check_output, make_seed, resolve_targ
 from ..core.composites import Composite
 from ..core.copying import structural_copy, unwrap
 from ..core.coverage import Coverage, graph_coverage
-from ..core.explain import CoverageWarning, run_forward, warn_unruled
+from ..core.explain import CoverageWarning, check_finite_relevance, run_forward, warn_unruled
 from ..core.explanation import Explanation
 from ..core.ops import Contraction, Product, Sum
 from ..core.rules.epsilon import Epsilon
@@ -234,6 +234,7 @@ def run_text(model: nn.Module, token_ids: Tensor, target, *, lengths, session: S
         warn_unruled(coverage, stacklevel=4)
     gradient = relevance.detach()
     relevance = gradient * leaves[0].detach() if mode == "gradient_x_input" else gradient
+    check_finite_relevance(relevance, session.calls if session is not None else [])
     if lengths is None:
         _warn_read_padding(token_ids, emb_module.padding_idx, packed)
     else:

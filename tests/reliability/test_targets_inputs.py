@@ -135,3 +135,20 @@ def test_a_model_that_casts_its_inputs_itself_is_not_refused():
 
     result = seqlrp.explain(Casting().eval(), X.float())
     torch.testing.assert_close(result.relevance, seqlrp.explain(mlp(), X).relevance.float(), rtol=1e-6, atol=1e-7)
+
+
+def test_non_finite_relevance_is_an_error_naming_the_layer():
+    from seqlrp.core.rules.base import Rule
+
+    class Broken(Rule):  # a (user-registered) rule that divides by zero
+        name = "broken_for_test"
+        kinds = frozenset({"linear"})
+
+        def relevance(self, view, inputs, out, relevance, nonnegative=()):
+            return (inputs[0] / 0.0,)
+
+    model = mlp()
+    composite = {torch.nn.Linear: "epsilon", torch.nn.ReLU: "pass", "2": Broken()}
+    with untouched(model), pytest.raises(ValueError, match=r"relevance became NaN or infinite at layer '2' \(Linear, "
+                                                           r"rule broken_for_test"):
+        seqlrp.explain(model, X, composite=composite)
