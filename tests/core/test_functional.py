@@ -286,3 +286,15 @@ def _relu_alias(m, x):
     y = m.lin(x.flatten(1))
     F.relu(y, inplace=True)  # the result is read through y
     return m.head(y)
+
+
+@pytest.mark.parametrize("signs,constants", [((1, 1), (False, True)), ((1, -1), (False, True)),
+                                             ((1, -1), (True, False)), ((1, 1), (False, False))])
+def test_sums_with_bias_factor_one_conserve_also_with_constant_summands(signs, constants):
+    gen = torch.Generator().manual_seed(3)
+    a, b = torch.randn(3, 4, dtype=torch.float64, generator=gen), torch.randn(4, dtype=torch.float64, generator=gen)
+    relevance = torch.randn(3, 4, dtype=torch.float64, generator=gen)
+    view = SumView(Sum(), signs=signs, constants=constants)
+    _, grads = op_relevance(view, get("epsilon", epsilon=0.1, bias_factor=1.0), [a, b], relevance)
+    total = sum(g.sum() for g, constant in zip(grads, constants, strict=True) if not constant)
+    torch.testing.assert_close(total, relevance.sum(), rtol=1e-12, atol=1e-12)

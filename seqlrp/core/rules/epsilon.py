@@ -96,6 +96,11 @@ class Epsilon(Rule):
                 share = per_sample_total(share) / (len(summands) * share[0].numel())
             else:
                 share = share / len(summands)
+            signs = view.signs or (1,) * len(inputs)
+            biases = [x if sign > 0 else -x for a, x, sign in zip(summands, inputs, signs, strict=True) if a is None]
+            if biases:  # a constant summand is a bias: its share (and the ε share) goes to the signal summands
+                signals = len(summands) - len(biases)
+                share = (share * len(summands) + self.bias_factor * sum(biases) * s) / signals
         result = []
         for a, x in zip(summands, inputs, strict=True):
             if a is None:

@@ -1,0 +1,130 @@
+"""Every torchvision classification model: canonized (forward equivalence, float64), explained (coverage),
+conservation -- or the one-line reason it is not.
+
+For each name in ``torchvision.models.list_models(module=torchvision.models)``: weights=None with random
+batch-norm statistics (both signs of γ) and non-zero heads, float64, batch 1 at 64x64 (224x224 for the
+transformers, 80x80 for Inception v3):
+
+* ``equivalence``: max |logit difference| of the canonized model vs the model (must be <= 1e-9 · max|logit|);
+* ``coverage``: the ops without a rule in an EpsilonPlusFlat explanation (must be none);
+* ``R/logit``: input relevance / target logit for EpsilonPlusFlat (< 1: biases absorb relevance) and for
+  ε everywhere with bias_factor = 1 (conservation: 1 up to the contractions' tiny ε);
+* ``seconds`` for canonize + both explanations.
+
+    python benchmarks/models.py [--names resnet18,vit_b_16] [--json out.json] [--markdown]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import warnings
+
+import torch
+import torchvision
+from torch import nn
+
+import seqlrp
+from seqlrp.cnn import EpsilonPlusFlat, ThreshReLU
+
+TRANSFORMERS = ("vit", "swin", "maxvit")
+
+
+def build(name: str) -> tuple[nn.Module, torch.Tensor]:
+    """The model (float64, eval, random non-trivial statistics) and an input of a size it accepts."""
+    kwargs = {"init_weights": True, "aux_logits": False} if name in ("googlenet", "inception_v3") else {}
+    torch.manual_seed(0)
+    model = torchvision.models.get_model(name, weights=None, **kwargs)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                n = module.num_features
+                sign = torch.where(torch.rand(n, generator=generator) < 0.2, -1.0, 1.0)
+                module.running_mean.copy_(torch.randn(n, generator=generator) * 0.3)
+                module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
+                module.weight.copy_(sign * (torch.rand(n, generator=generator) * 0.4 + 0.2))
+                module.bias.copy_(torch.randn(n, generator=generator) * 0.2)
+            if isinstance(module, nn.Linear) and not bool(module.weight.any()):  # (ViT's zero-initialized head)
+                module.weight.normal_(0, 0.02, generator=generator)
+    size = 224 if name.startswith(TRANSFORMERS) else (80 if name == "inception_v3" else 64)
+    x = torch.randn(1, 3, size, size, dtype=torch.float64, generator=generator)
+    return model.double().eval(), x
+
+
+class Conserving(seqlrp.Composite):
+    """ε with bias_factor = 1 everywhere (the bias shares redistributed), pass on activations, active_pass on
+    ThreshReLU (its inactive units' relevance is a bias's: dropped); canonized as the CNN presets do."""
+
+    def __init__(self):
+        eps = ("epsilon", {"epsilon": 1e-9, "bias_factor": 1.0})
+        rules = {key: eps for key in (seqlrp.groups.WEIGHTED, seqlrp.groups.AVG_POOLS, seqlrp.groups.NORMS,
+                                      seqlrp.core.Sum, seqlrp.core.Contraction, seqlrp.cnn.ChannelAffine)}
+        rules.update({seqlrp.core.Product: "signal_takes_all", seqlrp.groups.MAX_POOLS: "winner_takes_all",
+                      ThreshReLU: "active_pass", seqlrp.groups.ACTIVATIONS: "pass"})
+        super().__init__(rules)
+
+    def canonize(self, model: nn.Module) -> nn.Module:
+        return seqlrp.cnn.canonize(model, verify=False)
+
+
+def check(name: str) -> dict:
+    """One row of the table (``status``: "explained" or the reason it is not)."""
+    start = time.perf_counter()
+    row = {"model": name}
+    try:
+        model, x = build(name)
+        canonical = seqlrp.cnn.canonize(model, verify=False)
+        with torch.no_grad():
+            reference, ours = model(x), canonical(x)
+        row["equivalence"] = float((ours - reference).abs().max() / reference.abs().max().clamp_min(1e-30))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", seqlrp.CoverageWarning)
+            result = seqlrp.explain(model, x, composite=EpsilonPlusFlat())
+            conserved = seqlrp.explain(model, x, target=result.target, composite=Conserving())
+        logit = result.output.gather(1, result.target[:, None])[:, 0]
+        row["unruled"] = dict(result.coverage.unruled)
+        row["R/logit EPF"] = float(result.relevance_sum[0] / logit[0])
+        row["R/logit conserving"] = float(conserved.relevance_sum[0] / logit[0])
+        row["status"] = "explained" if not row["unruled"] and row["equivalence"] <= 1e-9 else "incomplete"
+    except Exception as error:  # noqa: BLE001 - the table reports every failure as its one-line reason
+        row["status"] = f"refused: {type(error).__name__}: {str(error).splitlines()[0][:200]}"
+    row["seconds"] = time.perf_counter() - start
+    return row
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| model | status | canonized: max rel. logit diff | R/logit EpsilonPlusFlat | R/logit ε bf=1 | s |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        if "equivalence" in r and "R/logit EPF" in r:
+            lines.append(f"| {r['model']} | {r['status']} | {r['equivalence']:.1e} | {r['R/logit EPF']:.3f} | "
+                         f"{r['R/logit conserving']:.6f} | {r['seconds']:.0f} |")
+        else:
+            lines.append(f"| {r['model']} | {r['status']} | | | | {r['seconds']:.0f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--names", help="comma-separated (default: every classification model)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json")
+    parser.add_argument("--markdown", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    names = args.names.split(",") if args.names else torchvision.models.list_models(module=torchvision.models)
+    rows = []
+    for name in names:
+        rows.append(check(name))
+        print(json.dumps(rows[-1]), flush=True)
+    if args.markdown:
+        print(markdown(rows))
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(rows, handle, indent=1)
+
+
+if __name__ == "__main__":
+    main()
