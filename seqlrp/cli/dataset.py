@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import uuid
@@ -168,7 +169,7 @@ def _worker(settings: dict, threads: int) -> None:
 
 def _launch(args) -> Path:
     """``--workers N``: check and prepare --out here, then start N processes on this machine."""
-    from torch.distributed.elastic.multiprocessing.api import DefaultLogsSpecs
+    from torch.distributed.elastic.multiprocessing.api import DefaultLogsSpecs, SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -184,14 +185,24 @@ def _launch(args) -> Path:
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=workers, run_id=str(uuid.uuid4()),
                           rdzv_backend="c10d", rdzv_endpoint="127.0.0.1:0", max_restarts=0, monitor_interval=0.1,
                           logs_specs=DefaultLogsSpecs(), start_method="spawn")
+    loggers = [logging.getLogger(name) for name in ("torch.distributed.elastic", "torch.multiprocessing")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:  # (the launcher's own logs of a failure: one line below says it)
+        logger.setLevel(logging.CRITICAL)
     try:
         elastic_launch(config, _worker)(settings, threads)
+    except SignalException as error:  # (the launcher turns Ctrl-C and kill into this; the workers stop too)
+        raise KeyboardInterrupt from error
     except ChildFailedError as error:
         codes = sorted({failure.exitcode for failure in error.failures.values()})
         if 130 in codes or -2 in codes:
             raise KeyboardInterrupt from None
-        raise CliError(f"{len(error.failures)} of {workers} worker(s) failed (exit code {codes[0]}, the cause is "
-                       f"printed above); run the same command again to resume") from None
+        cause = f"killed by signal {-codes[0]}" if codes[0] < 0 else f"exit code {codes[0]}, its error is above"
+        raise CliError(f"{len(error.failures)} of {workers} worker(s) failed ({cause}); run the same command again "
+                       "to resume") from None
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
     return Path(args.out)
 
 
