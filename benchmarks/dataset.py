@@ -46,6 +46,7 @@ def status(pid: int) -> dict[str, int]:
 
 
 def descendants(pid: int) -> list[int]:
+    """Process ids below ``pid`` (Linux /proc); also used by the tests to find a worker to kill."""
     parents = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():

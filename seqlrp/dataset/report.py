@@ -129,11 +129,20 @@ def _best(flat: pa.Table, sign: dict[str, int], count: int) -> pa.Table:
     return flat.take(pa.array(np.sort(order[rank < count])))
 
 
-def _context(tokens: list[str], relevance: list[float], position: int, width: int) -> Markup:
-    lo, hi = max(0, position - width), min(len(tokens), position + width + 1)
-    html = token_html(tokens[lo:hi], np.asarray(relevance[lo:hi]), focus=position - lo)
-    return Markup('<div class="context">{}{}{}</div>').format(Markup("… ") if lo else "", html,
-                                                               Markup(" …") if hi < len(tokens) else "")
+def _contexts(rows: dict[int, dict], found: list[tuple], width: int, count: int) -> Markup:
+    """Up to ``count`` occurrences ``(id, position, _)`` shown as ±``width`` tokens around the (outlined) token;
+    windows with the same tokens are shown once (SST-2's phrases repeat their sentences' words)."""
+    shown, seen = [], set()
+    for row, position, _ in found:
+        tokens, relevance = rows[row]["tokens"], rows[row]["relevance"]
+        lo, hi = max(0, position - width), min(len(tokens), position + width + 1)
+        if (tuple(tokens[lo:hi]), position - lo) in seen or len(shown) == count:
+            continue
+        seen.add((tuple(tokens[lo:hi]), position - lo))
+        html = token_html(tokens[lo:hi], np.asarray(relevance[lo:hi]), focus=position - lo)
+        shown.append(Markup('<div class="context">{}{}{}</div>').format(
+            Markup("…") if lo else "", html, Markup("…") if hi < len(tokens) else ""))
+    return Markup("").join(shown)
 
 
 def _text_report(report: Report, dataset: pads.Dataset, names, *, min_count: int, top: int, examples: int,
@@ -144,7 +153,7 @@ def _text_report(report: Report, dataset: pads.Dataset, names, *, min_count: int
         for side, sign in (("lowest", -1), ("highest", 1)):
             for token in parts[side]["token"].to_pylist():
                 chosen.setdefault(f"{cls}\x1f{token}", sign)
-    occurrences = example_occurrences(dataset, chosen, examples)
+    occurrences = example_occurrences(dataset, chosen, 3 * examples)  # (more: repeated windows are dropped)
     ids = sorted({row for found in occurrences.values() for row, _, _ in found})
     rows = dataset.to_table(columns=["id", "tokens", "relevance"], filter=pc.field("id").isin(ids)).to_pylist() \
         if ids else []
@@ -156,9 +165,8 @@ def _text_report(report: Report, dataset: pads.Dataset, names, *, min_count: int
             table_rows = []
             columns = (parts[side][c].to_pylist() for c in ("token", "mean", "relevance_count"))
             for rank, (token, mean, count) in enumerate(zip(*columns, strict=True), 1):
-                shown = [_context(by_id[row]["tokens"], by_id[row]["relevance"], position, context)
-                         for row, position, _ in occurrences[f"{cls}\x1f{token}"]]
-                table_rows.append([rank, token, float(mean), int(count), Markup("").join(shown)])
+                shown = _contexts(by_id, occurrences[f"{cls}\x1f{token}"], context, examples)
+                table_rows.append([rank, token, float(mean), int(count), shown])
             report.add_table(["#", "token", "mean relevance", "count", "in context"], table_rows,
                              title=f"Class {_name(names, cls)}: tokens with the {side} mean relevance "
                                    f"(at least {min_count} occurrences)")

@@ -21,6 +21,7 @@ import torch
 import torchvision
 from PIL import Image
 
+from benchmarks.dataset import descendants
 from seqlrp.cli import main
 from seqlrp.lstm import BiLSTMClassifier
 from tests.dataset.helpers import (
@@ -93,22 +94,6 @@ def test_torchrun_two_processes_equal_one(files, reference, tmp_path):
     assert json.loads((out / "_SUCCESS").read_text())["rows"] == 500
 
 
-def _children(pid: int) -> list[int]:
-    """Descendant process ids of ``pid`` (Linux /proc)."""
-    parents = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parents[int(entry.name)] = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-    found, frontier = [], [pid]
-    while frontier:
-        frontier = [child for child, parent in parents.items() if parent in frontier]
-        found += frontier
-    return found
-
-
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc to find the workers")
 def test_worker_killed_mid_run_then_the_same_command_completes_it(files, tmp_path, capsys):
     """--workers 2 with a slow model: kill -9 one worker once the first part exists; the launcher stops the
@@ -122,7 +107,7 @@ def test_worker_killed_mid_run_then_the_same_command_completes_it(files, tmp_pat
         deadline = time.monotonic() + 120
         while not list(out.glob("part-*.parquet")) and time.monotonic() < deadline and process.poll() is None:
             time.sleep(0.05)
-        workers = [pid for pid in _children(process.pid)
+        workers = [pid for pid in descendants(process.pid)
                    if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text(errors="replace")]
         assert len(workers) >= 2, "the two workers were not found"
         os.kill(workers[-1], signal.SIGKILL)
