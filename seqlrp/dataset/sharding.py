@@ -77,11 +77,17 @@ def current() -> Ranks:
 
 
 def barrier(ranks: Ranks) -> None:
-    if ranks.distributed:
+    """Wait for every rank; a rank that stopped (rank 0 refusing ``--out``) is named instead of gloo's error."""
+    if not ranks.distributed:
+        return
+    try:
         if dist.get_backend() == "nccl":
             dist.barrier(device_ids=[ranks.local_rank])
         else:
             dist.barrier()
+    except RuntimeError as error:
+        raise RuntimeError(f"rank {ranks.rank}: another rank stopped before the run started (its error is printed "
+                           f"by that rank; {type(error).__name__})") from error
 
 
 @dataclass(frozen=True)
@@ -107,7 +113,7 @@ def model_fingerprint(model: nn.Module) -> str:
     digest = hashlib.sha256(f"{type(model).__module__}.{type(model).__qualname__}".encode())
     for name, tensor in model.state_dict().items():
         value = tensor.detach().cpu().reshape(-1)  # (0-d tensors too: num_batches_tracked)
-        digest.update(f"{name}:{value.dtype}:{tuple(value.shape)}".encode())
+        digest.update(f"{name}:{value.dtype}:{tuple(tensor.shape)}".encode())
         digest.update(value.view(torch.uint8).numpy().tobytes() if value.numel() else b"")
     return digest.hexdigest()
 

@@ -157,3 +157,11 @@ def test_another_run_in_the_same_out_is_refused_unless_overwrite(tmp_path, model
     summary = seqlrp.explain_dataset(model, ids[:30], out=out, shard_size=25, epsilon=0.1, overwrite=True)
     assert summary.complete and read(out).num_rows == 30
     assert sorted(p.name for p in out.glob("part-*")) == ["part-00000.parquet", "part-00001.parquet"]
+
+
+def test_progress_bar_counts_examples(model, ids, capsys):
+    seqlrp.explain_dataset(model, ids, shard_size=25, progress=True)
+    err = capsys.readouterr().err
+    assert f"{len(ids)}/{len(ids)}" in err and "examples" in err
+    seqlrp.explain_dataset(model, ids, shard_size=25, progress=False)
+    assert capsys.readouterr().err == ""
