@@ -9,11 +9,15 @@ import os
 import sys
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from . import image, text
 from .common import CliError, Formatter, input_file, parse_target, positive_int, report_path
+
+if TYPE_CHECKING:
+    from ..dataset.sources import Source
 
 EPILOG = """examples:
   seqlrp explain-dataset --input train.tsv --model model.pt --model-class seqlrp.lstm:BiLSTMClassifier \\
@@ -104,7 +108,7 @@ def _fingerprint(args) -> dict:
             "composite": args.composite, "limit": args.limit}
 
 
-def _job(args) -> tuple[torch.nn.Module, object, dict]:
+def _job(args) -> tuple[torch.nn.Module, Source, dict]:
     """The model, the streamed source and explain_dataset's keyword arguments of the command line."""
     from ..dataset.sources import ImageFolderSource, TextFile
 
@@ -130,7 +134,8 @@ def _job(args) -> tuple[torch.nn.Module, object, dict]:
     return model, source, options
 
 
-def _explain(args, progress: bool | None = None) -> Path | None:
+def _explain(args) -> Path | None:
+    """Explain on this process: alone, or as one rank of torchrun / ``--workers``; rank 0 returns --out."""
     from ..dataset import explain_dataset
     from ..dataset.sharding import init_from_env
 
@@ -138,7 +143,7 @@ def _explain(args, progress: bool | None = None) -> Path | None:
     try:
         model, source, options = _job(args)
         summary = explain_dataset(model.to(ranks.device()), source, out=args.out, overwrite=args.overwrite,
-                                  progress=progress, **options)
+                                  **options)
     finally:
         if ranks.distributed:
             torch.distributed.destroy_process_group()
