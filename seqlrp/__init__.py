@@ -5,7 +5,7 @@
 >>> explanation = seqlrp.explain(model, torch.randn(2, 4), composite=seqlrp.ZeroEverywhere())
 """
 
-from . import baselines, cnn, evaluate, lstm, rules
+from . import baselines, cnn, dataset, evaluate, lstm, rules
 from .core import (
     FIRST,
     Composite,
@@ -18,6 +18,7 @@ from .core import (
     explain,
     groups,
 )
+from .dataset import explain_dataset, report_dataset
 from .lstm import TextExplanation, explain_text
 
 __version__ = "0.1.0"
@@ -34,10 +35,13 @@ __all__ = [
     "ZeroEverywhere",
     "baselines",
     "cnn",
+    "dataset",
     "evaluate",
     "explain",
+    "explain_dataset",
     "explain_text",
     "groups",
     "lstm",
+    "report_dataset",
     "rules",
 ]

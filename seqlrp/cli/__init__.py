@@ -1,4 +1,5 @@
-"""The ``seqlrp`` command: ``demo``, ``explain-text``, ``explain-image`` (also ``python -m seqlrp``).
+"""The ``seqlrp`` command: ``demo``, ``explain-text``, ``explain-image``, ``explain-dataset``, ``report-dataset``
+(also ``python -m seqlrp``).
 
 The error contract: a mistake (a missing or unreadable file, weights that do not fit, a bad option
 value, a model the rules cannot explain) prints ONE line ``seqlrp <command>: error: <cause and fix>``
@@ -16,7 +17,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from . import image, text
+from . import dataset, image, text
 from .common import EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, CliError, Formatter, one_line
 
 __all__ = ["EXIT_INPUT", "EXIT_INTERNAL", "EXIT_INTERRUPTED", "EXIT_USAGE", "CliError", "main", "parser"]
@@ -46,6 +47,7 @@ def parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_demo)
     text.add_parser(sub)
     image.add_parser(sub)
+    dataset.add_parsers(sub)
     return main_parser
 
 
@@ -73,5 +75,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{prefix}: internal error: {type(error).__name__}: {one_line(str(error))} (this looks like a bug "
                   "in seqlrp; rerun with SEQLRP_TRACEBACK=1 and report the traceback)", file=sys.stderr)
             return EXIT_INTERNAL
-    print(f"{prefix}: wrote {Path(path).resolve()}")
+    if path is not None:  # (None: a rank > 0 of a distributed run; rank 0 reports)
+        print(f"{prefix}: wrote {Path(path).resolve()}")
     return 0

@@ -80,26 +80,40 @@ def load_image(path: Path, size: int) -> torch.Tensor:
     return TF.center_crop(tensor, [size, size]).float() / 255
 
 
-def run(args) -> Path:
+def normalize(pictures: torch.Tensor) -> torch.Tensor:
+    """Pictures in [0, 1] (``(..., 3, H, W)``) normalized with the ImageNet statistics."""
+    return (pictures - torch.tensor(MEAN).view(3, 1, 1)) / torch.tensor(STD).view(3, 1, 1)
+
+
+def composite(name: str):
+    """The ``--composite`` preset, its zB box from the ImageNet normalization."""
     from .. import cnn
+
+    low, high = cnn.bounds_from_normalization(MEAN, STD)
+    composites = {"epsilon_gamma_box": lambda: cnn.EpsilonGammaBox(low.float(), high.float()),
+                  "epsilon_plus_flat": cnn.EpsilonPlusFlat, "epsilon_alpha2_beta1": cnn.EpsilonAlpha2Beta1,
+                  "gamma_schedule": lambda: cnn.GammaSchedule(low.float(), high.float())}
+    return composites[name]()
+
+
+def load_model(args) -> torch.nn.Module:
+    """``--arch`` with ``--num-classes`` outputs and the ``--weights`` loaded, in eval mode."""
+    classes = positive_int(args.num_classes, "--num-classes")
+    return load_weights(build_model(args.arch, classes), args.weights, "weights file", args.arch,
+                        classes_option="--num-classes")
+
+
+def run(args) -> Path:
     from ..core import explain
     from ..viz import Report
 
     out = report_path(args.out)
     size = positive_int(args.size, "--size")
-    classes = positive_int(args.num_classes, "--num-classes")
     target = parse_target(args.target)
-    model = load_weights(build_model(args.arch, classes), args.weights, "weights file", args.arch,
-                         classes_option="--num-classes")
+    model = load_model(args)
     files = image_files(args.images)
-    mean, std = torch.tensor(MEAN).view(3, 1, 1), torch.tensor(STD).view(3, 1, 1)
     pictures = torch.stack([load_image(f, size) for f in files])
-    batch = (pictures - mean) / std
-    low, high = cnn.bounds_from_normalization(MEAN, STD)
-    composites = {"epsilon_gamma_box": lambda: cnn.EpsilonGammaBox(low.float(), high.float()),
-                  "epsilon_plus_flat": cnn.EpsilonPlusFlat, "epsilon_alpha2_beta1": cnn.EpsilonAlpha2Beta1,
-                  "gamma_schedule": lambda: cnn.GammaSchedule(low.float(), high.float())}
-    result = explain(model, batch, target, composites[args.composite]())
+    result = explain(model, normalize(pictures), target, composite(args.composite))
     report = Report(f"seqlrp: {args.arch}", f"{len(files)} images, {args.composite}")
     report.section("Pixel relevance")
     for i, f in enumerate(files):

@@ -15,19 +15,22 @@ def token_colors(relevance, cmap="bwr", normalization: str = "absmax") -> list[s
     return [f"#{r:02x}{g:02x}{b:02x}" for r, g, b in rgb.reshape(-1, 3)]
 
 
-def token_html(tokens: list[str], relevance, cmap="bwr", normalization: str = "absmax") -> Markup:
+def token_html(tokens: list[str], relevance, cmap="bwr", normalization: str = "absmax",
+               focus: int | None = None) -> Markup:
     """``<span class="token">`` per token with its relevance as background and tooltip.
 
     Tokens are HTML-escaped (``<script>`` shows as text), keep their unicode, and carry
     ``dir="auto"`` so right-to-left words render right; the container wraps long documents.
+    ``focus``: the index of a token to outline (class ``token focus``).
     """
     values = relevance.detach().cpu().double().numpy() if isinstance(relevance, torch.Tensor) else np.asarray(relevance)
     if len(tokens) != len(values):
         raise ValueError(f"{len(tokens)} tokens but {len(values)} relevance values")
     colors = token_colors(values, cmap, normalization)
     spans = [
-        f'<span class="token" dir="auto" style="background:{color}" title="{value:+.4g}">{escape(token)}</span>'
-        for token, value, color in zip(tokens, values, colors, strict=True)
+        f'<span class="token{" focus" if i == focus else ""}" dir="auto" style="background:{color}" '
+        f'title="{value:+.4g}">{escape(token)}</span>'
+        for i, (token, value, color) in enumerate(zip(tokens, values, colors, strict=True))
     ]
     return Markup('<div class="tokens">' + " ".join(spans) + "</div>")
 

@@ -1,0 +1,290 @@
+"""``report_dataset()``: what a whole explained dataset says, as one self-contained HTML report.
+
+Text: per explained class, the tokens with the highest and the lowest mean relevance (with their
+counts; tokens seen fewer than ``min_count`` times are left out), each with a few sentences in which
+that token is most relevant (resp. least), shown in context (the table Arras et al. 2017 show for their
+SST classifier); and conservation at scale: the relevance sum (plus the initial-state relevance)
+against the explained logit, and the distribution of their gap. Images: the mean relevance map per
+class and the images with the most extreme relevance. The dataset is streamed in record batches.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+from markupsafe import Markup
+
+from ..viz import Report, grid, token_html
+from .sharding import read_manifest
+from .writer import SUCCESS
+
+BATCH = 65536
+SCATTER_POINTS = 50_000
+
+
+def _open(path: Path) -> tuple[pads.Dataset, dict]:
+    if not path.is_dir():
+        raise ValueError(f"{path} is not a folder; pass the --out folder of seqlrp explain-dataset")
+    manifest = read_manifest(path)
+    if manifest is None:
+        raise ValueError(f"{path} is not a seqlrp dataset (no _manifest.json); pass the --out folder of "
+                         "seqlrp explain-dataset")
+    if not (path / SUCCESS).exists():
+        raise ValueError(f"{path} is incomplete (no {SUCCESS}): run the same seqlrp explain-dataset command again "
+                         "to finish it")
+    return pads.dataset(path, format="parquet"), manifest
+
+
+def _name(names: list[str] | None, index) -> str:
+    if index is None:
+        return "–"
+    index = int(index)
+    return f"{names[index]} ({index})" if names and 0 <= index < len(names) else str(index)
+
+
+def _flat(batch: pa.RecordBatch) -> pa.Table:
+    """One row per token: its class (the row's target), the token, its relevance, the row id and position."""
+    tokens = batch.column("tokens")
+    parents = pc.list_parent_indices(tokens)
+    starts = np.asarray(tokens.offsets)[:-1]
+    parent = np.asarray(parents)
+    return pa.table({"class": batch.column("target").take(parents), "token": pc.list_flatten(tokens),
+                     "relevance": pc.cast(pc.list_flatten(batch.column("relevance")), pa.float64()),
+                     "id": batch.column("id").take(parents),
+                     "position": pa.array(np.arange(len(parent)) - starts[parent] if len(parent) else [], pa.int64())})
+
+
+def token_table(dataset: pads.Dataset, min_count: int) -> pa.Table:
+    """Per (class, token): mean relevance and count, over every occurrence (streamed, merged per batch)."""
+    partials = []
+    for batch in dataset.to_batches(columns=["id", "target", "tokens", "relevance"], batch_size=BATCH):
+        flat = _flat(batch)
+        partials.append(flat.group_by(["class", "token"]).aggregate([("relevance", "sum"), ("relevance", "count")]))
+        if len(partials) > 16:
+            partials = [_merge(partials)]
+    merged = _merge(partials) if partials else pa.table({"class": pa.array([], pa.int64()),
+                                                         "token": pa.array([], pa.string()),
+                                                         "relevance_sum": pa.array([], pa.float64()),
+                                                         "relevance_count": pa.array([], pa.int64())})
+    table = merged.filter(pc.greater_equal(merged["relevance_count"], min_count))
+    mean = pc.divide(table["relevance_sum"], pc.cast(table["relevance_count"], pa.float64()))
+    return table.append_column("mean", mean)
+
+
+def _merge(partials: list[pa.Table]) -> pa.Table:
+    merged = pa.concat_tables(partials).group_by(["class", "token"]).aggregate(
+        [("relevance_sum", "sum"), ("relevance_count", "sum")])
+    return merged.rename_columns(["class", "token", "relevance_sum", "relevance_count"])
+
+
+def _extremes(table: pa.Table, top: int) -> dict[int, dict[str, pa.Table]]:
+    """Per class: the ``top`` tokens of highest and of lowest mean relevance."""
+    result = {}
+    for cls in sorted(pc.unique(table["class"]).to_pylist(), key=lambda c: (c is None, c)):
+        rows = table.filter(pc.equal(table["class"], cls))
+        result[cls] = {"highest": rows.sort_by([("mean", "descending"), ("token", "ascending")]).slice(0, top),
+                       "lowest": rows.sort_by([("mean", "ascending"), ("token", "ascending")]).slice(0, top)}
+    return result
+
+
+def _key(classes, tokens) -> pa.Array:
+    return pc.binary_join_element_wise(pc.cast(classes, pa.string()), tokens, "\x1f")
+
+
+def example_occurrences(dataset: pads.Dataset, chosen: dict[str, int], count: int) -> dict[str, list[tuple]]:
+    """For each key ``class\\x1ftoken`` in ``chosen`` (value +1: most relevant, -1: least), the ``count``
+    occurrences where that token is most (least) relevant: ``(id, position, relevance)``."""
+    keys = pa.array(list(chosen), pa.string())
+    sign = dict(chosen)
+    kept: pa.Table | None = None
+    for batch in dataset.to_batches(columns=["id", "target", "tokens", "relevance"], batch_size=BATCH):
+        flat = _flat(batch)
+        flat = flat.append_column("key", _key(flat["class"], flat["token"]))
+        flat = flat.filter(pc.is_in(flat["key"], value_set=keys))
+        kept = flat if kept is None else pa.concat_tables([kept, flat])
+        kept = _best(kept, sign, count)
+    found: dict[str, list[tuple]] = {key: [] for key in chosen}
+    if kept is not None:
+        for key, row, position, value in zip(*(kept[c].to_pylist() for c in ("key", "id", "position", "relevance")),
+                                             strict=True):
+            found[key].append((row, position, value))
+    return found
+
+
+def _best(flat: pa.Table, sign: dict[str, int], count: int) -> pa.Table:
+    """The ``count`` rows per key with the highest ``sign * relevance`` (distinct ids first seen kept)."""
+    if flat.num_rows == 0:
+        return flat
+    keys = flat["key"].to_numpy(zero_copy_only=False)
+    score = flat["relevance"].to_numpy() * np.array([sign[k] for k in keys])
+    order = np.lexsort((-score, keys))
+    sorted_keys = keys[order]
+    starts = np.r_[0, np.flatnonzero(sorted_keys[1:] != sorted_keys[:-1]) + 1]
+    rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+    return flat.take(pa.array(np.sort(order[rank < count])))
+
+
+def _contexts(rows: dict[int, dict], found: list[tuple], width: int, count: int) -> Markup:
+    """Up to ``count`` occurrences ``(id, position, _)`` shown as ±``width`` tokens around the (outlined) token;
+    windows with the same tokens are shown once (SST-2's phrases repeat their sentences' words)."""
+    shown, seen = [], set()
+    for row, position, _ in found:
+        tokens, relevance = rows[row]["tokens"], rows[row]["relevance"]
+        lo, hi = max(0, position - width), min(len(tokens), position + width + 1)
+        if (tuple(tokens[lo:hi]), position - lo) in seen or len(shown) == count:
+            continue
+        seen.add((tuple(tokens[lo:hi]), position - lo))
+        html = token_html(tokens[lo:hi], np.asarray(relevance[lo:hi]), focus=position - lo)
+        shown.append(Markup('<div class="context">{}{}{}</div>').format(
+            Markup("…") if lo else "", html, Markup("…") if hi < len(tokens) else ""))
+    return Markup("").join(shown)
+
+
+def _text_report(report: Report, dataset: pads.Dataset, names, *, min_count: int, top: int, examples: int,
+                 context: int) -> None:
+    extremes = _extremes(token_table(dataset, min_count), top)
+    chosen = {}
+    for cls, parts in extremes.items():
+        for side, sign in (("lowest", -1), ("highest", 1)):
+            for token in parts[side]["token"].to_pylist():
+                chosen.setdefault(f"{cls}\x1f{token}", sign)
+    occurrences = example_occurrences(dataset, chosen, 3 * examples)  # (more: repeated windows are dropped)
+    ids = sorted({row for found in occurrences.values() for row, _, _ in found})
+    rows = dataset.to_table(columns=["id", "tokens", "relevance"], filter=pc.field("id").isin(ids)).to_pylist() \
+        if ids else []
+    by_id = {row["id"]: row for row in rows}
+    if not extremes:
+        report.section("Tokens", f"no token occurs at least {min_count} times (--min-count) in one class")
+    for cls, parts in extremes.items():
+        for side in ("highest", "lowest"):
+            table_rows = []
+            columns = (parts[side][c].to_pylist() for c in ("token", "mean", "relevance_count"))
+            for rank, (token, mean, count) in enumerate(zip(*columns, strict=True), 1):
+                shown = _contexts(by_id, occurrences[f"{cls}\x1f{token}"], context, examples)
+                table_rows.append([rank, token, float(mean), int(count), shown])
+            report.add_table(["#", "token", "mean relevance", "count", "in context"], table_rows,
+                             title=f"Class {_name(names, cls)}: tokens with the {side} mean relevance "
+                                   f"(at least {min_count} occurrences)")
+
+
+def _conservation(report: Report, dataset: pads.Dataset, names, rows: int, text: bool) -> None:
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    stride = max(1, -(-rows // SCATTER_POINTS))
+    columns = ["id", "target", "predicted", "label", "logit", "relevance_sum"] + (["initial_state_relevance"]
+                                                                                 if text else [])
+    parts = []
+    for batch in dataset.to_batches(columns=columns, batch_size=BATCH):  # (every stride-th example)
+        keep = (batch.column("id").to_numpy() % stride == 0) & batch.column("target").is_valid().to_numpy(False)
+        parts.append(pa.Table.from_batches([batch]).filter(pa.array(keep)))
+    table = pa.concat_tables(parts).to_pandas()
+    table["explained"] = [_name(names, t) for t in table["target"]]
+    total = table["relevance_sum"] + (table["initial_state_relevance"] if text else 0)
+    table["Σ relevance"] = total
+    table["logit − Σ relevance"] = table["logit"] - total
+    summary = [["examples (sampled)", f"{len(table)} of {rows}"],
+               ["mean logit", float(table["logit"].mean())], ["mean Σ relevance", float(total.mean())],
+               ["mean |logit − Σ relevance|", float(table["logit − Σ relevance"].abs().mean())],
+               ["correlation(logit, Σ relevance)", float(np.corrcoef(table["logit"], total)[0, 1])
+                if len(table) > 1 else float("nan")]]
+    labelled = table["label"].notna()
+    if labelled.any():
+        summary.append(["accuracy (predicted = label)",
+                        float((table["predicted"][labelled] == table["label"][labelled]).mean())])
+    report.add_table(["", "value"], summary, title="Conservation at scale")
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    sns.scatterplot(data=table, x="logit", y="Σ relevance", hue="explained", s=8, alpha=0.5, linewidth=0, ax=ax)
+    low, high = float(min(table["logit"].min(), total.min())), float(max(table["logit"].max(), total.max()))
+    ax.plot([low, high], [low, high], color="black", linewidth=0.8, label="Σ relevance = logit")
+    ax.legend(fontsize=8)
+    ax.set_title("relevance sum vs explained logit" + (" (+ initial-state relevance)" if text else ""))
+    report.add_figure(fig, "Σ relevance vs logit (a point per example; the line is exact conservation)")
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    sns.histplot(data=table, x="logit − Σ relevance", hue="explained", bins=60, element="step", ax=ax)
+    ax.set_title("what the explanation does not assign (bias, ε, stabilizers)")
+    report.add_figure(fig, "distribution of logit − Σ relevance")
+
+
+def _image_report(report: Report, dataset: pads.Dataset, names, *, examples: int) -> None:
+    sums: dict[tuple[int, int], np.ndarray] = {}
+    counts: dict[tuple[int, int], np.ndarray] = {}
+    classes = 1 + max((c for c in pc.unique(dataset.to_table(columns=["target"])["target"]).to_pylist()
+                       if c is not None), default=0)
+    for batch in dataset.to_batches(columns=["target", "height", "width", "relevance"], batch_size=1024):
+        heights, widths = batch.column("height").to_numpy(), batch.column("width").to_numpy()
+        targets = batch.column("target").to_numpy()
+        for h, w in set(zip(heights.tolist(), widths.tolist(), strict=True)):
+            rows = (heights == h) & (widths == w)
+            maps = pc.list_flatten(batch.column("relevance").filter(pa.array(rows))).to_numpy()
+            total = sums.setdefault((h, w), np.zeros((classes, h * w)))
+            count = counts.setdefault((h, w), np.zeros(classes))
+            np.add.at(total, targets[rows], maps.astype(np.float64).reshape(-1, h * w))
+            np.add.at(count, targets[rows], 1)
+    if sums:
+        size = max(counts, key=lambda s: counts[s].sum())
+        present = np.flatnonzero(counts[size])
+        maps = [(sums[size][c] / counts[size][c]).reshape(size) for c in present]
+        report.section("Mean relevance map per explained class",
+                       f"{int(counts[size].sum())} images of {size[0]}×{size[1]}")
+        report.add_figure(grid(maps, titles=[f"{_name(names, c)}: {int(counts[size][c])}" for c in present]),
+                          "mean relevance (channels summed), per class")
+    order = dataset.to_table(columns=["id", "relevance_sum"]).sort_by("relevance_sum")
+    for side, ids in (("highest", order["id"].to_pylist()[::-1][:examples]),
+                      ("lowest", order["id"].to_pylist()[:examples])):
+        rows = dataset.to_table(filter=pc.field("id").isin(ids)).to_pylist()
+        rows.sort(key=lambda r: ids.index(r["id"]))
+        maps = [np.asarray(r["relevance"], np.float64).reshape(r["height"], r["width"]) for r in rows]
+        report.section(f"Images with the {side} relevance sum")
+        report.add_figure(grid(maps, titles=[f"{r['path'] or r['id']}\n{_name(names, r['target'])} "
+                                             f"Σ={r['relevance_sum']:.3g}" for r in rows]),
+                          f"{side} Σ relevance")
+
+
+def report_dataset(path: str | os.PathLike, out: str | os.PathLike, *, min_count: int = 5, top: int = 15,
+                   examples: int = 3, context: int = 8, class_names: list[str] | None = None) -> Path:
+    """Write the dataset-level report of an ``explain_dataset`` output folder; returns the report's path.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The ``--out`` folder of ``seqlrp explain-dataset`` (complete: with ``_SUCCESS``).
+    out : str or PathLike
+        The ``.html`` file to write (atomically).
+    min_count : int
+        Text: tokens seen fewer times in a class are left out of its tables.
+    top : int
+        Text: tokens per table.
+    examples : int
+        Text: sentences shown per token; images: images shown per side.
+    context : int
+        Text: tokens shown on each side of the token.
+    class_names : list of str, optional
+        Names of the classes by index (default: the image folder's classes, else the indices).
+
+    Returns
+    -------
+    Path
+        The report file.
+    """
+    for name, value in (("min_count", min_count), ("top", top), ("examples", examples)):
+        if value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+    path = Path(path)
+    dataset, manifest = _open(path)
+    names = class_names or manifest.get("class_names")
+    kind = manifest.get("kind", "text")
+    report = Report(f"seqlrp dataset report: {path.name}",
+                    f"{manifest['rows']} {'sentences' if kind == 'text' else 'images'} from "
+                    f"{manifest['signature'].get('input', {}).get('path', '?')}")
+    _conservation(report, dataset, names, manifest["rows"], kind == "text")
+    if kind == "text":
+        _text_report(report, dataset, names, min_count=min_count, top=top, examples=examples, context=context)
+    else:
+        _image_report(report, dataset, names, examples=examples)
+    return report.save(out)
