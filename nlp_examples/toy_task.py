@@ -2,8 +2,9 @@
 
 Sequences of random digits 0-9; exactly two positions are MARKED (the marked digit d is the token
 10 + d). The label depends only on the marked digits: 1 if their sum is >= 9, else 0. An LSTM and a
-BiLSTM are trained, every test sequence is explained, and we report how often the two tokens with
-the largest |relevance| are exactly the two marked ones, for LRP (signal-takes-all, ε, bias_factor
+BiLSTM are trained, and two classifiers beyond "last state -> Linear" (a BiLSTM with attention pooling
+and Kim's CNN, seqlrp.lstm); every test sequence is explained, and we report how often the two tokens
+with the largest |relevance| are exactly the two marked ones, for LRP (signal-takes-all, ε, bias_factor
 0 and 1), gradient (sensitivity), gradient x input, and random relevance.
 
     python nlp_examples/toy_task.py [--quick] [--out out/toy]
@@ -28,7 +29,7 @@ class Classifier(nn.Module):
 
     def __init__(self, bidirectional: bool, hidden: int = 32):
         super().__init__()
-        self.embedding = nn.Embedding(20, 16)
+        self.embedding = nn.Embedding(VOCAB, 16)
         self.lstm = nn.LSTM(16, hidden, batch_first=True, bidirectional=bidirectional)
         self.out = nn.Linear(hidden * (2 if bidirectional else 1), 2)
         self.directions = 2 if bidirectional else 1
@@ -39,6 +40,10 @@ class Classifier(nn.Module):
         return self.out(torch.cat([h[-i] for i in range(self.directions, 0, -1)], -1))
 
 
+PAD = 20  # the padding id (its own row: Kim's CNN reads the windows that overlap the padding)
+VOCAB = 21
+
+
 def make_data(n: int, generator: torch.Generator):
     lengths = torch.randint(6, 13, (n,), generator=generator)
     digits = torch.randint(0, 10, (n, 12), generator=generator)
@@ -46,7 +51,7 @@ def make_data(n: int, generator: torch.Generator):
     ids = digits.clone()
     rows = torch.arange(n)[:, None]
     ids[rows, marks] += 10
-    ids = ids * (torch.arange(12)[None, :] < lengths[:, None])  # padding 0 (a digit id, never read: packed)
+    ids = ids.masked_fill(torch.arange(12)[None, :] >= lengths[:, None], PAD)
     labels = (digits[rows, marks].sum(1) >= 9).long()
     return ids, lengths, labels, marks
 
@@ -92,8 +97,11 @@ def main(argv=None) -> dict:
     report = Report("Toy task (Arras et al. 2019)", "two marked digits decide the label: sum >= 9")
     results = {}
     start = time.perf_counter()
-    for name, bidirectional in (("LSTM", False), ("BiLSTM", True)):
-        model = train(Classifier(bidirectional), ids, lengths, labels, epochs, generator)
+    models = {"LSTM": lambda: Classifier(False), "BiLSTM": lambda: Classifier(True),
+              "attention BiLSTM": lambda: seqlrp.lstm.AttentionRNNClassifier(VOCAB, 16, 32, 2, padding_idx=PAD),
+              "Kim CNN": lambda: seqlrp.lstm.KimCNN(VOCAB, 16, 2, filters=64, padding_idx=PAD)}
+    for name, build in models.items():
+        model = train(build(), ids, lengths, labels, epochs, generator)
         with torch.no_grad():
             accuracy = float((model(test_ids, test_lengths).argmax(1) == test_labels).double().mean())
         rows = []

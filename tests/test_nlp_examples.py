@@ -24,7 +24,8 @@ def load(name: str):
 def test_toy_task_quick(tmp_path):
     results = load("toy_task").main(["--quick", "--out", str(tmp_path)])
     assert (tmp_path / "report.html").exists()
-    for name in ("LSTM", "BiLSTM"):
+    assert set(results) == {"LSTM", "BiLSTM", "attention BiLSTM", "Kim CNN"}
+    for name in results:
         assert results[name]["accuracy"] > 0.8
         top2 = results[name]["top2"]
         assert set(top2) == {"LRP ε=0.001 bf=0", "LRP ε=0.001 bf=1", "gradient", "gradient x input", "random"}

@@ -1,6 +1,7 @@
 """LSTM and GRU side: unrolled cells with LRP rules, token relevance for any text classifier."""
 
 from .arras import BiLSTMClassifier, load_arras, save_arras
+from .classifiers import AttentionRNNClassifier, KimCNN, MaxPoolRNNClassifier
 from .recurrent import CELL_SUM, GATE_LINEAR, GATE_PRODUCT, RecurrentForward
 from .text import PaddingWarning, TextExplanation, explain_text
 
@@ -8,6 +9,9 @@ __all__ = [
     "CELL_SUM",
     "GATE_LINEAR",
     "GATE_PRODUCT",
+    "AttentionRNNClassifier",
+    "KimCNN",
+    "MaxPoolRNNClassifier",
     "PaddingWarning",
     "BiLSTMClassifier",
     "RecurrentForward",

@@ -54,3 +54,45 @@ def test_same_relevance_as_zennit(name, canonizer, preset):
     torch.testing.assert_close(result.output, output, rtol=1e-9, atol=1e-9)
     scale = relevance.abs().max()
     assert (result.relevance - relevance).abs().max() <= 1e-6 * scale
+
+
+def _mobilenet_v2_canonizers():
+    """zennit canonizers that give mobilenet_v2 the rules seqlrp applies: BNs merged in (Sequential subclass)
+    Conv2dNormActivation, each residual add an explicit zennit Sum (ε), the functional head pooling a module."""
+    from torchvision.models.mobilenetv2 import InvertedResidual, MobileNetV2
+    from zennit.canonizers import AttributeCanonizer, SequentialMergeBatchNorm
+    from zennit.layer import Sum
+
+    def residual_forward(self, x):
+        if not self.use_res_connect:
+            return self.conv(x)
+        return self.canonizer_sum(torch.stack([x, self.conv(x)], dim=-1))
+
+    def head_forward(self, x):
+        return self.classifier(torch.flatten(self.canonizer_pool(self.features(x)), 1))
+
+    def attributes(name, module):
+        if isinstance(module, InvertedResidual):
+            return {"forward": residual_forward.__get__(module), "canonizer_sum": Sum()}
+        if isinstance(module, MobileNetV2):
+            return {"forward": head_forward.__get__(module), "canonizer_pool": torch.nn.AdaptiveAvgPool2d(1)}
+        return None
+
+    return [SequentialMergeBatchNorm(), AttributeCanonizer(attributes)]
+
+
+@pytest.mark.parametrize("preset", ["EpsilonPlusFlat", "EpsilonGammaBox"])
+def test_mobilenet_v2_through_graph_canonization_agrees_with_zennit(preset):
+    model = torchvision_model("mobilenet_v2", num_classes=10, width_mult=0.5)
+    target = torch.tensor([3, 7])
+    if preset == "EpsilonPlusFlat":
+        ours, theirs = EpsilonPlusFlat(), zennit_composites.EpsilonPlusFlat(canonizers=_mobilenet_v2_canonizers())
+    else:
+        ours = EpsilonGammaBox(-2.0, 2.0, gamma=0.25)
+        theirs = zennit_composites.EpsilonGammaBox(low=torch.full_like(X, -2.0), high=torch.full_like(X, 2.0),
+                                                   gamma=0.25, canonizers=_mobilenet_v2_canonizers())
+    result = seqlrp.explain(model, X, target=target, composite=ours, seed="one")
+    output, relevance = zennit_relevance(model, theirs, target)
+    torch.testing.assert_close(result.output, output, rtol=1e-9, atol=1e-9)
+    assert result.coverage.complete and result.coverage.rules["torch.add"].startswith("torch.add: epsilon")
+    assert (result.relevance - relevance).abs().max() <= 1e-6 * relevance.abs().max()
