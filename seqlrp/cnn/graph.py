@@ -52,32 +52,35 @@ class _Tracer(fx.Tracer):
         return super().is_leaf_module(m, qualified_name) or (view_of(m) is not None and not list(m.children()))
 
 
-def trace(model: nn.Module) -> fx.GraphModule:
-    """A GraphModule of a structural copy of ``model`` (the user's modules are never run)."""
+def trace(model: nn.Module) -> tuple[nn.Module, fx.Graph]:
+    """The graph of a structural copy of ``model`` and that copy (the user's modules are never run)."""
     copy = structural_copy(model)
     try:
         graph = _Tracer().trace(copy)
     except Exception as error:  # noqa: BLE001 - any tracing failure means: use the module structure
         raise TraceError(f"{type(error).__name__}: {error}") from None
-    return fx.GraphModule(copy, graph, class_name=type(model).__name__)
+    return copy, graph
 
 
 def canonize_graph(model: nn.Module) -> fx.GraphModule:
     """Trace ``model`` and rewrite its batch norms (see the module docstring)."""
     from .canonize import _FUSABLE, _NAMES, _NORMS, _bn_affine, _threshold, fuse
 
-    gm = trace(model)
-    token = _NAMES.set({id(m): name for name, m in gm.named_modules()})
+    root, graph = trace(model)
+    token = _NAMES.set({id(m): name for name, m in root.named_modules()})
     try:
-        return _rewrite(gm, _FUSABLE, _NORMS, fuse, _threshold, _bn_affine)
+        _rewrite(root, graph, _FUSABLE, _NORMS, fuse, _threshold, _bn_affine)
     finally:
         _NAMES.reset(token)
+    # (built once, from the rewritten graph: it copies only the modules the graph still calls)
+    return fx.GraphModule(root, graph, class_name=type(model).__name__)
 
 
-def _rewrite(gm, fusable, norms, fuse, threshold, bn_affine) -> fx.GraphModule:
-    modules = dict(gm.named_modules())
+def _rewrite(root: nn.Module, graph: fx.Graph, fusable, norms, fuse, threshold, bn_affine) -> None:
+    """Rewrite the batch norms of ``graph`` in place; new modules go into ``root`` (the traced copy)."""
+    modules = dict(root.named_modules())
     calls = {}
-    for node in gm.graph.nodes:
+    for node in graph.nodes:
         if node.op == "call_module":
             calls[node.target] = calls.get(node.target, 0) + 1
 
@@ -86,11 +89,11 @@ def _rewrite(gm, fusable, norms, fuse, threshold, bn_affine) -> fx.GraphModule:
 
     def set_module(target: str, new: nn.Module) -> None:
         parent, _, leaf = target.rpartition(".")
-        owner = gm.get_submodule(parent) if parent else gm
+        owner = root.get_submodule(parent) if parent else root
         owner.__dict__["_modules"][leaf] = new  # (modules of the traced copy, never the user's)
         modules[target] = new
 
-    for node in list(gm.graph.nodes):
+    for node in list(graph.nodes):
         bn = module(node)
         if type(bn) not in norms or calls[node.target] != 1:
             continue
@@ -99,15 +102,11 @@ def _rewrite(gm, fusable, norms, fuse, threshold, bn_affine) -> fx.GraphModule:
         if type(layer) in fusable and len(producer.users) == 1 and calls[producer.target] == 1:
             set_module(producer.target, fuse(layer, bn))
             node.replace_all_uses_with(producer)
-            gm.graph.erase_node(node)
+            graph.erase_node(node)
             continue
-        if _fuse_into_consumers(gm, node, bn, module, set_module, calls, threshold, bn_affine):
+        if _fuse_into_consumers(graph, node, bn, module, set_module, calls, threshold, bn_affine):
             continue
         set_module(node.target, ChannelAffine(*bn_affine(bn)))
-    gm.graph.eliminate_dead_code()
-    gm.delete_all_unused_submodules()
-    gm.recompile()
-    return gm
 
 
 def _is_relu(node: fx.Node, module) -> bool:
@@ -118,7 +117,7 @@ def _is_relu(node: fx.Node, module) -> bool:
     return type(module(node)) is nn.ReLU
 
 
-def _fuse_into_consumers(gm, node, bn, module, set_module, calls, threshold, bn_affine) -> bool:
+def _fuse_into_consumers(graph, node, bn, module, set_module, calls, threshold, bn_affine) -> bool:
     """BN -> [ReLU ->] consumers, each a Conv2d, a Linear, or avg-to-1x1 -> flatten -> Linear: the batch norm is
     fused into every consumer (a tensor-biased layer); with the ReLU it becomes a :class:`ThreshReLU`."""
     relu = None
@@ -150,10 +149,10 @@ def _fuse_into_consumers(gm, node, bn, module, set_module, calls, threshold, bn_
     if relu is not None:
         set_module(node.target, thresh)
         relu.replace_all_uses_with(node)
-        gm.graph.erase_node(relu)
+        graph.erase_node(relu)
     else:
         node.replace_all_uses_with(node.args[0])
-        gm.graph.erase_node(node)
+        graph.erase_node(node)
     return True
 
 

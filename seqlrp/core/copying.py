@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import copy
 import sys
+from collections import OrderedDict
 from collections.abc import Callable
 
 from torch import nn
+
+_PLAIN_DICTS = (dict, OrderedDict)  # (copied by their constructor: ~10x faster than copy.copy)
 
 
 def _wrapped_module(module: nn.Module) -> nn.Module | None:
@@ -54,7 +57,10 @@ def shallow_copy(module: nn.Module) -> nn.Module:
     state = {}
     for key, value in module.__dict__.items():
         # fresh containers (copies of dicts, not of modules): _parameters, _buffers, _modules, every hook dict
-        state[key] = copy.copy(value) if key.startswith("_") and isinstance(value, dict) else value
+        if key[:1] == "_" and isinstance(value, dict):
+            kind = type(value)
+            value = kind(value) if kind in _PLAIN_DICTS else copy.copy(value)
+        state[key] = value
     if state.get("_compiled_call_impl") is not None:
         state["_compiled_call_impl"] = None  # it would run the user's module, not this copy
     new.__dict__.update(state)
