@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from ..core.function import LayerCall
+from ..core.ops import Product
 from ..core.rules.epsilon import Epsilon
 from ..core.rules.products import SignalTakesAll
 from ..core.session import NoRuleError, Session, register_handler
@@ -27,6 +28,7 @@ from ..core.views import View
 from .cells import CellRules, gru_direction, lstm_direction
 from .fused import FusedLSTMDirection, FusedSpec
 
+_LINEAR, _PRODUCT = nn.Linear.__new__(nn.Linear), Product()  # (probes: the composite's rule for these types)
 GATE_LINEAR = "<recurrent linear>"
 CELL_SUM = "<recurrent sum>"
 GATE_PRODUCT = "<recurrent product>"
@@ -47,13 +49,16 @@ class Tap(torch.autograd.Function):
 
 
 def cell_rules(session: Session, module: nn.Module) -> CellRules:
+    """The cell's rules: the special keys first, then the composite's rules for ``nn.Linear``, ``Sum`` and
+    ``Product`` -- the gate rule is the one every gated product of the model gets."""
     composite = session.composite
-    linear = composite.get(GATE_LINEAR) or composite.by_type(nn.Linear(1, 1)) or Epsilon()
+    linear = composite.get(GATE_LINEAR) or composite.by_type(_LINEAR) or Epsilon()
     if isinstance(linear, Epsilon):
         default_sum = Epsilon(epsilon=linear.epsilon, bias_factor=linear.bias_factor)
     else:
         default_sum = Epsilon()
-    return CellRules(linear, composite.get(CELL_SUM) or default_sum, composite.get(GATE_PRODUCT) or SignalTakesAll())
+    product = composite.get(GATE_PRODUCT) or composite.by_type(_PRODUCT) or SignalTakesAll()
+    return CellRules(linear, composite.get(CELL_SUM) or default_sum, product)
 
 
 def _fusable(rules: CellRules, session: Session) -> bool:

@@ -66,3 +66,13 @@ def test_each_sentence_is_explained_as_if_it_were_alone(name):
         torch.testing.assert_close(batch.token_relevance[row, :length], alone.token_relevance[0], rtol=1e-10,
                                    atol=1e-12)
         torch.testing.assert_close(batch.output[row], alone.output[0], rtol=1e-12, atol=1e-12)
+
+
+def test_one_gate_rule_object_for_the_cells_and_the_models_gates():
+    from seqlrp.lstm.recurrent import cell_rules
+    from seqlrp.lstm.text import text_composite
+
+    composite = text_composite(None, 1e-3, 0.0)
+    assert composite[seqlrp.lstm.GATE_PRODUCT] is composite[seqlrp.core.Product]
+    session = seqlrp.core.session.Session(seqlrp.EpsilonEverywhere())  # (no GATE_PRODUCT key: the Product rule)
+    assert cell_rules(session, nn.LSTM(2, 2)).product is session.composite[seqlrp.core.Product]
