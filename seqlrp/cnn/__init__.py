@@ -4,6 +4,7 @@ from .canonize import CanonizationError, Concat, canonize
 from .composites import (
     EpsilonAlpha2Beta1,
     EpsilonGammaBox,
+    EpsilonOnly,
     EpsilonPlus,
     EpsilonPlusFlat,
     GammaSchedule,
@@ -16,6 +17,7 @@ __all__ = [
     "Concat",
     "EpsilonAlpha2Beta1",
     "EpsilonGammaBox",
+    "EpsilonOnly",
     "EpsilonPlus",
     "EpsilonPlusFlat",
     "GammaSchedule",

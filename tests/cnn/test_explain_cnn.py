@@ -7,7 +7,15 @@ import torch
 from torch import nn
 
 import seqlrp
-from seqlrp.cnn import EpsilonAlpha2Beta1, EpsilonGammaBox, EpsilonPlus, EpsilonPlusFlat, GammaSchedule, canonize
+from seqlrp.cnn import (
+    EpsilonAlpha2Beta1,
+    EpsilonGammaBox,
+    EpsilonOnly,
+    EpsilonPlus,
+    EpsilonPlusFlat,
+    GammaSchedule,
+    canonize,
+)
 
 from ..core.helpers import assert_conserved, assert_unchanged, snapshot
 from .helpers import torchvision_model
@@ -31,6 +39,17 @@ def test_lrp0_equals_gradient_x_input_on_canonized(name):
     torch.testing.assert_close(lrp.relevance, gxi.relevance, rtol=1e-8, atol=1e-8)
 
 
+def test_epsilon_only_is_gradient_x_input_at_epsilon_zero_and_damps_above():
+    model = torchvision_model("resnet18")
+    gxi = seqlrp.baselines.gradient_x_input(model, X, target=3).relevance
+    exact = seqlrp.explain(model, X, target=3, composite=EpsilonOnly(epsilon=0.0, stabilizer=0.0))
+    torch.testing.assert_close(exact.relevance, gxi, rtol=1e-8, atol=1e-8)
+    damped = seqlrp.explain(model, X, target=3, composite=EpsilonOnly(epsilon=0.25))
+    assert damped.coverage.rules["conv1"].startswith("Conv2d: epsilon") and "0.25" in damped.coverage.rules["conv1"]
+    assert "0.25" in damped.coverage.rules["fc"]
+    assert not torch.allclose(damped.relevance, gxi, rtol=1e-3, atol=1e-6)
+
+
 @pytest.mark.parametrize("name", ["resnet18", "densenet121"])
 def test_conservation_biases_ignored_epsilon_zero(name):
     model = torchvision_model(name)
@@ -48,7 +67,7 @@ def test_conservation_biases_ignored_epsilon_zero(name):
     assert checked >= 20
 
 
-@pytest.mark.parametrize("composite", [EpsilonPlusFlat(), EpsilonPlus(), EpsilonAlpha2Beta1(),
+@pytest.mark.parametrize("composite", [EpsilonOnly(), EpsilonPlusFlat(), EpsilonPlus(), EpsilonAlpha2Beta1(),
                                        EpsilonGammaBox(-3.0, 3.0), GammaSchedule(-3.0, 3.0)],
                          ids=lambda c: type(c).__name__)
 @pytest.mark.parametrize("name", ["resnet18", "densenet121", "vgg11_bn"])
