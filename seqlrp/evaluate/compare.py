@@ -5,7 +5,7 @@ is the per-sample AOPC(MoRF) − AOPC(LeRF)). Ground-truth rows: ``explainer, me
 ci_high, n``. Every explainer sees the same replacement values and the same random order.
 
 An explainer is ``explain(model, inputs, target) -> relevance`` or, to reuse one explanation in
-several comparisons, the relevance tensor itself.
+several comparisons, the relevance tensor itself (see :mod:`seqlrp.evaluate.explainers`).
 """
 
 from __future__ import annotations
@@ -16,22 +16,11 @@ import torch
 from torch import Tensor, nn
 
 from .aopc import aopc, summarize
+from .explainers import Explainer
 from .ground_truth import relevance_mass_accuracy, relevance_rank_accuracy
 from .perturbation import ORDERS, region_perturbation, replacement_image, token_perturbation
 
-ExplainerFunction = Callable[[nn.Module, Tensor, Tensor], Tensor]
-Explainer = ExplainerFunction | Tensor
 _FILL_PARAMETERS = ("value", "low", "high", "sigma")
-
-
-def random_explainer(seed: int = 0) -> ExplainerFunction:
-    """Uniform random relevance in [-0.5, 0.5): the baseline every explainer must beat."""
-
-    def explain(model, inputs, target):
-        generator = torch.Generator().manual_seed(seed)
-        return torch.rand(inputs.shape, generator=generator).to(inputs.device) - 0.5
-
-    return explain
 
 
 def _explain(explainer: Explainer, model: nn.Module, inputs: Tensor, target: Tensor | None) -> Tensor:
@@ -64,6 +53,14 @@ def _curves(perturb: Callable[[Tensor, str], Tensor], relevance: Tensor, orders:
     return curves
 
 
+def _compare(model: nn.Module, inputs: Tensor, target: Tensor | None, explainers: Mapping[str, Explainer],
+             perturb: Callable[[Tensor, str], Tensor], label: str, orders: Sequence[str]) -> list[dict]:
+    rows, cache = [], {}
+    for name, explain in explainers.items():
+        rows += _aopc_rows(name, label, _curves(perturb, _explain(explain, model, inputs, target), orders, cache))
+    return rows
+
+
 def compare_images(model: nn.Module, images: Tensor, target: Tensor | None, explainers: Mapping[str, Explainer], *,
                    orders: Sequence[str] = ORDERS, replacement: str | Tensor = "constant", seed: int = 0,
                    **perturbation) -> list[dict]:
@@ -79,15 +76,12 @@ def compare_images(model: nn.Module, images: Tensor, target: Tensor | None, expl
         fill_parameters = {k: perturbation.pop(k) for k in _FILL_PARAMETERS if k in perturbation}
         replacement = replacement_image(images, replacement, generator=torch.Generator().manual_seed(seed),
                                         **fill_parameters)
-    rows, cache = [], {}
 
     def perturb(relevance, order):
         return region_perturbation(model, images, relevance, target, order=order, replacement=replacement,
                                    generator=torch.Generator().manual_seed(seed), **perturbation)
 
-    for name, explain in explainers.items():
-        rows += _aopc_rows(name, label, _curves(perturb, _explain(explain, model, images, target), orders, cache))
-    return rows
+    return _compare(model, images, target, explainers, perturb, label, orders)
 
 
 def compare_text(model: nn.Module, token_ids: Tensor, target: Tensor | None, explainers: Mapping[str, Explainer], *,
@@ -96,15 +90,12 @@ def compare_text(model: nn.Module, token_ids: Tensor, target: Tensor | None, exp
     """Token deletion curves per explainer (``explain(model, ids, target) -> (B, T)`` token relevance)."""
     replacement = perturbation.get("replacement", "remove")
     label = replacement if isinstance(replacement, str) else f"id {replacement}"
-    rows, cache = [], {}
 
     def perturb(relevance, order):
         return token_perturbation(model, token_ids, relevance, target, lengths=lengths, order=order,
                                   generator=torch.Generator().manual_seed(seed), **perturbation)
 
-    for name, explain in explainers.items():
-        rows += _aopc_rows(name, label, _curves(perturb, _explain(explain, model, token_ids, target), orders, cache))
-    return rows
+    return _compare(model, token_ids, target, explainers, perturb, label, orders)
 
 
 def compare_ground_truth(model: nn.Module, inputs: Tensor, target: Tensor | None, masks: Tensor,
