@@ -133,14 +133,14 @@ def example_figure(images, masks, relevance: dict, count: int = 4):
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
-                        help="1,500 training images, 3 epochs, 32 test images, 8 perturbation steps (CI)")
+                        help="1,500 training images, 3 epochs, 16 test images, 8 perturbation steps (CI)")
     parser.add_argument("--out", default="out/shapes_task")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     start = time.perf_counter()
     generator = torch.Generator().manual_seed(args.seed)
     torch.manual_seed(args.seed)
-    n_train, n_test, epochs, steps = (1500, 32, 3, 8) if args.quick else (8000, 1000, 4, 16)
+    n_train, n_test, epochs, steps = (1500, 16, 3, 8) if args.quick else (8000, 1000, 4, 16)
     images, labels, _ = make_data(n_train, generator)
     test_images, test_labels, test_masks = make_data(n_test, generator)
 

@@ -65,7 +65,7 @@ def test_shapes_task_data_and_quick_run(tmp_path):
     assert values[("LRP EpsilonGammaBox", "mass accuracy")] > 5 * values[("random", "mass accuracy")]
     assert set(result["aopc"]) == {"uniform", "blur", "mean", "constant"}
     for rows in result["aopc"].values():
-        assert all(math.isfinite(r["aopc"]) and r["n"] == 32 for r in rows)
+        assert all(math.isfinite(r["aopc"]) and r["n"] == 16 for r in rows)
 
 
 @pytest.mark.skipif(not (SST2 / "train.tsv").exists(), reason=f"SST-2 data not found at {SST2}")
