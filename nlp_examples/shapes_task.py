@@ -171,8 +171,8 @@ def main(argv=None) -> dict:
         print(format_table(rows))
 
     report = Report("Shapes: a ground-truth image task",
-                    f"test accuracy {accuracy:.3f} on {n_test} images; the target object covers {share:.1%} of "
-                    "the pixels")
+                    f"classes: {', '.join(CLASSES)}; test accuracy {accuracy:.3f} on {n_test} images; the target "
+                    f"object covers {share:.1%} of the pixels")
     report.add_table(list(ground_truth[0]), [list(r.values()) for r in ground_truth],
                      title="Relevance mass and rank accuracy (higher = more relevance on the object; 95% CI)")
     report.add_figure(example_figure(test_images, test_masks, relevance), "test images (white outline: the "

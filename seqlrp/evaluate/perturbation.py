@@ -184,8 +184,10 @@ def _check_tokens(token_ids: Tensor, relevance: Tensor, lengths: Tensor | None) 
     if lengths is None:
         return torch.full((batch,), total, dtype=torch.long)
     lengths = torch.as_tensor(lengths)
-    if lengths.is_floating_point() or lengths.dtype == torch.bool or lengths.shape != (batch,):
-        raise ValueError(f"lengths must be ({batch},) integers, got shape {tuple(lengths.shape)} dtype {lengths.dtype}")
+    if lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
+        raise TypeError(f"lengths must hold integers (token counts), got dtype {lengths.dtype}")
+    if lengths.shape != (batch,):
+        raise ValueError(f"lengths must have shape ({batch},), one per sequence, got {tuple(lengths.shape)}")
     if bool(((lengths < 1) | (lengths > total)).any()):
         raise ValueError(f"lengths must lie in 1..{total} (the padded length), got {lengths.min()}..{lengths.max()}")
     return lengths.long().cpu()

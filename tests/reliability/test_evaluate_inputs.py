@@ -173,6 +173,8 @@ def test_uniform_noise_needs_an_ordered_range_of_the_right_shape():
     ("score", "loss", ValueError, r"score must be one of"),
     ("replacement", "drop", ValueError, r"replacement must be 'remove' or a token id \(int\), got 'drop'"),
     ("lengths", torch.tensor([0, 4]), ValueError, r"lengths must lie in 1..4"),
+    ("lengths", torch.tensor([3.0, 4.0]), TypeError, r"lengths must hold integers"),
+    ("lengths", torch.tensor([3, 4, 4]), ValueError, r"lengths must have shape \(2,\)"),
     ("pad_id", 0.5, TypeError, r"pad_id must be an int"),
 ])
 def test_bad_arguments_for_tokens(keyword, value, error, fragment):
