@@ -3,9 +3,9 @@
 Reads ``train.tsv`` and ``test.tsv`` (``sentence<TAB>label``, header line) from ``--data``, trains a
 BiLSTM with trained embeddings (seqlrp.lstm.BiLSTMClassifier, e = d = 60), reports test accuracy,
 explains the test sentences (target = the predicted class) and computes token-deletion curves
-(MoRF, LeRF, random; tokens removed) with AOPC for LRP, gradient x input, gradient and random
-relevance. Writes report.html, model.pt (state_dict) and vocab.txt, which ``seqlrp explain-text``
-reuses:
+(MoRF, LeRF; tokens removed, or replaced by <unk> or <pad>) with AOPC for LRP (ε, bias_factor 0 and
+1), gradient x input, sensitivity and random relevance. Writes report.html, model.pt (state_dict)
+and vocab.txt, which ``seqlrp explain-text`` reuses:
 
     python nlp_examples/sst2_bilstm.py --data ../shared/data/sst2 [--quick] [--out out/sst2]
     seqlrp explain-text --model out/sst2/model.pt --model-class seqlrp.lstm:BiLSTMClassifier \\
@@ -81,32 +81,35 @@ def main(argv=None) -> dict:
     torch.save(model.state_dict(), out / "model.pt")
     (out / "vocab.txt").write_text("\n".join(vocab_list) + "\n", encoding="utf-8")
 
-    def lrp(m, x, t):
-        return seqlrp.explain_text(m, x, t, lengths=test_lengths).token_relevance
-
-    explainers = {
-        "LRP (ε=0.001, bias_factor=0)": lrp,
-        "gradient x input": lambda m, x, t: seqlrp.baselines.text_gradient_x_input(m, x, t,
-                                                                                   lengths=test_lengths).token_relevance,
-        "gradient (sensitivity)": lambda m, x, t: seqlrp.baselines.text_gradient(m, x, t,
-                                                                                 lengths=test_lengths).token_relevance,
-        "random": lambda m, x, t: torch.rand(x.shape, generator=torch.Generator().manual_seed(1)),
+    result = seqlrp.explain_text(model, test_ids, predicted, lengths=test_lengths)
+    relevance = {  # each method explains once; every comparison below reuses it
+        "LRP ε=0.001 bf=0": result.token_relevance,
+        "LRP ε=0.001 bf=1": seqlrp.explain_text(model, test_ids, predicted, lengths=test_lengths,
+                                                bias_factor=1.0).token_relevance,
+        "gradient x input": seqlrp.baselines.text_gradient_x_input(model, test_ids, predicted,
+                                                                   lengths=test_lengths).token_relevance,
+        "sensitivity (gradient²)": seqlrp.baselines.text_gradient(model, test_ids, predicted,
+                                                                  lengths=test_lengths).token_relevance,
+        "random": torch.rand(test_ids.shape, generator=torch.Generator().manual_seed(1)),
     }
     steps = 5
-    rows = compare_text(model, test_ids, predicted, explainers, lengths=test_lengths, steps=steps,
-                        replacement="remove", score="logit")
+    replacements = {"remove": "remove", "<unk>": vocab["<unk>"], "<pad>": vocab["<pad>"]}
+    rows = {name: compare_text(model, test_ids, predicted, relevance, lengths=test_lengths, orders=("morf", "lerf"),
+                               steps=steps, replacement=replacement, score="logit")
+            for name, replacement in replacements.items()}
     print(f"SST-2 BiLSTM ({'quick' if args.quick else 'full'}): {len(train_pairs)} training phrases, {epochs} "
           f"epoch(s), vocabulary {len(vocab_list)}; test accuracy {accuracy:.3f} on {len(test_pairs)} sentences "
           f"({time.perf_counter() - start:.0f} s)")
-    print(f"token deletion (up to {steps} tokens removed, logit of the predicted class):")
-    print(format_table(rows))
     report = Report("SST-2 BiLSTM", f"test accuracy {accuracy:.3f}")
-    report.add_table(list(rows[0].keys()), [list(r.values()) for r in rows], title="token deletion AOPC")
-    curves = {name: token_perturbation(model, test_ids, explain(model, test_ids, predicted), predicted,
-                                       lengths=test_lengths, steps=steps)
-              for name, explain in explainers.items()}
+    for name, table in rows.items():
+        what = "removed" if name == "remove" else f"replaced by {name} (id {replacements[name]})"
+        print(f"up to {steps} tokens {what}, logit of the predicted class:")
+        print(format_table(table))
+        report.add_table(list(table[0]), [list(r.values()) for r in table],
+                         title=f"token deletion AOPC, replacement = {name} (higher MoRF, lower LeRF = better)")
+    curves = {name: token_perturbation(model, test_ids, r, predicted, lengths=test_lengths, steps=steps)
+              for name, r in relevance.items()}
     report.add_figure(perturbation_figure(curves, "MoRF token deletion", "tokens removed"), "MoRF curves")
-    result = seqlrp.explain_text(model, test_ids, predicted, lengths=test_lengths)
     report.section("Test sentences (LRP)")
     for i in range(min(50, len(test_pairs))):
         report.add_text(result, i, test_pairs[i][0], true_label=int(test_labels[i]),

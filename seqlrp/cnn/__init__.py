@@ -4,6 +4,7 @@ from .canonize import CanonizationError, Concat, canonize
 from .composites import (
     EpsilonAlpha2Beta1,
     EpsilonGammaBox,
+    EpsilonOnly,
     EpsilonPlus,
     EpsilonPlusFlat,
     GammaSchedule,
@@ -17,6 +18,7 @@ __all__ = [
     "Concat",
     "EpsilonAlpha2Beta1",
     "EpsilonGammaBox",
+    "EpsilonOnly",
     "EpsilonPlus",
     "EpsilonPlusFlat",
     "GammaSchedule",

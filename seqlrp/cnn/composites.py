@@ -2,6 +2,7 @@
 
 | preset | first layer | convolutions | dense layers |
 |---|---|---|---|
+| :class:`EpsilonOnly` | ε | ε | ε |
 | :class:`EpsilonPlusFlat` | flat | z⁺ | ε |
 | :class:`EpsilonPlus` | z⁺ | z⁺ | ε |
 | :class:`EpsilonAlpha2Beta1` | α2β1 | α2β1 | ε |
@@ -80,6 +81,20 @@ class CNNComposite(Composite):
         # afresh on every call (never cached): an explanation can never describe a stale model. Unverified
         # here (the presets' canonization is tested on every torchvision family); ~2% of explain on resnet50
         return canonize(model, verify=False)
+
+
+class EpsilonOnly(CNNComposite):
+    """ε on every convolution (the first too) and dense layer: LRP-ε on the canonized model.
+
+    ``epsilon`` is absolute, in the units of the pre-activations (Montavon et al. 2019 suggest about
+    0.25 of their standard deviation; a canonized batch-normalized network has roughly unit-variance
+    pre-activations). With ``epsilon`` → 0 this is LRP-0, which equals gradient × input on a ReLU
+    network: ε only damps the weak and contradictory contributions.
+    """
+
+    def __init__(self, epsilon: float = 0.25, stabilizer: float = 1e-6):
+        rule = ("epsilon", {"epsilon": epsilon})
+        super().__init__(rule, rule, epsilon=stabilizer)
 
 
 class EpsilonPlusFlat(CNNComposite):

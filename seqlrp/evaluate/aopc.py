@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
+from .checks import check_finite
+
 
 def aopc(curves: Tensor) -> Tensor:
     r"""Per-sample AOPC of perturbation curves ``(B, L + 1)`` (column 0 = the unperturbed score):
@@ -16,8 +18,9 @@ def aopc(curves: Tensor) -> Tensor:
     High for most-relevant-first (MoRF) orders of a good explanation, low (or negative) for
     least-relevant-first (LeRF).
     """
-    if curves.dim() != 2 or curves.shape[1] < 2:
-        raise ValueError(f"curves must be (B, L + 1) with L >= 1, got {tuple(curves.shape)}")
+    check_finite(curves, "curves")
+    if curves.dim() != 2 or curves.shape[1] < 2 or curves.shape[0] == 0:
+        raise ValueError(f"curves must be (B, L + 1) with B >= 1 and L >= 1, got {tuple(curves.shape)}")
     return (curves[:, :1] - curves).mean(1)
 
 
@@ -35,8 +38,11 @@ class Summary:
 
 
 def summarize(values: Tensor, z: float = 1.959963984540054) -> Summary:
-    values = values.detach().double().flatten()
+    """Mean and normal 95% CI (``mean ± z s / sqrt(n)``, ``s`` the sample standard deviation) of ``values``."""
+    values = check_finite(values, "values").detach().double().flatten()
     n = values.numel()
+    if n == 0:
+        raise ValueError("cannot summarize an empty tensor of values")
     mean = float(values.mean())
     half = z * float(values.std(unbiased=True)) / math.sqrt(n) if n > 1 else float("nan")
     return Summary(mean, mean - half, mean + half, n)

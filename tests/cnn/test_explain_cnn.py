@@ -9,7 +9,15 @@ import torch
 from torch import nn
 
 import seqlrp
-from seqlrp.cnn import EpsilonAlpha2Beta1, EpsilonGammaBox, EpsilonPlus, EpsilonPlusFlat, GammaSchedule, canonize
+from seqlrp.cnn import (
+    EpsilonAlpha2Beta1,
+    EpsilonGammaBox,
+    EpsilonOnly,
+    EpsilonPlus,
+    EpsilonPlusFlat,
+    GammaSchedule,
+    canonize,
+)
 
 from ..core.helpers import assert_conserved, assert_unchanged, snapshot
 from .helpers import torchvision_model
@@ -31,6 +39,17 @@ def test_lrp0_equals_gradient_x_input_on_canonized(name):
     lrp = seqlrp.explain(canonical, X, target=3, composite=zero_composite())
     gxi = seqlrp.baselines.gradient_x_input(model, X, target=3, seed="one")
     torch.testing.assert_close(lrp.relevance, gxi.relevance, rtol=1e-8, atol=1e-8)
+
+
+def test_epsilon_only_is_gradient_x_input_at_epsilon_zero_and_damps_above():
+    model = torchvision_model("resnet18")
+    gxi = seqlrp.baselines.gradient_x_input(model, X, target=3).relevance
+    exact = seqlrp.explain(model, X, target=3, composite=EpsilonOnly(epsilon=0.0, stabilizer=0.0))
+    torch.testing.assert_close(exact.relevance, gxi, rtol=1e-8, atol=1e-8)
+    damped = seqlrp.explain(model, X, target=3, composite=EpsilonOnly(epsilon=0.25))
+    assert damped.coverage.rules["conv1"].startswith("Conv2d: epsilon") and "0.25" in damped.coverage.rules["conv1"]
+    assert "0.25" in damped.coverage.rules["fc"]
+    assert not torch.allclose(damped.relevance, gxi, rtol=1e-3, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", ["resnet18", "densenet121"])

@@ -7,7 +7,15 @@ import torch
 from torch import nn
 
 import seqlrp
-from seqlrp.evaluate import aopc, compare_images, format_table, region_perturbation, summarize, token_perturbation
+from seqlrp.evaluate import (
+    aopc,
+    compare_images,
+    format_table,
+    region_perturbation,
+    replacement_image,
+    summarize,
+    token_perturbation,
+)
 
 
 def linear_image_model():
@@ -106,3 +114,82 @@ def test_summary_and_comparison_table():
     assert table[("LRP-0", "morf")] > table[("random", "morf")]
     assert table[("LRP-0", "morf-lerf gap")] > 0
     assert "LRP-0" in format_table(rows)
+
+
+def recording_model(seen: list):
+    def model(images):
+        seen.append(images.clone())
+        return images.flatten(1)[:, :3]
+
+    return model
+
+
+def test_uniform_noise_lies_in_the_input_range_and_every_order_sees_the_same_noise():
+    images = torch.rand(2, 3, 4, 4, generator=torch.Generator().manual_seed(1))
+    low = torch.tensor([-1.0, 0.0, 2.0]).view(1, 3, 1, 1)  # per-channel box, e.g. normalized inputs
+    high = torch.tensor([0.0, 0.5, 3.0]).view(1, 3, 1, 1)
+    relevance = torch.randn(2, 4, 4, generator=torch.Generator().manual_seed(2))
+    final = {}
+    for order in ("morf", "lerf", "random"):
+        seen = []
+        region_perturbation(recording_model(seen), images, relevance, torch.tensor([0, 1]), order=order, steps=2,
+                            replacement="uniform", low=low, high=high, generator=torch.Generator().manual_seed(7))
+        final[order] = seen[-1]  # every pixel replaced
+    assert torch.equal(final["morf"], final["lerf"]) and torch.equal(final["morf"], final["random"])
+    assert ((final["morf"] >= low) & (final["morf"] < high)).all()
+    for c in range(3):  # spread over the channel's range, not a constant
+        assert final["morf"][:, c].max() - final["morf"][:, c].min() > 0.3 * float(high[0, c] - low[0, c])
+    expected = replacement_image(images, "uniform", low=low, high=high, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(final["morf"], expected)
+
+
+def test_edge_regions_are_ranked_by_the_sum_of_their_own_pixels():
+    relevance = torch.zeros(1, 1, 5, 5)
+    relevance[0, 0, 0:2, 0:2] = 1.0  # a full 2x2 region: sum 4
+    relevance[0, 0, 2:4, 4] = 1.5  # the right edge region holds only 2 pixels: sum 3 (a mean x 4 would say 6)
+    seen = []
+    region_perturbation(recording_model(seen), torch.zeros(1, 1, 5, 5), relevance, torch.tensor([0]), patch=2,
+                        steps=9, value=1.0)
+    assert seen[1][0, 0].sum() == 4 and (seen[1][0, 0, 0:2, 0:2] == 1).all()
+    assert seen[2][0, 0].sum() == 6 and (seen[2][0, 0, 2:4, 4] == 1).all()
+
+
+def test_fraction_perturbs_only_the_first_share_of_the_regions():
+    relevance = torch.arange(16.0).view(1, 1, 4, 4)
+    seen = []
+    curves = region_perturbation(recording_model(seen), torch.zeros(1, 1, 4, 4), relevance, torch.tensor([0]),
+                                 steps=3, fraction=0.5, value=1.0)
+    assert curves.shape == (1, 4)
+    assert [int(s.sum()) for s in seen] == [0, 3, 6, 8]  # ceil(8 / 3) = 3 more per step, capped at 8
+    assert (seen[-1][0, 0].flatten()[8:] == 1).all()  # the 8 most relevant pixels
+
+
+def test_blur_of_an_impulse_is_the_normalized_gaussian_and_mean_is_per_channel():
+    images = torch.zeros(1, 2, 15, 15, dtype=torch.float64)
+    images[0, 0, 7, 7] = 1.0
+    images[0, 1] = 2.0
+    blurred = replacement_image(images, "blur", sigma=1.5)
+    offsets = torch.arange(-4, 5, dtype=torch.float64)  # kernel 2 * ceil(4.5) + 1 = 11 reaches past +-4
+    g = torch.exp(-offsets**2 / (2 * 1.5**2))
+    kernel_1d = torch.exp(-torch.arange(-5, 6, dtype=torch.float64) ** 2 / (2 * 1.5**2))
+    g = g / kernel_1d.sum()
+    torch.testing.assert_close(blurred[0, 0, 3:12, 3:12], g[:, None] * g[None, :], rtol=1e-6, atol=1e-9)
+    torch.testing.assert_close(blurred[0, 1], torch.full((15, 15), 2.0, dtype=torch.float64))
+    mean = replacement_image(images, "mean")
+    assert torch.equal(mean[0, 0], torch.full((15, 15), 1 / 225, dtype=torch.float64))
+    assert torch.equal(mean[0, 1], torch.full((15, 15), 2.0, dtype=torch.float64))
+
+
+def test_comparison_shares_the_noise_and_the_random_curve_across_explainers():
+    images = torch.rand(3, 2, 4, 4, generator=torch.Generator().manual_seed(0))
+    seen = []
+    rows = compare_images(recording_model(seen), images, torch.tensor([0, 1, 2]), {
+        "a": lambda m, x, t: x,
+        "b": lambda m, x, t: -x,
+    }, replacement="uniform", steps=2)
+    assert len(seen) == 3 * (2 + 2 + 1)  # morf, lerf for each explainer; random once (3 forwards each)
+    finals = seen[2::3]
+    assert all(torch.equal(final, finals[0]) for final in finals)
+    random = [r for r in rows if r["order"] == "random"]
+    assert len(random) == 2 and random[0]["aopc"] == random[1]["aopc"]
+    assert {r["replacement"] for r in rows} == {"uniform"}
