@@ -8,6 +8,7 @@ the explanation before the edit.
 from __future__ import annotations
 
 import copy
+import functools
 
 import pytest
 import torch
@@ -96,32 +97,66 @@ def test_explanation_follows_every_edit(edit, composite):
     assert not torch.allclose(result.relevance, before.relevance, rtol=1e-6, atol=1e-9)
 
 
-@pytest.mark.parametrize("edit,match", [
-    (lambda m: setattr(m.features.denseblock1.denselayer1, "relu1", nn.ELU()), r"denselayer1.relu1' is a ELU"),
-    (lambda m: setattr(m.features.transition1, "relu", nn.Tanh()), r"transition1.relu' is a Tanh"),
-    (lambda m: setattr(m, "classifier", nn.Sequential(nn.Linear(16, 3))), r"'classifier' is a Sequential"),
-])
-def test_densenet_edits_the_canonizer_cannot_follow_are_refused(edit, match):
-    model = _densenet()
-    edit(model)
-    with untouched(model), pytest.raises(CanonizationError, match=match):
-        seqlrp.explain(model, X, composite=EpsilonPlusFlat())
+class _Doubled(nn.Conv2d):  # a subclass with another forward: it must not be fused as a plain conv
+    def forward(self, x):
+        return 2 * super().forward(x)
 
 
-def test_patched_forward_and_subclasses_are_not_canonized_as_the_class():
+def _patched_resnet():
     model = _resnet()
     model.layer1[0].forward = lambda x: x  # the block now is the identity: its class's forward no longer holds
-    with untouched(model), pytest.raises(CanonizationError, match=r"'layer1.0'.*forward.*replaced on the instance"):
+    return model
+
+
+def _subclassed_sequential():
+    torch.manual_seed(0)
+    seq = nn.Sequential(_Doubled(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 30 * 30, 2))
+    return randomize_batchnorm(seq).double().eval()
+
+
+def _densenet_edited(edit):
+    model = _densenet()
+    edit(model)
+    return model
+
+
+FOLLOWED = {  # changes that break a class-name canonizer; the graph sees what the model really computes
+    "densenet ReLU -> ELU": lambda m: setattr(m.features.denseblock1.denselayer1, "relu1", nn.ELU()),
+    "densenet transition ReLU -> Tanh": lambda m: setattr(m.features.transition1, "relu", nn.Tanh()),
+    "densenet classifier -> Sequential": lambda m: setattr(m, "classifier", nn.Sequential(nn.Linear(16, 3)).double()),
+}
+
+
+@pytest.mark.parametrize("build", [functools.partial(_densenet_edited, edit) for edit in FOLLOWED.values()]
+                         + [_patched_resnet, _subclassed_sequential],
+                         ids=[*FOLLOWED, "patched block forward", "Conv2d subclass before a BN"])
+def test_the_graph_follows_what_the_model_computes(build):
+    model = build()
+    with untouched(model):
+        result = seqlrp.explain(model, X, target=1, composite=EpsilonPlusFlat())
+    with torch.no_grad():
+        torch.testing.assert_close(result.output, model(X), rtol=1e-10, atol=1e-10)
+    assert result.coverage.complete
+
+
+class _Untraceable(nn.Module):
+    """Data-dependent control flow: torch.fx cannot trace it, so the module structure is canonized."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        return self.inner(x) if bool(x.sum() > -1e9) else -self.inner(x)
+
+
+def test_changes_the_module_structure_fallback_cannot_follow_are_refused():
+    model = _Untraceable(_densenet_edited(FOLLOWED["densenet ReLU -> ELU"]))
+    with untouched(model), pytest.raises(CanonizationError, match=r"denselayer1.relu1' is a ELU"):
         seqlrp.explain(model, X, composite=EpsilonPlusFlat())
-
-    class Doubled(nn.Conv2d):
-        def forward(self, x):
-            return 2 * super().forward(x)
-
-    seq = nn.Sequential(Doubled(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.LazyLinear(2)).double()
-    seq(X)
-    seq.eval()
-    with untouched(seq), pytest.raises(CanonizationError, match=r"could not fuse the batch norm\(s\) \['1'\]"):
+    seq = _Untraceable(_subclassed_sequential())
+    with untouched(seq), pytest.raises(CanonizationError, match=r"could not fuse the batch norm\(s\) \['inner.1'\]: "
+                                                               r"torch.fx could not trace the model"):
         seqlrp.explain(seq, X, composite=EpsilonPlusFlat())
 
 
