@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 import time
 import warnings
+from pathlib import Path
 
 import torch
 import torchvision
@@ -79,6 +82,7 @@ def check(name: str) -> dict:
         with torch.no_grad():
             reference, ours = model(x), canonical(x)
         row["equivalence"] = float((ours - reference).abs().max() / reference.abs().max().clamp_min(1e-30))
+        del canonical  # (the largest models hold several GB of float64 weights: one canonical copy at a time)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", seqlrp.CoverageWarning)
             result = seqlrp.explain(model, x, composite=EpsilonPlusFlat())
@@ -94,6 +98,18 @@ def check(name: str) -> dict:
     return row
 
 
+def check_isolated(name: str, threads: int) -> dict:
+    """:func:`check` in a fresh process: memory is returned after each model, and a process killed for memory
+    (the largest models hold several GB of float64 weights) is reported as a row instead of ending the survey."""
+    code = (f"import json, torch, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import models; "
+            f"torch.set_num_threads({threads}); print(json.dumps(models.check({name!r})))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if done.returncode != 0:
+        reason = "killed (out of memory)" if done.returncode in (-9, 137) else done.stderr.strip().splitlines()[-1]
+        return {"model": name, "status": f"not run: {reason}"}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def markdown(rows: list[dict]) -> str:
     lines = ["| model | status | canonized: max rel. logit diff | R/logit EpsilonPlusFlat | R/logit ε bf=1 | s |",
              "|---|---|---|---|---|---|"]
@@ -102,7 +118,7 @@ def markdown(rows: list[dict]) -> str:
             lines.append(f"| {r['model']} | {r['status']} | {r['equivalence']:.1e} | {r['R/logit EPF']:.3f} | "
                          f"{r['R/logit conserving']:.6f} | {r['seconds']:.0f} |")
         else:
-            lines.append(f"| {r['model']} | {r['status']} | | | | {r['seconds']:.0f} |")
+            lines.append(f"| {r['model']} | {r['status']} | | | | {r.get('seconds', float('nan')):.0f} |")
     return "\n".join(lines)
 
 
@@ -117,7 +133,7 @@ def main() -> None:
     names = args.names.split(",") if args.names else torchvision.models.list_models(module=torchvision.models)
     rows = []
     for name in names:
-        rows.append(check(name))
+        rows.append(check_isolated(name, args.threads))
         print(json.dumps(rows[-1]), flush=True)
     if args.markdown:
         print(markdown(rows))
