@@ -1,8 +1,8 @@
 """Every torchvision classification model is canonized and explained (``make test-slow``; the table in docs/cnn.md).
 
 Each model runs in its own process (``benchmarks/models.py``): float64, random batch-norm statistics, the
-canonized model's logits within 1e-9 of the model's, no op without a rule, relevance conserved by the ε
-composite with bias_factor = 1.
+canonized model's logits within 1e-9 of the model's, no op without a rule, every layer conserving relevance
+under the ε composite with bias_factor = 1.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torchvision
 
-from benchmarks.models import TRANSFORMERS, check_isolated
+from benchmarks.models import check_isolated
 
 NAMES = torchvision.models.list_models(module=torchvision.models)
 # float64 copies of these need more memory than CI's machine has (> 500 M parameters): the survey's table
@@ -27,7 +27,6 @@ def test_every_torchvision_model_is_explained(name):
     assert row["status"] == "explained", row
     assert row["equivalence"] <= 1e-9
     assert not row["unruled"]
-    # ε with bias_factor = 1 conserves the logit; the transformers' class token and position embedding
-    # are constants (biases of the first layer) whose share stays with them
-    low = 0.5 if name.startswith(TRANSFORMERS) else 0.999
-    assert low <= row["R/logit conserving"] <= 1.001, row
+    # ε with bias_factor = 1: every layer conserves (the total can lose the logit to float64 cancellation
+    # where relevances of opposite signs grow large in a deep random network: see benchmarks/models.py)
+    assert row["layer conservation"] <= 1e-6, row
