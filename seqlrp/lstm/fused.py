@@ -102,33 +102,36 @@ class FusedLSTMLayer(torch.autograd.Function):
         sizes, offsets = layout.batch_sizes, layout.offsets
         directions, rows, _ = x.shape
         batch, d = sizes[0], spec.weight_hh.shape[2]
-        pre = torch.bmm(x, spec.weight_ih.transpose(1, 2))
-        if spec.bias is not None:
-            pre += spec.bias[:, None, :]
-        w_hh_t = spec.weight_hh.transpose(1, 2)
-        zs = torch.empty_like(pre)  # pre-activations
-        act = torch.empty_like(pre)  # sigmoids of all four blocks (the g block's is not used for g)
+        # tanh(x) = 2 sigmoid(2x) - 1, and sigmoid is ~3x faster than tanh on CPU: the g rows of the weights
+        # are doubled so that ONE sigmoid over all four blocks also gives g (exact up to rounding)
+        scale = x.new_ones(4 * d, 1)
+        scale[2 * d:3 * d] = 2.0
+        w_ih = spec.weight_ih * scale
+        w_hh_t = (spec.weight_hh * scale).transpose(1, 2)
+        pre = torch.bmm(x, w_ih.transpose(1, 2)) if spec.bias is None else \
+            torch.baddbmm((spec.bias * scale[:, 0])[:, None, :], x, w_ih.transpose(1, 2))
+        act = torch.empty_like(pre)  # sigmoids of all four blocks (the g block holds sigmoid(2 z_g))
         # states: rows 0..B-1 hold the initial state, then the packed rows (row r of step t at B + r)
         cells = x.new_empty(directions, batch + rows, d)
         hidden = x.new_empty(directions, batch + rows, d)
         cells[:, :batch], hidden[:, :batch] = c0, h0
         i_, f_, g_, o_ = (slice(k * d, (k + 1) * d) for k in range(4))
         previous = 0
-        for t, n in enumerate(sizes):
+        for t, n in enumerate(sizes):  # 9 ops per step for all directions (the pre-activations are not kept)
             now = batch + offsets[t]
             cur = slice(offsets[t], offsets[t] + n)
-            z = torch.baddbmm(pre[:, cur], hidden[:, previous:previous + n], w_hh_t, out=zs[:, cur])
-            a = torch.sigmoid(z, out=act[:, cur])
-            torch.tanh(z[..., g_], out=a[..., g_])  # the g block of act holds g itself
+            a = torch.sigmoid(torch.baddbmm(pre[:, cur], hidden[:, previous:previous + n], w_hh_t), out=act[:, cur])
+            i = a[..., i_]
             c = torch.mul(a[..., f_], cells[:, previous:previous + n], out=cells[:, now:now + n])
-            c.addcmul_(a[..., i_], a[..., g_])
-            torch.mul(a[..., o_], torch.tanh(c), out=hidden[:, now:now + n])
+            c.addcmul_(i, a[..., g_], value=2.0).sub_(i)  # + i (2 sigmoid(2 z_g) - 1) = + i g
+            o = a[..., o_]
+            torch.addcmul(o.neg(), o, torch.sigmoid(c * 2.0), value=2.0, out=hidden[:, now:now + n])  # o tanh(c)
             previous = now
         out = hidden[:, batch:].clone()
         last = layout.last + batch
-        h_n, c_n = hidden[:, last], cells[:, last]
+        h_n, c_n = _rows(hidden, last), _rows(cells, last)
         ctx.spec = spec
-        ctx.save_for_backward(x, cells, hidden, act, zs)
+        ctx.save_for_backward(x, cells, hidden, act)
         return out, h_n, c_n
 
     @staticmethod
@@ -136,7 +139,7 @@ class FusedLSTMLayer(torch.autograd.Function):
         spec: FusedSpec = ctx.spec
         layout = spec.layout
         sizes, offsets = layout.batch_sizes, layout.offsets
-        x, cells, hidden, act, zs = ctx.saved_tensors
+        x, cells, hidden, act = ctx.saved_tensors
         directions, rows, e = x.shape
         batch, d = sizes[0], spec.weight_hh.shape[2]
         i_, f_, g_ = (slice(k * d, (k + 1) * d) for k in range(3))
@@ -147,19 +150,19 @@ class FusedLSTMLayer(torch.autograd.Function):
                                 batch + layout.row + _step_starts(layout, x.device, shift=1))
         c_all = cells[:, batch:]
         den_c = stabilize(c_all, spec.sum_epsilon)
-        fc = act[..., f_] * cells[:, prev_rows]  # f ⊙ c_{t-1}
-        ig = act[..., i_] * act[..., g_]  # i ⊙ g
-        z = zs[..., g_]
-        b_g = None if spec.bias is None else spec.bias[:, None, g_]
-        if b_g is not None and spec.linear_ignore_bias:
-            z, b_g = z - b_g, None
+        fc = act[..., f_] * _rows(cells, prev_rows)  # f ⊙ c_{t-1}
+        ig = act[..., i_] * act[..., g_].mul(2.0).sub_(1.0)  # i ⊙ g
+        # the pre-activation of g, recomputed for all rows at once (cheaper than keeping it step by step)
+        b_g = None if spec.bias is None or spec.linear_ignore_bias else spec.bias[:, None, g_]
+        z = torch.bmm(x, w_ih_g.transpose(1, 2)) if b_g is None else torch.baddbmm(b_g, x, w_ih_g.transpose(1, 2))
+        z.baddbmm_(_rows(hidden, prev_rows), w_hh_g.transpose(1, 2))
         den_z = stabilize(z, spec.linear_epsilon)
         # rc[:, r] accumulates R(c_t) of packed row r: R(out) and R(h_n), R(c_n) arrive here, then R(c_t via c_{t+1})
         # and R(h_t) from step t + 1 are added by the recursion before step t reads it
         rc = x.new_zeros(directions, rows, d) if r_out is None else r_out.clone()
         for arriving in (r_hn, r_cn):
             if arriving is not None:
-                rc.index_add_(1, layout.last, arriving)
+                _add_rows(rc, layout.last, arriving)
         r_h0 = x.new_zeros(directions, batch, d)
         r_c0 = x.new_zeros(directions, batch, d)
         s_all = x.new_zeros(directions, rows, d)
@@ -227,6 +230,26 @@ class FusedLSTMLayer(torch.autograd.Function):
             for k, record in enumerate(spec.record):
                 record(out_total[k], in_total[k])
         return None, r_x, r_h0, r_c0
+
+
+def _rows(buffer: Tensor, index: Tensor) -> Tensor:
+    """``buffer[:, index]`` for ``(D, M, d)``: one ``index_select`` on the flat rows (much faster on CPU)."""
+    directions, size, d = buffer.shape
+    flat = _flat_index(index, directions, size)
+    return buffer.reshape(directions * size, d).index_select(0, flat).view(directions, index.shape[0], d)
+
+
+def _flat_index(index: Tensor, directions: int, size: int) -> Tensor:
+    if directions == 1:
+        return index
+    return (index[None, :] + size * torch.arange(directions, device=index.device)[:, None]).reshape(-1)
+
+
+def _add_rows(buffer: Tensor, index: Tensor, values: Tensor) -> None:
+    """``buffer[:, index] += values`` for ``(D, M, d)`` and distinct ``index``, on the flat rows."""
+    directions, size, d = buffer.shape
+    buffer.view(directions * size, d).index_add_(0, _flat_index(index, directions, size),
+                                                 values.reshape(-1, d))
 
 
 def _step_starts(layout: PackedLayout, device, shift: int) -> Tensor:

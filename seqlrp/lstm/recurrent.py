@@ -105,6 +105,7 @@ class RecurrentForward:
         self.tap_inverse: Tensor | None = None
         self.layout: PackedLayout | None = None  # the fused path's packed layout, and the padded (T, B)
         self.padded_shape: tuple[int, int] | None = None
+        self.sorted_indices: Tensor | None = None
         session.recurrent.append(self)
         desc = f"{module.mode}: linear {self.rules.linear!r}, sum {self.rules.sum!r}, product {self.rules.product!r}"
         session.assigned[name] = desc + (" [fused]" if self.fused else " [unrolled]")
@@ -237,7 +238,7 @@ class RecurrentForward:
         if order is not None:  # user states are in batch order
             h0, c0 = h0.index_select(1, order), c0.index_select(1, order)
         layout = PackedLayout.build(batch_sizes, data.device)
-        self.layout, self.padded_shape, self.tap_inverse = layout, (steps, batch), inverse
+        self.layout, self.padded_shape, self.tap_inverse, self.sorted_indices = layout, (steps, batch), inverse, order
         layer_input, h_n, c_n = data, [], []
         for layer in range(m.num_layers):
             parts = []
@@ -282,11 +283,12 @@ class RecurrentForward:
     def input_relevance(self, direction: int) -> Tensor | None:
         """Relevance of the first layer's input (T, B, e) that went through ``direction``, in batch order."""
         relevance = self.taps.get(("input", 0, direction))
-        if relevance is not None and self.fused:  # packed rows (N, e) -> padded (T, B, e) in the sorted order
+        if relevance is not None and self.fused:  # packed rows (N, e) -> padded (T, B, e) in the batch order
             steps, batch = self.padded_shape
             layout = self.layout
+            row = layout.row if self.tap_inverse is None else self.sorted_indices[layout.row]
             padded = relevance.new_zeros(steps * batch, relevance.shape[-1])
-            relevance = padded.index_copy_(0, layout.step * batch + layout.row, relevance).view(steps, batch, -1)
+            return padded.index_copy_(0, layout.step * batch + row, relevance).view(steps, batch, -1)
         if relevance is not None and self.tap_inverse is not None:
             relevance = relevance.index_select(1, self.tap_inverse)
         return relevance
