@@ -26,6 +26,7 @@ is computed for all steps at once.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -115,18 +116,7 @@ class FusedLSTMLayer(torch.autograd.Function):
         cells = x.new_empty(directions, batch + rows, d)
         hidden = x.new_empty(directions, batch + rows, d)
         cells[:, :batch], hidden[:, :batch] = c0, h0
-        i_, f_, g_, o_ = (slice(k * d, (k + 1) * d) for k in range(4))
-        previous = 0
-        for t, n in enumerate(sizes):  # 9 ops per step for all directions (the pre-activations are not kept)
-            now = batch + offsets[t]
-            cur = slice(offsets[t], offsets[t] + n)
-            a = torch.sigmoid(torch.baddbmm(pre[:, cur], hidden[:, previous:previous + n], w_hh_t), out=act[:, cur])
-            i = a[..., i_]
-            c = torch.mul(a[..., f_], cells[:, previous:previous + n], out=cells[:, now:now + n])
-            c.addcmul_(i, a[..., g_], value=2.0).sub_(i)  # + i (2 sigmoid(2 z_g) - 1) = + i g
-            o = a[..., o_]
-            torch.addcmul(o.neg(), o, torch.sigmoid(c * 2.0), value=2.0, out=hidden[:, now:now + n])  # o tanh(c)
-            previous = now
+        _steps("forward")(pre, act, cells, hidden, w_hh_t, sizes, offsets, batch, d)
         out = hidden[:, batch:].clone()
         last = layout.last + batch
         h_n, c_n = _rows(hidden, last), _rows(cells, last)
@@ -172,19 +162,7 @@ class FusedLSTMLayer(torch.autograd.Function):
             # both factors are known for all rows before the recursion: 4 ops per step for all directions
             to_s = ig.div_(den_z.mul_(den_c))
             to_c = fc.div_(den_c)
-            for t in range(steps - 1, -1, -1):
-                n = sizes[t]
-                cur = slice(offsets[t], offsets[t] + n)
-                r_cell = rc[:, cur]
-                s = torch.mul(to_s[:, cur], r_cell, out=s_all[:, cur])
-                if t:
-                    back = slice(offsets[t - 1], offsets[t - 1] + n)
-                    r_prev, h_prev = rc[:, back], hidden[:, batch + offsets[t - 1]:batch + offsets[t - 1] + n]
-                    r_prev.addcmul_(h_prev, torch.bmm(s, w_hh_g))
-                    r_prev.addcmul_(to_c[:, cur], r_cell)
-                else:
-                    torch.mul(hidden[:, :n], torch.bmm(s, w_hh_g), out=r_h0[:, :n])
-                    torch.mul(to_c[:, cur], r_cell, out=r_c0[:, :n])
+            _steps("backward")(rc, to_s, to_c, s_all, hidden, w_hh_g, sizes, offsets, batch, r_h0, r_c0)
         else:
             if spec.sum_bias_factor:
                 sign_c = sign0(c_all).mul_(spec.sum_bias_factor * spec.sum_epsilon / (2 * d))
@@ -256,3 +234,62 @@ def _step_starts(layout: PackedLayout, device, shift: int) -> Tensor:
     """``(N,)`` first packed row of step ``t - shift`` for each row of step ``t`` (0 where ``t < shift``)."""
     starts = torch.tensor([0] * shift + layout.offsets[:len(layout.offsets) - shift], device=device)
     return starts[layout.step]
+
+
+# The per-step loops. They run as TorchScript (``torch.jit.script``) when it is available: the loop then
+# runs in the TorchScript interpreter, without Python's per-op and per-slice overhead (measured in
+# docs/lstm.md, "Speed"); where scripting fails they run as the same Python functions.
+
+
+def _forward_steps(pre: Tensor, act: Tensor, cells: Tensor, hidden: Tensor, w_hh_t: Tensor, sizes: list[int],
+                   offsets: list[int], batch: int, d: int) -> None:
+    """The recursion of the forward: 9 ops per step for all directions (the pre-activations are not kept)."""
+    previous = 0
+    for t in range(len(sizes)):
+        n, start = sizes[t], offsets[t]
+        now = batch + start
+        a = torch.sigmoid(torch.baddbmm(pre[:, start:start + n], hidden[:, previous:previous + n], w_hh_t),
+                          out=act[:, start:start + n])
+        i = a[:, :, :d]
+        c = torch.mul(a[:, :, d:2 * d], cells[:, previous:previous + n], out=cells[:, now:now + n])
+        c.addcmul_(i, a[:, :, 2 * d:3 * d], value=2.0).sub_(i)  # + i (2 sigmoid(2 z_g) - 1) = + i g
+        o = a[:, :, 3 * d:]
+        torch.addcmul(o.neg(), o, torch.sigmoid(c * 2.0), value=2.0, out=hidden[:, now:now + n])  # o tanh(c)
+        previous = now
+
+
+def _backward_steps(rc: Tensor, to_s: Tensor, to_c: Tensor, s_all: Tensor, hidden: Tensor, w_hh_g: Tensor,
+                    sizes: list[int], offsets: list[int], batch: int, r_h0: Tensor, r_c0: Tensor) -> None:
+    """The recursion of the backward without shares: 4 ops per step for all directions."""
+    for t in range(len(sizes) - 1, -1, -1):
+        n, start = sizes[t], offsets[t]
+        r_cell = rc[:, start:start + n]
+        s = torch.mul(to_s[:, start:start + n], r_cell, out=s_all[:, start:start + n])
+        if t > 0:
+            back = offsets[t - 1]
+            r_prev = rc[:, back:back + n]
+            r_prev.addcmul_(hidden[:, batch + back:batch + back + n], torch.bmm(s, w_hh_g))
+            r_prev.addcmul_(to_c[:, start:start + n], r_cell)
+        else:
+            torch.mul(hidden[:, :n], torch.bmm(s, w_hh_g), out=r_h0[:, :n])
+            torch.mul(to_c[:, start:start + n], r_cell, out=r_c0[:, :n])
+
+
+#: False: run the loops as Python (tests compare both)
+USE_TORCHSCRIPT = True
+_LOOPS = {"forward": _forward_steps, "backward": _backward_steps}
+_SCRIPTED: dict = {}
+
+
+def _steps(name: str):
+    """The loop ``name``, scripted once per process (falls back to Python when scripting fails)."""
+    if not USE_TORCHSCRIPT:
+        return _LOOPS[name]
+    if name not in _SCRIPTED:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # (TorchScript's deprecation notice)
+                _SCRIPTED[name] = torch.jit.script(_LOOPS[name])
+        except Exception:  # noqa: BLE001 - no TorchScript in this build / environment: the same loop in Python
+            _SCRIPTED[name] = _LOOPS[name]
+    return _SCRIPTED[name]
