@@ -46,6 +46,7 @@ class PackedLayout:
     row: Tensor  # (N,) sequence (in the sorted order) of each packed row
     last: Tensor  # (B,) packed row of each sequence's last step
     reverse: Tensor  # (N,) packed row of the same sequence at its time-reversed step (its own inverse)
+    previous: Tensor  # (N,) row of the state buffers (initial states first) holding each row's previous state
 
     @classmethod
     def build(cls, batch_sizes: list[int], device) -> PackedLayout:
@@ -60,7 +61,9 @@ class PackedLayout:
         lengths = (sizes[None, :] > torch.arange(batch_sizes[0], device=device)[:, None]).sum(1)  # (B,) sorted
         last = starts[lengths - 1] + torch.arange(batch_sizes[0], device=device)
         reverse = starts[lengths[row] - 1 - step] + row
-        return cls(list(batch_sizes), offsets, step, row, last, reverse)
+        before = torch.tensor([0] + offsets[:-1], device=device)  # first row of step t - 1
+        previous = torch.where(step == 0, row, batch_sizes[0] + before[step] + row)
+        return cls(list(batch_sizes), offsets, step, row, last, reverse, previous)
 
     def per_sequence(self, values: Tensor) -> Tensor:
         """``(D, N)`` per-row values summed per sequence: ``(D, B)``."""
@@ -136,8 +139,7 @@ class FusedLSTMLayer(torch.autograd.Function):
         w_ih_g = spec.weight_ih[:, g_]  # (D, d, e)
         w_hh_g = spec.weight_hh[:, g_]  # (D, d, d)
         # step-independent parts, for all rows at once
-        prev_rows = torch.where(layout.step == 0, layout.row,
-                                batch + layout.row + _step_starts(layout, x.device, shift=1))
+        prev_rows = layout.previous  # (built in the forward: no host-to-device copy in the backward)
         c_all = cells[:, batch:]
         den_c = stabilize(c_all, spec.sum_epsilon)
         fc = act[..., f_] * _rows(cells, prev_rows)  # f ⊙ c_{t-1}
@@ -228,12 +230,6 @@ def _add_rows(buffer: Tensor, index: Tensor, values: Tensor) -> None:
     directions, size, d = buffer.shape
     buffer.view(directions * size, d).index_add_(0, _flat_index(index, directions, size),
                                                  values.reshape(-1, d))
-
-
-def _step_starts(layout: PackedLayout, device, shift: int) -> Tensor:
-    """``(N,)`` first packed row of step ``t - shift`` for each row of step ``t`` (0 where ``t < shift``)."""
-    starts = torch.tensor([0] * shift + layout.offsets[:len(layout.offsets) - shift], device=device)
-    return starts[layout.step]
 
 
 # The per-step loops. They run as TorchScript (``torch.jit.script``) when it is available: the loop then
