@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 
-.PHONY: test test-slow lint demo bench clean browser
+.PHONY: test test-slow test-gpu lint demo bench bench-gpu clean browser
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,14 +34,22 @@ test: lint browser
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 
+# the rule, CNN, LSTM and reference-parity tests on CUDA (tests/test_cuda.py); each skips without a GPU
+test-gpu: $(STAMP)
+	$(PY) -m pytest -q -m cuda -rs
+
 demo: $(STAMP)
 	$(VENV)/bin/seqlrp demo --out out/demo
 
 bench: $(STAMP)
 	GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4294967295:glibc.malloc.trim_threshold=68719476736 \
-	  $(PY) benchmarks/lstm.py
+	  $(PY) benchmarks/lstm.py --batch 64,512,1024 --order both
 	GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4294967295:glibc.malloc.trim_threshold=68719476736 \
 	  $(PY) benchmarks/cnn.py
+
+bench-gpu: $(STAMP)
+	$(PY) benchmarks/lstm.py --device cuda --batch 1024 --order both
+	$(PY) benchmarks/cnn.py --device cuda --batch 64
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .ruff_cache

@@ -36,7 +36,7 @@ ROUTING_NODES = frozenset({
 RELU_NODES = frozenset({"ReluBackward0", "ThresholdBackward0", "ThresholdBackwardBackward0"})
 
 #: nodes of seqlrp's own Functions that apply rules
-_WRAPPED = re.compile(r"^(LRPFunction|FusedLSTMDirection)Backward")
+_WRAPPED = re.compile(r"^(LRPFunction|FusedLSTMLayer)Backward")
 
 
 @dataclass

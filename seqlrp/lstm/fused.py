@@ -1,4 +1,4 @@
-"""The fast path: one ``autograd.Function`` per LSTM layer and direction, ε rules and signal-takes-all.
+"""The fast path: one ``autograd.Function`` per LSTM layer (both directions), ε rules and signal-takes-all.
 
 Its backward is the composition of the unrolled cell's rules (:mod:`seqlrp.lstm.cells`) written
 out in closed form, step by step:
@@ -12,41 +12,79 @@ out in closed form, step by step:
   inputs with ``S = R(g) / stab(z_g)``: ``R(h_{t-1}) = h_{t-1} ⊙ (S W_hh[g]) + κ``,
   ``R(x_t) = x_t ⊙ (S W_ih[g]) + κ``, ``κ = bf · Σ_k (b_k + ε sign(z_k)) S_k / (e + d)``.
 
-Variable lengths work like a ``PackedSequence``: the batch is sorted by decreasing length and step
-``t`` only touches its ``batch_sizes[t]`` active rows, so padding costs nothing, needs no masks,
-keeps each row's final state, and gets exactly zero relevance. Everything that does not depend on
-the recursion (input projections, stabilized denominators, gate ⊙ signal products, the input
-relevance) is computed for all steps at once.
+Layout: the packed one of a ``PackedSequence`` -- the rows of all steps one after the other, step
+``t``'s ``batch_sizes[t]`` rows contiguous (sequences sorted by decreasing length), so padding costs
+nothing (neither in the per-step loop nor in the work done for all steps at once), needs no masks and
+gets no relevance. The directions of a bidirectional layer are stacked on a leading axis ``D`` (the
+reverse direction's input reversed within each sequence) and run in ONE loop: every per-step op
+(a batched matmul, a few element-wise ops) serves both directions. The loop is bound by per-op
+overhead, not arithmetic, so the number of ops per step is what counts: 7 in the forward, 4 in the
+backward with ε and no bias shares (docs/lstm.md, "Speed"). Everything that does not depend on the
+recursion (input projections, stabilized denominators, gate ⊙ signal products, the input relevance)
+is computed for all steps at once.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ..core.stabilize import safe_divide, sign0, stabilize
 
 
 @dataclass
-class FusedSpec:
-    """Parameters of one LSTM layer-direction and of its rules."""
+class PackedLayout:
+    """Where each step's rows are in the packed layout; built once per forward (host lists, device indices)."""
 
-    weight_ih: Tensor  # (4d, e), PyTorch gate order i, f, g, o
-    weight_hh: Tensor  # (4d, d)
-    bias: Tensor | None  # (4d,) = b_ih + b_hh
+    batch_sizes: list[int]  # rows per step, non-increasing; batch_sizes[0] = B
+    offsets: list[int]  # first row of each step
+    step: Tensor  # (N,) step of each packed row
+    row: Tensor  # (N,) sequence (in the sorted order) of each packed row
+    last: Tensor  # (B,) packed row of each sequence's last step
+    reverse: Tensor  # (N,) packed row of the same sequence at its time-reversed step (its own inverse)
+    previous: Tensor  # (N,) row of the state buffers (initial states first) holding each row's previous state
+
+    @classmethod
+    def build(cls, batch_sizes: list[int], device) -> PackedLayout:
+        offsets, total = [], 0
+        for n in batch_sizes:
+            offsets.append(total)
+            total += n
+        sizes = torch.tensor(batch_sizes, device=device)
+        starts = torch.tensor(offsets, device=device)
+        step = torch.repeat_interleave(torch.arange(len(batch_sizes), device=device), sizes, output_size=total)
+        row = torch.arange(total, device=device) - starts[step]
+        lengths = (sizes[None, :] > torch.arange(batch_sizes[0], device=device)[:, None]).sum(1)  # (B,) sorted
+        last = starts[lengths - 1] + torch.arange(batch_sizes[0], device=device)
+        reverse = starts[lengths[row] - 1 - step] + row
+        before = torch.tensor([0] + offsets[:-1], device=device)  # first row of step t - 1
+        previous = torch.where(step == 0, row, batch_sizes[0] + before[step] + row)
+        return cls(list(batch_sizes), offsets, step, row, last, reverse, previous)
+
+    def per_sequence(self, values: Tensor) -> Tensor:
+        """``(D, N)`` per-row values summed per sequence: ``(D, B)``."""
+        return values.new_zeros(values.shape[0], self.batch_sizes[0]).index_add_(1, self.row, values)
+
+
+@dataclass
+class FusedSpec:
+    """Parameters of one LSTM layer (its directions stacked on a leading axis) and of its rules."""
+
+    weight_ih: Tensor  # (D, 4d, e), PyTorch gate order i, f, g, o
+    weight_hh: Tensor  # (D, 4d, d)
+    bias: Tensor | None  # (D, 4d) = b_ih + b_hh
     linear_epsilon: float
     linear_bias_factor: float
     linear_ignore_bias: bool
     sum_epsilon: float
     sum_bias_factor: float
-    #: active rows per step (non-increasing), or None when every sequence has the full length
-    batch_sizes: list[int] | None = None
-    #: (B,) lengths on the device, sorted decreasingly, with ``batch_sizes``
-    lengths: Tensor | None = None
-    record: object = None  # callable(relevance_out_sum, relevance_in_sum) for the conservation report
+    layout: PackedLayout
+    #: per direction, callable(relevance_out (B,), relevance_in (B,)) for the conservation report
+    record: list[Callable] = field(default_factory=list)
 
 
 def _divide(numerator: Tensor, denominator: Tensor, epsilon: float) -> Tensor:
@@ -54,123 +92,200 @@ def _divide(numerator: Tensor, denominator: Tensor, epsilon: float) -> Tensor:
     return numerator / denominator if epsilon > 0 else safe_divide(numerator, denominator)
 
 
-class FusedLSTMDirection(torch.autograd.Function):
-    """``forward(spec, x (T,B,e), h0 (B,d), c0 (B,d)) -> (out (T,B,d), h_n (B,d), c_n (B,d))``.
+class FusedLSTMLayer(torch.autograd.Function):
+    """``forward(spec, x (D,N,e), h0 (D,B,d), c0 (D,B,d)) -> (out (D,N,d), h_n (D,B,d), c_n (D,B,d))``.
 
-    With ``spec.batch_sizes`` the rows are sorted by decreasing length; ``out`` is 0 at padded steps.
+    ``x`` and ``out`` are packed data (``spec.layout``), the sequences sorted by decreasing length;
+    direction ``k`` of ``x`` is that direction's input in its own time order.
     """
 
     @staticmethod
     def forward(ctx, spec: FusedSpec, x: Tensor, h0: Tensor, c0: Tensor):
         ctx.set_materialize_grads(False)
-        steps, batch, _ = x.shape
-        d = spec.weight_hh.shape[1]
-        sizes = spec.batch_sizes or [batch] * steps
-        # tanh(x) = 2 sigmoid(2x) - 1, and sigmoid is ~3x faster than tanh on CPU: the g rows of the
-        # weights are doubled so that ONE sigmoid over all four blocks also gives g (exact up to rounding)
-        scale = torch.ones(4 * d, 1, dtype=x.dtype, device=x.device)
+        layout = spec.layout
+        sizes, offsets = layout.batch_sizes, layout.offsets
+        directions, rows, _ = x.shape
+        batch, d = sizes[0], spec.weight_hh.shape[2]
+        # tanh(x) = 2 sigmoid(2x) - 1, and sigmoid is ~3x faster than tanh on CPU: the g rows of the weights
+        # are doubled so that ONE sigmoid over all four blocks also gives g (exact up to rounding)
+        scale = x.new_ones(4 * d, 1)
         scale[2 * d:3 * d] = 2.0
-        w_hh_t = (spec.weight_hh * scale).t()
-        pre = F.linear(x, spec.weight_ih * scale, None if spec.bias is None else spec.bias * scale[:, 0])
-        zs = torch.empty_like(pre)  # pre-activations (g block doubled)
-        act = torch.empty_like(pre)  # sigmoids (the g block holds sigmoid(2 z_g))
-        g = x.new_empty(steps, batch, d)  # tanh of the candidate
-        cells = x.new_empty(steps + 1, batch, d)  # cells[t + 1] = c_t, cells[0] = c0
-        hidden = x.new_empty(steps + 1, batch, d)  # hidden[t + 1] = h_t
-        cells[0], hidden[0] = c0, h0
-        # (rows past their sequence's end are never written: the backward never reads them either)
-        for t in range(steps):
-            n = sizes[t]
-            z = torch.addmm(pre[t, :n], hidden[t, :n], w_hh_t, out=zs[t, :n])
-            a = torch.sigmoid(z, out=act[t, :n])
-            gt = torch.mul(a[:, 2 * d:3 * d], 2.0, out=g[t, :n]).sub_(1.0)
-            c = torch.addcmul(a[:, d:2 * d] * cells[t, :n], a[:, :d], gt, out=cells[t + 1, :n])
-            o = a[:, 3 * d:]
-            torch.addcmul(o.neg(), o, torch.sigmoid(c * 2.0), value=2.0, out=hidden[t + 1, :n])  # o tanh(c)
-        if spec.batch_sizes is None:
-            out, h_n, c_n = hidden[1:].clone(), hidden[steps].clone(), cells[steps].clone()
-        else:
-            out = hidden[1:].clone()
-            for t in range(steps):
-                out[t, sizes[t]:] = 0  # padded steps output 0 (as pad_packed_sequence)
-            rows = torch.arange(batch, device=x.device)
-            h_n, c_n = hidden[spec.lengths, rows], cells[spec.lengths, rows]
+        w_ih = spec.weight_ih * scale
+        w_hh_t = (spec.weight_hh * scale).transpose(1, 2)
+        pre = torch.bmm(x, w_ih.transpose(1, 2)) if spec.bias is None else \
+            torch.baddbmm((spec.bias * scale[:, 0])[:, None, :], x, w_ih.transpose(1, 2))
+        act = torch.empty_like(pre)  # sigmoids of all four blocks (the g block holds sigmoid(2 z_g))
+        # states: rows 0..B-1 hold the initial state, then the packed rows (row r of step t at B + r)
+        cells = x.new_empty(directions, batch + rows, d)
+        hidden = x.new_empty(directions, batch + rows, d)
+        cells[:, :batch], hidden[:, :batch] = c0, h0
+        _steps("forward")(pre, act, cells, hidden, w_hh_t, sizes, offsets, batch, d)
+        out = hidden[:, batch:].clone()
+        last = layout.last + batch
+        h_n, c_n = _rows(hidden, last), _rows(cells, last)
         ctx.spec = spec
-        ctx.save_for_backward(x, cells, hidden, act, g, zs)
+        ctx.save_for_backward(x, cells, hidden, act)
         return out, h_n, c_n
 
     @staticmethod
     def backward(ctx, r_out: Tensor | None, r_hn: Tensor | None, r_cn: Tensor | None):
         spec: FusedSpec = ctx.spec
-        x, cells, hidden, act, g, zs = ctx.saved_tensors
-        steps, batch, e = x.shape
-        d = spec.weight_hh.shape[1]
-        sizes = spec.batch_sizes or [batch] * steps
-        w_ih_g = spec.weight_ih[2 * d:3 * d]  # (d, e)
-        w_hh_g = spec.weight_hh[2 * d:3 * d]  # (d, d)
-        # step-independent parts, for all steps at once
-        c_all = cells[1:]
+        layout = spec.layout
+        sizes, offsets = layout.batch_sizes, layout.offsets
+        x, cells, hidden, act = ctx.saved_tensors
+        directions, rows, e = x.shape
+        batch, d = sizes[0], spec.weight_hh.shape[2]
+        i_, f_, g_ = (slice(k * d, (k + 1) * d) for k in range(3))
+        w_ih_g = spec.weight_ih[:, g_]  # (D, d, e)
+        w_hh_g = spec.weight_hh[:, g_]  # (D, d, d)
+        # step-independent parts, for all rows at once
+        prev_rows = layout.previous  # (built in the forward: no host-to-device copy in the backward)
+        c_all = cells[:, batch:]
         den_c = stabilize(c_all, spec.sum_epsilon)
-        fc = act[..., d:2 * d] * cells[:-1]  # f ⊙ c_{t-1}
-        ig = act[..., :d] * g  # i ⊙ g
-        z = zs[..., 2 * d:3 * d] * 0.5  # undo the doubling of the g block (exact)
-        b_g = None if spec.bias is None else spec.bias[2 * d:3 * d]
-        if b_g is not None and spec.linear_ignore_bias:
-            z, b_g = z - b_g, None
+        fc = act[..., f_] * _rows(cells, prev_rows)  # f ⊙ c_{t-1}
+        ig = act[..., i_] * act[..., g_].mul(2.0).sub_(1.0)  # i ⊙ g
+        # the pre-activation of g, recomputed for all rows at once (cheaper than keeping it step by step)
+        b_g = None if spec.bias is None or spec.linear_ignore_bias else spec.bias[:, None, g_]
+        z = torch.bmm(x, w_ih_g.transpose(1, 2)) if b_g is None else torch.baddbmm(b_g, x, w_ih_g.transpose(1, 2))
+        z.baddbmm_(_rows(hidden, prev_rows), w_hh_g.transpose(1, 2))
         den_z = stabilize(z, spec.linear_epsilon)
-        if spec.sum_bias_factor:
-            sign_c = sign0(c_all) * (spec.sum_bias_factor * spec.sum_epsilon / (2 * d))
-        if spec.linear_bias_factor:
-            share = spec.linear_epsilon * sign0(z)
-            if b_g is not None:
-                share = share + b_g
-            share = share * (spec.linear_bias_factor / (e + d))
-            kappa_all = x.new_zeros(steps, batch, 1)
-        r_h = x.new_zeros(batch, d) if r_hn is None else r_hn.clone()
-        r_c = x.new_zeros(batch, d) if r_cn is None else r_cn.clone()
-        s_all = x.new_zeros(steps, batch, d)
+        # rc[:, r] accumulates R(c_t) of packed row r: R(out) and R(h_n), R(c_n) arrive here, then R(c_t via c_{t+1})
+        # and R(h_t) from step t + 1 are added by the recursion before step t reads it
+        rc = x.new_zeros(directions, rows, d) if r_out is None else r_out.clone()
+        for arriving in (r_hn, r_cn):
+            if arriving is not None:
+                _add_rows(rc, layout.last, arriving)
+        r_h0 = x.new_zeros(directions, batch, d)
+        r_c0 = x.new_zeros(directions, batch, d)
+        s_all = x.new_zeros(directions, rows, d)
+        steps = len(sizes)
         if not (spec.sum_bias_factor or spec.linear_bias_factor) and spec.sum_epsilon and spec.linear_epsilon:
             # no shares: S = i g / (stab(z) stab(c)) · R(c_t) and R(c_{t-1}) = f c_{t-1} / stab(c) · R(c_t);
-            # both factors are known for all steps before the recursion: 5 small ops per step
-            to_s = ig / (den_z * den_c)
-            to_c = fc / den_c
-            for t in range(steps - 1, -1, -1):
-                n = sizes[t]
-                r_cell = r_c[:n] + r_h[:n]
-                if r_out is not None:
-                    r_cell += r_out[t, :n]
-                s = torch.mul(to_s[t, :n], r_cell, out=s_all[t, :n])
-                torch.mul(to_c[t, :n], r_cell, out=r_c[:n])
-                torch.mul(hidden[t, :n], s @ w_hh_g, out=r_h[:n])
+            # both factors are known for all rows before the recursion: 4 ops per step for all directions
+            to_s = ig.div_(den_z.mul_(den_c))
+            to_c = fc.div_(den_c)
+            _steps("backward")(rc, to_s, to_c, s_all, hidden, w_hh_g, sizes, offsets, batch, r_h0, r_c0)
         else:
+            if spec.sum_bias_factor:
+                sign_c = sign0(c_all).mul_(spec.sum_bias_factor * spec.sum_epsilon / (2 * d))
+            if spec.linear_bias_factor:
+                share = spec.linear_epsilon * sign0(z)
+                if b_g is not None:
+                    share = share + b_g
+                share = share * (spec.linear_bias_factor / (e + d))
+                kappa_all = x.new_zeros(directions, rows, 1)
             for t in range(steps - 1, -1, -1):
                 n = sizes[t]
-                r_cell = r_c[:n] + r_h[:n]
-                if r_out is not None:
-                    r_cell += r_out[t, :n]
-                q = _divide(r_cell, den_c[t, :n], spec.sum_epsilon)
-                r_g = ig[t, :n] * q
-                torch.mul(fc[t, :n], q, out=r_c[:n])  # r_c[:n] was read above: safe to overwrite
+                cur = slice(offsets[t], offsets[t] + n)
+                q = _divide(rc[:, cur], den_c[:, cur], spec.sum_epsilon)
+                r_g = ig[:, cur] * q
+                r_c = fc[:, cur] * q
                 if spec.sum_bias_factor:
-                    k = (sign_c[t, :n] * q).sum(1, keepdim=True)
-                    r_c[:n] += k
+                    k = (sign_c[:, cur] * q).sum(-1, keepdim=True)
+                    r_c += k
                     r_g += k
-                s = _divide(r_g, den_z[t, :n], spec.linear_epsilon)
-                s_all[t, :n] = s
-                torch.mul(hidden[t, :n], s @ w_hh_g, out=r_h[:n])
+                s = _divide(r_g, den_z[:, cur], spec.linear_epsilon)
+                s_all[:, cur] = s
+                h_prev = hidden[:, batch + offsets[t - 1]:batch + offsets[t - 1] + n] if t else hidden[:, :n]
+                r_h = h_prev * torch.bmm(s, w_hh_g)
                 if spec.linear_bias_factor:
-                    kappa = (share[t, :n] * s).sum(1, keepdim=True)
-                    kappa_all[t, :n] = kappa
-                    r_h[:n] += kappa
-        r_x = x * (s_all @ w_ih_g)
+                    kappa = (share[:, cur] * s).sum(-1, keepdim=True)
+                    kappa_all[:, cur] = kappa
+                    r_h += kappa
+                if t:
+                    back = slice(offsets[t - 1], offsets[t - 1] + n)
+                    rc[:, back] += r_h + r_c
+                else:
+                    r_h0[:, :n], r_c0[:, :n] = r_h, r_c
+        r_x = x * torch.bmm(s_all, w_ih_g)
         if spec.linear_bias_factor:
-            r_x = r_x + kappa_all
-        if spec.record is not None:
-            arriving = (None if r_out is None else r_out.sum(0), r_hn, r_cn)
-            spec.record(sum(_batch_sum(t) for t in arriving if t is not None),
-                        _batch_sum(r_x.sum(0)) + _batch_sum(r_h) + _batch_sum(r_c))
-        return None, r_x, r_h, r_c
+            r_x += kappa_all
+        if spec.record:
+            arriving = x.new_zeros(directions, rows) if r_out is None else r_out.sum(-1)
+            out_total = layout.per_sequence(arriving)
+            for state in (r_hn, r_cn):
+                if state is not None:
+                    out_total = out_total + state.sum(-1)
+            in_total = layout.per_sequence(r_x.sum(-1)) + r_h0.sum(-1) + r_c0.sum(-1)
+            for k, record in enumerate(spec.record):
+                record(out_total[k], in_total[k])
+        return None, r_x, r_h0, r_c0
 
 
-def _batch_sum(t: Tensor) -> Tensor:
-    return t.reshape(t.shape[0], -1).sum(1)
+def _rows(buffer: Tensor, index: Tensor) -> Tensor:
+    """``buffer[:, index]`` for ``(D, M, d)``: one ``index_select`` on the flat rows (much faster on CPU)."""
+    directions, size, d = buffer.shape
+    flat = _flat_index(index, directions, size)
+    return buffer.reshape(directions * size, d).index_select(0, flat).view(directions, index.shape[0], d)
+
+
+def _flat_index(index: Tensor, directions: int, size: int) -> Tensor:
+    if directions == 1:
+        return index
+    return (index[None, :] + size * torch.arange(directions, device=index.device)[:, None]).reshape(-1)
+
+
+def _add_rows(buffer: Tensor, index: Tensor, values: Tensor) -> None:
+    """``buffer[:, index] += values`` for ``(D, M, d)`` and distinct ``index``, on the flat rows."""
+    directions, size, d = buffer.shape
+    buffer.view(directions * size, d).index_add_(0, _flat_index(index, directions, size),
+                                                 values.reshape(-1, d))
+
+
+# The per-step loops. They run as TorchScript (``torch.jit.script``) when it is available: the loop then
+# runs in the TorchScript interpreter, without Python's per-op and per-slice overhead (measured in
+# docs/lstm.md, "Speed"); where scripting fails they run as the same Python functions.
+
+
+def _forward_steps(pre: Tensor, act: Tensor, cells: Tensor, hidden: Tensor, w_hh_t: Tensor, sizes: list[int],
+                   offsets: list[int], batch: int, d: int) -> None:
+    """The recursion of the forward: 9 ops per step for all directions (the pre-activations are not kept)."""
+    previous = 0
+    for t in range(len(sizes)):
+        n, start = sizes[t], offsets[t]
+        now = batch + start
+        a = torch.sigmoid(torch.baddbmm(pre[:, start:start + n], hidden[:, previous:previous + n], w_hh_t),
+                          out=act[:, start:start + n])
+        i = a[:, :, :d]
+        c = torch.mul(a[:, :, d:2 * d], cells[:, previous:previous + n], out=cells[:, now:now + n])
+        c.addcmul_(i, a[:, :, 2 * d:3 * d], value=2.0).sub_(i)  # + i (2 sigmoid(2 z_g) - 1) = + i g
+        o = a[:, :, 3 * d:]
+        torch.addcmul(o.neg(), o, torch.sigmoid(c * 2.0), value=2.0, out=hidden[:, now:now + n])  # o tanh(c)
+        previous = now
+
+
+def _backward_steps(rc: Tensor, to_s: Tensor, to_c: Tensor, s_all: Tensor, hidden: Tensor, w_hh_g: Tensor,
+                    sizes: list[int], offsets: list[int], batch: int, r_h0: Tensor, r_c0: Tensor) -> None:
+    """The recursion of the backward without shares: 4 ops per step for all directions."""
+    for t in range(len(sizes) - 1, -1, -1):
+        n, start = sizes[t], offsets[t]
+        r_cell = rc[:, start:start + n]
+        s = torch.mul(to_s[:, start:start + n], r_cell, out=s_all[:, start:start + n])
+        if t > 0:
+            back = offsets[t - 1]
+            r_prev = rc[:, back:back + n]
+            r_prev.addcmul_(hidden[:, batch + back:batch + back + n], torch.bmm(s, w_hh_g))
+            r_prev.addcmul_(to_c[:, start:start + n], r_cell)
+        else:
+            torch.mul(hidden[:, :n], torch.bmm(s, w_hh_g), out=r_h0[:, :n])
+            torch.mul(to_c[:, start:start + n], r_cell, out=r_c0[:, :n])
+
+
+#: False: run the loops as Python (tests compare both)
+USE_TORCHSCRIPT = True
+_LOOPS = {"forward": _forward_steps, "backward": _backward_steps}
+_SCRIPTED: dict = {}
+
+
+def _steps(name: str):
+    """The loop ``name``, scripted once per process (falls back to Python when scripting fails)."""
+    if not USE_TORCHSCRIPT:
+        return _LOOPS[name]
+    if name not in _SCRIPTED:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # (TorchScript's deprecation notice)
+                _SCRIPTED[name] = torch.jit.script(_LOOPS[name])
+        except Exception:  # noqa: BLE001 - no TorchScript in this build / environment: the same loop in Python
+            _SCRIPTED[name] = _LOOPS[name]
+    return _SCRIPTED[name]

@@ -26,7 +26,7 @@ from ..core.session import NoRuleError, Session, register_handler
 from ..core.stochastic import unwatched
 from ..core.views import View
 from .cells import CellRules, gru_direction, lstm_direction
-from .fused import FusedLSTMDirection, FusedSpec
+from .fused import FusedLSTMLayer, FusedSpec, PackedLayout
 
 _LINEAR, _PRODUCT = nn.Linear.__new__(nn.Linear), Product()  # (probes: the composite's rule for these types)
 GATE_LINEAR = "<recurrent linear>"
@@ -103,6 +103,9 @@ class RecurrentForward:
         #: the initial states created or detached here (leaves): their relevance is asked for explicitly
         self.initial_leaves: list[Tensor] = []
         self.tap_inverse: Tensor | None = None
+        self.layout: PackedLayout | None = None  # the fused path's packed layout, and the padded (T, B)
+        self.padded_shape: tuple[int, int] | None = None
+        self.sorted_indices: Tensor | None = None
         session.recurrent.append(self)
         desc = f"{module.mode}: linear {self.rules.linear!r}, sum {self.rules.sum!r}, product {self.rules.product!r}"
         session.assigned[name] = desc + (" [fused]" if self.fused else " [unrolled]")
@@ -114,6 +117,8 @@ class RecurrentForward:
             return self._forward(input, hx)
 
     def _forward(self, input, hx):
+        if self.fused:
+            return self._forward_fused(input, hx)
         m = self.module
         packed = isinstance(input, PackedSequence)
         cpu_lengths = sorted_lengths = batch_sizes = mask = order = inverse = None
@@ -210,18 +215,80 @@ class RecurrentForward:
             out, h = gru_direction(label, (w_ih, w_hh, b_ih, b_hh), x, h0, mask, self.rules, self.session.calls)
             return out, h, None
         bias = None if b_ih is None else b_ih + b_hh
-        if not self.fused:
-            return lstm_direction(label, (w_ih, w_hh, bias), x, h0, c0, mask, self.rules, self.session.calls)
-        call = LayerCall(label, "LSTM", self.rules.linear, View(self.module))
-        self.session.calls.append(call)
+        return lstm_direction(label, (w_ih, w_hh, bias), x, h0, c0, mask, self.rules, self.session.calls)
+
+    def _forward_fused(self, input, hx):
+        """All layers on the packed layout (padded input is the packed layout of equal lengths), the
+        directions of a layer in one :class:`FusedLSTMLayer`."""
+        m = self.module
+        packed = isinstance(input, PackedSequence)
+        order = inverse = None
+        if packed:
+            data, batch_sizes = input.data, input.batch_sizes.tolist()
+            order, inverse = input.sorted_indices, input.unsorted_indices
+            unbatched = False
+            batch, steps = batch_sizes[0], len(batch_sizes)
+        else:
+            unbatched = input.dim() == 2
+            x = input.unsqueeze(1) if unbatched else (input.transpose(0, 1) if m.batch_first else input)
+            steps, batch, _ = x.shape
+            data, batch_sizes = x.reshape(steps * batch, x.shape[2]), [batch] * steps
+        directions = 2 if m.bidirectional else 1
+        h0, c0 = self._initial_states(hx, batch, directions, data, unbatched)
+        if order is not None:  # user states are in batch order
+            h0, c0 = h0.index_select(1, order), c0.index_select(1, order)
+        layout = PackedLayout.build(batch_sizes, data.device)
+        self.layout, self.padded_shape, self.tap_inverse, self.sorted_indices = layout, (steps, batch), inverse, order
+        layer_input, h_n, c_n = data, [], []
+        for layer in range(m.num_layers):
+            parts = []
+            for direction in range(directions):
+                xin = Tap.apply(self.taps, ("input", 0, direction), layer_input) if layer == 0 else layer_input
+                parts.append(xin if direction == 0 else xin.index_select(0, layout.reverse))
+            spec = self._spec(layer, directions, layout)
+            span = slice(layer * directions, (layer + 1) * directions)
+            out, h, c = FusedLSTMLayer.apply(spec, torch.stack(parts), h0[span], c0[span])
+            outs = [out[0]] + ([out[1].index_select(0, layout.reverse)] if directions == 2 else [])
+            h_n.append(h)
+            c_n.append(c)
+            layer_input = outs[0] if directions == 1 else torch.cat(outs, -1)
+        h_n, c_n = torch.cat(h_n), torch.cat(c_n)
+        if inverse is not None:
+            h_n, c_n = h_n.index_select(1, inverse), c_n.index_select(1, inverse)
+        if packed:
+            output = PackedSequence(layer_input, input.batch_sizes, input.sorted_indices, input.unsorted_indices)
+        else:
+            output = layer_input.view(steps, batch, -1)
+            if unbatched:
+                output, h_n, c_n = output.squeeze(1), h_n.squeeze(1), c_n.squeeze(1)
+            elif m.batch_first:
+                output = output.transpose(0, 1)
+        return output, (h_n, c_n)
+
+    def _spec(self, layer: int, directions: int, layout: PackedLayout) -> FusedSpec:
+        weights = [self._weights(layer, direction) for direction in range(directions)]
+        w_ih = torch.stack([w[0] for w in weights])
+        w_hh = torch.stack([w[1] for w in weights])
+        bias = None if weights[0][2] is None else torch.stack([w[2] + w[3] for w in weights])
         lin, cell = self.rules.linear, self.rules.sum
-        spec = FusedSpec(w_ih, w_hh, bias, lin.epsilon, lin.bias_factor, lin.ignore_bias, cell.epsilon,
-                         cell.bias_factor, batch_sizes, lengths, record=lambda r_out, r_in: _record(call, r_out, r_in))
-        return FusedLSTMDirection.apply(spec, x, h0, c0)
+        records = []
+        for direction in range(directions):
+            label = f"{self.name}.l{layer}" + ("_reverse" if direction == 1 else "")
+            call = LayerCall(label, "LSTM", lin, View(self.module))
+            self.session.calls.append(call)
+            records.append(lambda r_out, r_in, call=call: _record(call, r_out, r_in))
+        return FusedSpec(w_ih, w_hh, bias, lin.epsilon, lin.bias_factor, lin.ignore_bias, cell.epsilon,
+                         cell.bias_factor, layout, records)
 
     def input_relevance(self, direction: int) -> Tensor | None:
         """Relevance of the first layer's input (T, B, e) that went through ``direction``, in batch order."""
         relevance = self.taps.get(("input", 0, direction))
+        if relevance is not None and self.fused:  # packed rows (N, e) -> padded (T, B, e) in the batch order
+            steps, batch = self.padded_shape
+            layout = self.layout
+            row = layout.row if self.tap_inverse is None else self.sorted_indices[layout.row]
+            padded = relevance.new_zeros(steps * batch, relevance.shape[-1])
+            return padded.index_copy_(0, layout.step * batch + row, relevance).view(steps, batch, -1)
         if relevance is not None and self.tap_inverse is not None:
             relevance = relevance.index_select(1, self.tap_inverse)
         return relevance
