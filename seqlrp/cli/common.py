@@ -194,3 +194,28 @@ def load_weights(model: nn.Module, path: str | os.PathLike, what: str, name: str
         raise CliError(f"{p} does not fit {name}: " + ", ".join(parts))
     model.load_state_dict(state)
     return model.eval()
+
+
+# --------------------------------------------------------------------------------------------- labels
+def read_labels(path: str | os.PathLike | None) -> list[str] | None:
+    """``--labels FILE``: one class name per line, in class-index order (blank lines at the end ignored)."""
+    if path is None:
+        return None
+    lines = read_text(path, "labels file").splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if not lines:
+        raise CliError(f"labels file {path} holds no class names; write one name per line, in class-index order")
+    blank = [i + 1 for i, line in enumerate(lines) if not line.strip()]
+    if blank:
+        raise CliError(f"labels file {path}: line {blank[0]} is blank; write one name per line, in class-index order")
+    return [line.strip() for line in lines]
+
+
+def check_label_count(labels: list[str] | None, classes: int, path) -> list[str] | None:
+    """The labels when there is one per class; else the CliError naming both counts and the fix."""
+    if labels is not None and len(labels) != classes:
+        raise CliError(f"labels file {path} has {len(labels)} lines but the model has {classes} classes; write "
+                       "exactly one class name per line, in class-index order")
+    return labels
+

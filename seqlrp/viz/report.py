@@ -264,7 +264,7 @@ class Report:
 
 
 def _cell(value):
-    if isinstance(value, (float, np.floating)) or (isinstance(value, (int, np.integer)) and not isinstance(value, bool)):
+    if isinstance(value, (float, np.floating, int, np.integer)) and not isinstance(value, bool):
         return number(value)
     if isinstance(value, torch.Tensor) and value.numel() == 1:
         return number(value.item())
