@@ -2,6 +2,7 @@
 
 from .colormaps import BWR, COLDNHOT, colorize, contrast_ratio, normalize, text_color
 from .image import grid, heat_scale, heatmap, overlay, perturbation_figure, png_data_uri, relevance_histogram, save_png
+from .notebook import explanation_html, show
 from .numbers import number
 from .report import Report
 from .scale import scale_html
@@ -13,6 +14,7 @@ __all__ = [
     "Report",
     "colorize",
     "contrast_ratio",
+    "explanation_html",
     "grid",
     "heat_scale",
     "heatmap",
@@ -25,6 +27,7 @@ __all__ = [
     "relevance_histogram",
     "save_png",
     "scale_html",
+    "show",
     "text_color",
     "token_html",
 ]
