@@ -25,8 +25,22 @@ EXIT_USAGE, EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 2, 3, 1, 130
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 
 
-class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """``--help``: every option's default shown, the examples in the epilog kept as written."""
+class Formatter(argparse.RawDescriptionHelpFormatter):
+    """``--help``: every option says its default (or that it is required), the examples in the epilog kept as
+    written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "(default:" in text or "%(default)" in text or not action.option_strings \
+                or isinstance(action, (argparse._HelpAction, argparse._VersionAction)):
+            return text
+        if action.required:
+            return text + " (required)"
+        if action.default is None:
+            return text + " (default: not set)"
+        if action.default is False and action.nargs == 0:
+            return text + " (default: off)"
+        return text + " (default: %(default)s)"
 
 
 class CliError(Exception):
