@@ -15,3 +15,13 @@ def test_notebook_example_runs(tmp_path, monkeypatch):
     assert namespace["attribution"].shape == namespace["images"].shape
     assert "class=\"scale\"" in namespace["html"]
     assert EXAMPLE.read_text().count("# %%") >= 6
+
+
+def test_docs_screenshots_are_small_and_referenced():
+    docs = Path(__file__).parents[2] / "docs"
+    shots = sorted((docs / "img").glob("*.png"))
+    assert {p.name for p in shots} >= {"report-text.png", "report-images.png"}
+    reports = (docs / "reports.md").read_text()
+    for shot in shots:
+        assert shot.stat().st_size <= 150_000, f"{shot.name} is {shot.stat().st_size} bytes"
+        assert f"img/{shot.name}" in reports
