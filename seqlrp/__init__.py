@@ -5,7 +5,8 @@
 >>> explanation = seqlrp.explain(model, torch.randn(2, 4), composite=seqlrp.ZeroEverywhere())
 """
 
-from . import baselines, cnn, dataset, evaluate, lstm, rules
+from . import baselines, cnn, dataset, evaluate, lstm, rules, viz
+from .attribution import Attribution, quantus_explain
 from .core import (
     FIRST,
     Composite,
@@ -24,6 +25,7 @@ from .lstm import TextExplanation, explain_text
 __version__ = "0.1.0"
 
 __all__ = [
+    "Attribution",
     "Composite",
     "Coverage",
     "CoverageWarning",
@@ -42,6 +44,8 @@ __all__ = [
     "explain_text",
     "groups",
     "lstm",
+    "quantus_explain",
     "report_dataset",
     "rules",
+    "viz",
 ]

@@ -25,8 +25,22 @@ EXIT_USAGE, EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 2, 3, 1, 130
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 
 
-class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """``--help``: every option's default shown, the examples in the epilog kept as written."""
+class Formatter(argparse.RawDescriptionHelpFormatter):
+    """``--help``: every option says its default (or that it is required), the examples in the epilog kept as
+    written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "(default:" in text or "%(default)" in text or not action.option_strings \
+                or isinstance(action, (argparse._HelpAction, argparse._VersionAction)):
+            return text
+        if action.required:
+            return text + " (required)"
+        if action.default is None:
+            return text + " (default: not set)"
+        if action.default is False and action.nargs == 0:
+            return text + " (default: off)"
+        return text + " (default: %(default)s)"
 
 
 class CliError(Exception):
@@ -194,3 +208,28 @@ def load_weights(model: nn.Module, path: str | os.PathLike, what: str, name: str
         raise CliError(f"{p} does not fit {name}: " + ", ".join(parts))
     model.load_state_dict(state)
     return model.eval()
+
+
+# --------------------------------------------------------------------------------------------- labels
+def read_labels(path: str | os.PathLike | None) -> list[str] | None:
+    """``--labels FILE``: one class name per line, in class-index order (blank lines at the end ignored)."""
+    if path is None:
+        return None
+    lines = read_text(path, "labels file").splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if not lines:
+        raise CliError(f"labels file {path} holds no class names; write one name per line, in class-index order")
+    blank = [i + 1 for i, line in enumerate(lines) if not line.strip()]
+    if blank:
+        raise CliError(f"labels file {path}: line {blank[0]} is blank; write one name per line, in class-index order")
+    return [line.strip() for line in lines]
+
+
+def check_label_count(labels: list[str] | None, classes: int, path) -> list[str] | None:
+    """The labels when there is one per class; else the CliError naming both counts and the fix."""
+    if labels is not None and len(labels) != classes:
+        raise CliError(f"labels file {path} has {len(labels)} lines but the model has {classes} classes; write "
+                       "exactly one class name per line, in class-index order")
+    return labels
+

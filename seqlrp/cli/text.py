@@ -11,12 +11,14 @@ from .common import (
     CliError,
     Formatter,
     build,
+    check_label_count,
     import_class,
     input_file,
     is_torchscript,
     load_weights,
     model_kwargs,
     parse_target,
+    read_labels,
     read_text,
     report_path,
 )
@@ -26,7 +28,7 @@ EPILOG = """examples:
       --vocab vocab.txt --input sentences.txt --out out/
   seqlrp explain-text --model model.pt --model-class seqlrp.lstm:BiLSTMClassifier --model-arg vocab_size=6 \\
       --model-arg embedding_dim=4 --model-arg hidden_size=3 --model-arg num_classes=2 --lengths \\
-      --vocab vocab.txt --input test.tsv --target 1 --out report.html"""
+      --vocab vocab.txt --input test.tsv --target 1 --labels classes.txt --compare --out report.html"""
 
 
 def add_parser(sub) -> None:
@@ -48,6 +50,10 @@ def add_parser(sub) -> None:
     text.add_argument("--lengths", action="store_true", help="call model(token_ids, lengths) instead of "
                                                              "model(token_ids)")
     text.add_argument("--unk", default="<unk>", help="the vocabulary's unknown-word token")
+    text.add_argument("--labels", metavar="FILE", help="class names, one per line in class-index order "
+                      "(default: classes shown as indices)")
+    text.add_argument("--compare", action="store_true",
+                      help="show LRP, gradient × input and gradient side by side for every sentence")
     text.add_argument("--out", default="report.html", help="a folder (report.html inside) or a .html file path")
     text.set_defaults(func=run)
 
@@ -106,12 +112,14 @@ def token_ids(sentences: list[list[str]], index: dict[str, int], unk: str) -> li
 
 def run(args) -> Path:
     from ..lstm import explain_text
+    from ..lstm.text import text_gradient, text_gradient_x_input
     from ..viz import Report
 
     out = report_path(args.out)
     target = parse_target(args.target)
+    labels = read_labels(args.labels)
     model = load_text_model(args)
-    sentences, labels = read_sentences(args.input)
+    sentences, true_labels = read_sentences(args.input)
     ids = token_ids(sentences, read_vocabulary(args.vocab), args.unk)
     # one batch per sentence length: no padding, so no line's explanation depends on the other lines
     by_length: dict[int, list[int]] = defaultdict(list)
@@ -123,11 +131,20 @@ def run(args) -> Path:
         lengths = torch.full((len(rows),), length, dtype=torch.long) if args.lengths else None
         result = explain_text(model, batch, target, lengths=lengths, epsilon=args.epsilon,
                               bias_factor=args.bias_factor, tokens=[sentences[r] for r in rows])
+        check_label_count(labels, result.output.shape[1], args.labels)
+        if args.compare:  # the baselines explain the class LRP explained
+            result = {f"LRP ε={args.epsilon}": result,
+                      "gradient × input": text_gradient_x_input(model, batch, result.target, lengths=lengths),
+                      "gradient² (sensitivity)": text_gradient(model, batch, result.target, lengths=lengths)}
         results.update({r: (result, j) for j, r in enumerate(rows)})
-    report = Report(f"seqlrp: {Path(args.model).name}", f"{len(sentences)} sentences from {args.input}")
+    report = Report(f"seqlrp: {Path(args.model).name}", f"{len(sentences)} sentences from {args.input}"
+                    + ("" if labels else "; classes as indices (pass --labels FILE for names)"), labels=labels)
     report.section("Token relevance")
     for i, sentence in enumerate(sentences):
         result, j = results[i]
-        report.add_text(result, j, sentence, true_label=labels[i], method=f"LRP ε={args.epsilon}",
-                        title=f"sentence {i + 1}")
+        if args.compare:
+            report.add_comparison(result, j, sentence, true_label=true_labels[i], title=f"sentence {i + 1}")
+        else:
+            report.add_text(result, j, sentence, true_label=true_labels[i], method=f"LRP ε={args.epsilon}",
+                            title=f"sentence {i + 1}")
     return report.save(out)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -15,6 +15,7 @@ from .coverage import Coverage, graph_coverage
 from .explanation import Explanation
 from .functional import FunctionalRules
 from .gating import mark_gated
+from .labels import check_labels
 from .session import NoRuleError, Session
 from .stochastic import StochasticForwardError, watch_stochastic
 
@@ -31,6 +32,7 @@ def explain(
     *,
     seed: str | Callable = "logit",
     record: str = "sums",
+    labels: Sequence[str] | None = None,
 ) -> Explanation:
     """Layer-wise relevance of ``inputs`` for the ``target`` outputs of ``model``.
 
@@ -50,6 +52,9 @@ def explain(
     record : {"sums", "full", "none"}
         What each layer records for :meth:`Explanation.conservation`: relevance in and out per sample
         (default), also ``sum |R_out|`` (the scale for judging rounding), or nothing (fastest).
+    labels : sequence of str, optional
+        Class names, one per output class (a wrong count is a ValueError); kept as ``.labels`` for reports
+        and the notebook view.
 
     Returns
     -------
@@ -72,7 +77,9 @@ def explain(
     canonical = composite.canonize(model)
     session = Session(composite.bind(canonical), record=record)
     wrapped = session.wrap(canonical)
-    return propagate(wrapped, inputs, target, seed, session)
+    result = propagate(wrapped, inputs, target, seed, session)
+    result.labels = check_labels(labels, result.output.shape[1])
+    return result
 
 
 def prepare(model: nn.Module, inputs: Tensor) -> nn.Module:

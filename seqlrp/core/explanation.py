@@ -44,6 +44,8 @@ class Explanation:
         Which rule went where, and which ops had none.
     seed : Tensor
         The relevance put on the output (e.g. the target logit), ``(B, C)``.
+    labels : list of str or None
+        Class names (one per class), when given: the reports and the notebook view show them.
     """
 
     relevance: Tensor
@@ -52,6 +54,7 @@ class Explanation:
     coverage: Coverage
     seed: Tensor | None = None
     calls: list[LayerCall] = field(default_factory=list, repr=False)
+    labels: list[str] | None = None
 
     @property
     def relevance_sum(self) -> Tensor:
@@ -81,4 +84,11 @@ class Explanation:
 
     def to(self, device: torch.device | str) -> Explanation:
         return Explanation(self.relevance.to(device), self.output.to(device), self.target.to(device),
-                           self.coverage, None if self.seed is None else self.seed.to(device), self.calls)
+                           self.coverage, None if self.seed is None else self.seed.to(device), self.calls,
+                           self.labels)
+
+    def _repr_html_(self) -> str:
+        """The notebook view (Jupyter): heatmaps or tokens with their colour scales, self-contained HTML."""
+        from ..viz.notebook import explanation_html
+
+        return explanation_html(self)

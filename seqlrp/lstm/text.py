@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -19,6 +19,7 @@ from ..core.copying import structural_copy, unwrap
 from ..core.coverage import Coverage, graph_coverage
 from ..core.explain import CoverageWarning, check_finite_relevance, run_forward, warn_unruled
 from ..core.explanation import Explanation
+from ..core.labels import check_labels
 from ..core.ops import Contraction, Product, Sum
 from ..core.rules.epsilon import Epsilon
 from ..core.rules.passthrough import Pass, WinnerTakesAll
@@ -134,6 +135,7 @@ def explain_text(
     seed: str | Callable = "logit",
     embedding: str | None = None,
     fused: bool = True,
+    labels: Sequence[str] | None = None,
 ) -> TextExplanation:
     """Token relevance of a text classifier: nn.Embedding -> nn.LSTM/nn.GRU -> ... -> logits.
 
@@ -166,6 +168,8 @@ def explain_text(
     fused : bool
         Use the fused LSTM path when the rules allow it (ε everywhere); False forces the unrolled
         composition of wrapped ops (same numbers, slower).
+    labels : sequence of str, optional
+        Class names, one per output class (a wrong count is a ValueError); kept as ``.labels``.
 
     Returns
     -------
@@ -174,8 +178,10 @@ def explain_text(
         ``.coverage``, ``.initial_state_relevance (B,)``, ``.direction_relevance (D, B, T, E)``.
     """
     session = Session(text_composite(rules, epsilon, bias_factor), fused=fused)
-    return run_text(model, token_ids, target, lengths=lengths, session=session, seed=seed, tokens=tokens,
-                    embedding=embedding)
+    result = run_text(model, token_ids, target, lengths=lengths, session=session, seed=seed, tokens=tokens,
+                      embedding=embedding)
+    result.labels = check_labels(labels, result.output.shape[1])
+    return result
 
 
 def run_text(model: nn.Module, token_ids: Tensor, target, *, lengths, session: Session | None, seed,

@@ -71,3 +71,36 @@ def colorize(normalized: np.ndarray, cmap="bwr") -> np.ndarray:
         return np.stack(channels, -1).round().astype(np.uint8)
     rgba = get_cmap(cmap)((values + 1.0) / 2.0)
     return (rgba[..., :3] * 255).round().astype(np.uint8)
+
+
+def relative_luminance(rgb) -> np.ndarray:
+    """WCAG 2 relative luminance of sRGB colours (``(..., 3)`` uint8 or 0-255 values), in [0, 1]."""
+    channels = np.asarray(rgb, dtype=np.float64) / 255.0
+    linear = np.where(channels <= 0.04045, channels / 12.92, ((channels + 0.055) / 1.055) ** 2.4)
+    return linear @ np.array([0.2126, 0.7152, 0.0722])
+
+
+def contrast_ratio(first, second) -> np.ndarray:
+    """WCAG 2 contrast ratio between two sRGB colours (1 to 21; AA for normal text needs >= 4.5)."""
+    a, b = relative_luminance(first), relative_luminance(second)
+    return (np.maximum(a, b) + 0.05) / (np.minimum(a, b) + 0.05)
+
+
+BLACK, WHITE = (0, 0, 0), (255, 255, 255)
+
+
+def text_color(background) -> np.ndarray:
+    """Black or white, whichever contrasts more with each background colour (``(..., 3)`` -> ``(..., 3)`` uint8).
+
+    One of the two always reaches at least 4.58:1 (the worst case is a background of luminance ~0.18), so
+    text on any colour of any colormap passes WCAG AA (4.5:1).
+    """
+    background = np.asarray(background)
+    black_wins = contrast_ratio(background, BLACK) >= contrast_ratio(background, WHITE)
+    return np.where(black_wins[..., None], np.array(BLACK, np.uint8), np.array(WHITE, np.uint8)).astype(np.uint8)
+
+
+def hex_color(rgb) -> str:
+    """``(r, g, b)`` -> ``#rrggbb``."""
+    r, g, b = (int(c) for c in rgb)
+    return f"#{r:02x}{g:02x}{b:02x}"

@@ -27,9 +27,31 @@ def _as_map(relevance) -> np.ndarray:
     return values
 
 
-def heatmap(relevance, cmap="bwr", normalization: str = "absmax", percentile: float = 99.5) -> np.ndarray:
-    """Relevance of one image -> an RGB uint8 array ``(H, W, 3)``, symmetric around 0 (white/black = 0)."""
-    return colorize(normalize(_as_map(relevance), normalization, percentile), cmap)
+def heat_scale(relevance, normalization: str = "absmax", percentile: float = 99.5) -> float:
+    """The relevance :func:`heatmap` draws at full colour: ``max |R|`` (``absmax``) or that percentile of ``|R|``."""
+    magnitude = np.abs(_as_map(relevance))
+    if not np.isfinite(magnitude).all():
+        raise ValueError("relevance contains NaN or Inf; cannot draw it")
+    if normalization == "percentile":
+        return float(np.percentile(magnitude, percentile)) if magnitude.size else 0.0
+    if normalization != "absmax":
+        raise ValueError(f"normalization must be 'absmax' or 'percentile', got {normalization!r}")
+    return float(magnitude.max()) if magnitude.size else 0.0
+
+
+def heatmap(relevance, cmap="bwr", normalization: str = "absmax", percentile: float = 99.5,
+            vmax: float | None = None) -> np.ndarray:
+    """Relevance of one image -> an RGB uint8 array ``(H, W, 3)``, symmetric around 0 (white/black = 0).
+
+    ``vmax``: the relevance drawn at full colour (larger values clipped), e.g. one scale shared by several
+    heatmaps; ``None``: from ``normalization`` (see :func:`heat_scale`).
+    """
+    values = _as_map(relevance)
+    if vmax is None:
+        return colorize(normalize(values, normalization, percentile), cmap)
+    if not np.isfinite(values).all():
+        raise ValueError("relevance contains NaN or Inf; cannot draw it")
+    return colorize(np.zeros_like(values) if vmax <= 0 else np.clip(values / vmax, -1.0, 1.0), cmap)
 
 
 def overlay(image, heat: np.ndarray, alpha: float = 0.6) -> np.ndarray:

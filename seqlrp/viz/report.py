@@ -1,22 +1,35 @@
 """One self-contained HTML report (jinja2 template shipped with the package; images as base64 PNG).
 
->>> report = Report("my model")
->>> report.add_text(explanation, 0, tokens=["a", "good", "film"], class_names=["neg", "pos"])
+>>> report = Report("my model", labels=["neg", "pos"])
+>>> report.add_text(explanation, 0, tokens=["a", "good", "film"])
+>>> report.add_comparison({"LRP": lrp, "gradient × input": gxi}, 0, tokens=["a", "good", "film"])
 >>> report.save("report.html")
+
+Every token and heatmap is drawn with a numeric colour scale: per example (``scale="per-example"``, the
+default: full colour = ``max |R|`` of that example) or shared (``scale="shared"``: one scale per section
+and method, so colours compare across examples). Each scale says which it is.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from ..core.labels import class_name
 from ..files import atomic_write
-from .image import figure_data_uri, heatmap, overlay, png_data_uri
-from .text import legend_html, token_html
+from .image import _as_map, figure_data_uri, heat_scale, heatmap, overlay, png_data_uri
+from .numbers import number
+from .scale import scale_html
+from .text import token_html
+
+SCALES = ("per-example", "shared")
 
 
 @dataclass
@@ -29,38 +42,82 @@ class _Section:
     pages: list[list[dict]] = field(default_factory=list)
 
 
-def _label(names, index) -> str:
-    if index is None:
-        return "–"
-    index = int(index)
-    return f"{names[index]} ({index})" if names is not None and index < len(names) else str(index)
+def _names(explanation, class_names):
+    return class_names if class_names is not None else getattr(explanation, "labels", None)
 
 
-def _example_meta(explanation, index: int, true_label, class_names, method: str) -> dict[str, Any]:
-    output = explanation.output[index]
-    target = int(explanation.target[index])
-    probability = float(torch.softmax(output.double(), -1)[target])
+def _panel(explanation, index: int, method: str) -> dict[str, Any]:
+    """The numbers of one explanation of one example: Σ relevance, the explained logit, the conservation Δ."""
     relevance_sum = float(explanation.relevance[index].sum())
+    target = int(explanation.target[index])
+    logit = float(explanation.output[index, target])
     if explanation.seed is not None:
-        delta = relevance_sum - float(explanation.seed[index].sum())
+        seed = float(explanation.seed[index].sum())
+        delta = relevance_sum - seed
         initial = getattr(explanation, "initial_state_relevance", None)
         if initial is not None:
             delta += float(initial[index])
     else:
-        delta = None
-    return {
-        "true_label": _label(class_names, true_label), "predicted": _label(class_names, int(output.argmax())),
-        "explained": _label(class_names, target), "probability": probability, "method": method,
-        "relevance_sum": relevance_sum, "delta": delta,
-        "coverage": list(explanation.coverage.rules.items()),
-    }
+        seed = delta = None
+    return {"method": method, "relevance_sum": number(relevance_sum), "seed": None if seed is None else number(seed),
+            "logit": number(logit), "delta": None if delta is None else number(delta),
+            "coverage": list(explanation.coverage.rules.items())}
+
+
+def _meta(explanation, index: int, true_label, names) -> dict[str, Any]:
+    output = explanation.output[index]
+    target = int(explanation.target[index])
+    probability = float(torch.softmax(output.double(), -1)[target])
+    return {"true_label": class_name(names, true_label), "predicted": class_name(names, int(output.argmax())),
+            "explained": class_name(names, target), "probability": number(probability)}
+
+
+def _tokens_of(explanation, index: int, tokens):
+    relevance = explanation.token_relevance[index]
+    if explanation.lengths is not None:
+        relevance = relevance[: int(explanation.lengths[index])]
+    if tokens is None and explanation.tokens is not None:
+        tokens = explanation.tokens[index]
+    if tokens is None:
+        tokens = [str(i) for i in range(len(relevance))]
+    if len(tokens) != len(relevance):
+        raise ValueError(f"example {index} has {len(relevance)} relevance values but {len(tokens)} tokens were "
+                         "given; pass exactly the explained tokens (with lengths=, padding is left out)")
+    return list(tokens), relevance.detach().cpu().double().numpy()
+
+
+def _picture(image) -> np.ndarray:
+    picture = image.detach().cpu().double().numpy() if isinstance(image, torch.Tensor) else np.asarray(image, float)
+    return picture
 
 
 class Report:
-    """Collects explained examples, tables and figures; renders one self-contained HTML file."""
+    """Collects explained examples, tables and figures; renders one self-contained HTML file.
 
-    def __init__(self, title: str = "seqlrp report", subtitle: str = "", cmap: str = "bwr", page_size: int = 50):
+    Parameters
+    ----------
+    title, subtitle : str
+        The report's heading.
+    cmap : str or Colormap
+        ``"bwr"`` (default) or ``"coldnhot"``.
+    page_size : int
+        Examples per page of a section.
+    labels : sequence of str, optional
+        Class names (one per class), shown wherever a class appears; ``class_names=`` of an ``add_*`` call,
+        or an explanation's ``.labels``, take precedence.
+    scale : {"per-example", "shared"}
+        The colour scale: full colour at each example's ``max |R|``, or one scale per section and method.
+    show_values : bool
+        Show each token's value under it when the report opens (the "show values" toggle's initial state).
+    """
+
+    def __init__(self, title: str = "seqlrp report", subtitle: str = "", cmap: str = "bwr", page_size: int = 50, *,
+                 labels: Sequence[str] | None = None, scale: str = "per-example", show_values: bool = False):
+        if scale not in SCALES:
+            raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
         self.title, self.subtitle, self.cmap, self.page_size = title, subtitle, cmap, page_size
+        self.labels = None if labels is None else [str(name) for name in labels]
+        self.scale, self.show_values = scale, show_values
         self.sections: list[_Section] = []
 
     def section(self, title: str, text: str | None = None) -> _Section:
@@ -71,59 +128,144 @@ class Report:
     def _current(self) -> _Section:
         return self.sections[-1] if self.sections else self.section("Examples")
 
+    def _names(self, explanation, class_names):
+        names = _names(explanation, class_names)
+        return names if names is not None else self.labels
+
     def add_text(self, explanation, index: int, tokens: list[str] | None = None, *, true_label=None,
                  class_names=None, method: str = "LRP", title: str | None = None) -> None:
-        """One explained sentence: tokens colored by relevance, with the numbers beside them."""
-        relevance = explanation.token_relevance[index]
-        if explanation.lengths is not None:
-            relevance = relevance[: int(explanation.lengths[index])]
-        if tokens is None and explanation.tokens is not None:
-            tokens = explanation.tokens[index]
-        if tokens is None:
-            tokens = [str(i) for i in range(len(relevance))]
-        if len(tokens) != len(relevance):
-            raise ValueError(f"example {index} has {len(relevance)} relevance values but {len(tokens)} tokens were "
-                             "given; pass exactly the explained tokens (with lengths=, padding is left out)")
-        meta = _example_meta(explanation, index, true_label, class_names, method)
-        section = self._current()
-        section.examples.append({"id": f"ex{len(section.examples)}", "title": title or f"example {index}",
-                                 "tokens": token_html(tokens, relevance, self.cmap), **meta})
+        """One explained sentence: tokens colored by relevance, their values on demand, a numeric colour scale."""
+        self.add_comparison({method: explanation}, index, tokens, true_label=true_label, class_names=class_names,
+                            title=title or f"example {index}")
 
     def add_image(self, explanation, index: int, image, *, true_label=None, class_names=None,
                   method: str = "LRP", title: str | None = None, normalization: str = "absmax") -> None:
-        """One explained image: the input, the heatmap and the overlay (embedded PNGs)."""
-        heat = heatmap(explanation.relevance[index], self.cmap, normalization)
-        picture = overlay(image, heat, alpha=0.0)
-        meta = _example_meta(explanation, index, true_label, class_names, method)
+        """One explained image: the input as the model sees it, the heatmap with its scale, the overlay."""
+        self.add_comparison({method: explanation}, index, image=image, true_label=true_label,
+                            class_names=class_names, title=title or f"image {index}", normalization=normalization)
+
+    def add_comparison(self, explanations: Mapping[str, Any], index: int, tokens: list[str] | None = None, *,
+                       image=None, true_label=None, class_names=None, title: str | None = None,
+                       normalization: str = "absmax") -> None:
+        """Several explainers of the same example side by side (e.g. LRP, gradient × input, gradient).
+
+        ``explanations``: method name -> explanation of the same inputs (text explanations with
+        ``.token_relevance``, or image / vector explanations with ``image=`` the input drawn once). Each
+        method has its own colour scale (their units differ).
+        """
+        if not explanations:
+            raise ValueError("explanations is empty; pass {method name: explanation}")
+        first = next(iter(explanations.values()))
+        names = self._names(first, class_names)
+        panels = []
+        for method, explanation in explanations.items():
+            if explanation.output.shape[0] != first.output.shape[0]:
+                raise ValueError(f"explanation {method!r} has {explanation.output.shape[0]} samples but "
+                                 f"{next(iter(explanations))!r} has {first.output.shape[0]}; explain the same inputs")
+            panel = _panel(explanation, index, str(method))
+            if getattr(explanation, "token_relevance", None) is not None:
+                panel["tokens"], panel["values"] = _tokens_of(explanation, index, tokens)
+            else:
+                if image is None:
+                    raise ValueError("add_image / add_comparison of an image explanation needs image= (the input "
+                                     "as the model sees it, (C, H, W))")
+                panel["map"] = _as_map(explanation.relevance[index])
+                panel["normalization"] = normalization
+            panels.append(panel)
         section = self._current()
         section.examples.append({
-            "id": f"ex{len(section.examples)}", "title": title or f"image {index}", **meta,
-            "images": [{"title": "input", "uri": png_data_uri(picture)},
-                       {"title": "relevance", "uri": png_data_uri(heat)},
-                       {"title": "overlay", "uri": png_data_uri(overlay(image, heat))}],
+            "id": f"ex{len(section.examples)}", "title": title or f"example {index}",
+            **_meta(first, index, true_label, names), "panels": panels,
+            "picture": None if image is None else _picture(image),
         })
 
     def add_table(self, header: list[str], rows: list[list], title: str | None = None) -> None:
+        """A table; floats are written with the report's one number format (three significant digits)."""
         section = self.section(title) if title else self._current()
         section.table = {"header": header, "rows": [[_cell(c) for c in row] for row in rows]}
 
     def add_figure(self, fig, title: str = "") -> None:
         self._current().figures.append({"title": title, "uri": figure_data_uri(fig)})
 
+    # ------------------------------------------------------------------------------------------ rendering
+    def _shared_scales(self, section: _Section) -> dict[tuple[str, str], float]:
+        scales: dict[tuple[str, str], float] = defaultdict(float)
+        for example in section.examples:
+            for panel in example["panels"]:
+                if "values" in panel:
+                    magnitude = float(np.abs(panel["values"]).max()) if len(panel["values"]) else 0.0
+                    scales["text", panel["method"]] = max(scales["text", panel["method"]], magnitude)
+                elif "map" in panel:
+                    magnitude = heat_scale(panel["map"], panel["normalization"])
+                    scales["image", panel["method"]] = max(scales["image", panel["method"]], magnitude)
+        return scales
+
+    def _draw(self, example: dict, shared: dict | None, count: int) -> dict:
+        panels = []
+        comparison = len(example["panels"]) > 1
+        for panel in example["panels"]:
+            drawn = {k: v for k, v in panel.items() if k not in ("values", "map", "tokens")}
+            kind = "text" if "values" in panel else "image"
+            if shared is not None:
+                vmax = shared[kind, panel["method"]]
+                caption = f"shared scale: one for the {count} examples of this section ({panel['method']})"
+            elif kind == "text":
+                vmax = float(np.abs(panel["values"]).max()) if len(panel["values"]) else 0.0
+                caption = "per-example scale: full colour = max |R| of this example" + (
+                    " and method" if comparison else "")
+            else:
+                vmax = heat_scale(panel["map"], panel["normalization"])
+                caption = ("per-example scale: full colour = " + ("max |R|" if panel["normalization"] == "absmax"
+                           else "a high percentile of |R| (larger values clipped)") + " of this image"
+                           + (" and method" if comparison else ""))
+            clipped = kind == "image" and shared is None and panel["normalization"] == "percentile"
+            drawn["scale"] = scale_html(self.cmap, vmax, caption, clipped=clipped)
+            if kind == "text":
+                drawn["tokens"] = token_html(panel["tokens"], panel["values"], self.cmap, vmax=vmax)
+            else:
+                heat = heatmap(panel["map"], self.cmap, vmax=vmax)
+                drawn["images"] = [{"title": "relevance", "uri": png_data_uri(heat)}]
+                if example["picture"] is not None:
+                    drawn["images"].append({"title": "overlay", "uri": png_data_uri(overlay(example["picture"], heat))})
+            panels.append(drawn)
+        inputs = []
+        if example["picture"] is not None:
+            picture = overlay(example["picture"], np.zeros((*_as_map(example["picture"]).shape, 3), np.uint8),
+                              alpha=0.0)
+            height, width = picture.shape[:2]
+            inputs.append({"title": f"input as the model sees it ({width}×{height})", "uri": png_data_uri(picture),
+                           "input": True})
+            if not comparison:  # the input beside its heatmap
+                panels[0]["images"] = inputs + panels[0]["images"]
+                inputs = []
+        return {**{k: v for k, v in example.items() if k not in ("panels", "picture")}, "panels": panels,
+                "inputs": inputs, "comparison": comparison}
+
     def render(self) -> str:
         env = Environment(loader=PackageLoader("seqlrp.viz", "templates"), autoescape=select_autoescape(["j2", "html"]))
+        sections = []
         for section in self.sections:
-            section.pages = [section.examples[i:i + self.page_size]
-                             for i in range(0, len(section.examples), self.page_size)]
+            shared = self._shared_scales(section) if self.scale == "shared" else None
+            drawn = [self._draw(example, shared, len(section.examples)) for example in section.examples]
+            sections.append({"title": section.title, "text": section.text, "table": section.table,
+                             "figures": section.figures,
+                             "pages": [drawn[i:i + self.page_size] for i in range(0, len(drawn), self.page_size)]})
         return env.get_template("report.html.j2").render(
-            title=self.title, subtitle=self.subtitle, sections=self.sections, legend=legend_html(self.cmap))
+            title=self.title, subtitle=self.subtitle, sections=sections, show_values=self.show_values,
+            scale=self.scale, has_tokens=any("tokens" in p for s in self.sections for e in s.examples
+                                             for p in e["panels"]))
 
     def save(self, path: str | Path) -> Path:
         """Write the report to ``path`` atomically (see :func:`seqlrp.files.atomic_write`)."""
         return atomic_write(path, self.render())
 
+    def _repr_html_(self) -> str:
+        return self.render()
+
 
 def _cell(value):
-    if isinstance(value, float):
-        return f"{value:.4g}"
+    if isinstance(value, (float, np.floating, int, np.integer)) and not isinstance(value, bool):
+        return number(value)
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return number(value.item())
     return value

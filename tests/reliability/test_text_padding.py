@@ -70,7 +70,7 @@ class Unpacked(nn.Module):
 def _example(html: str, words: list[str]) -> tuple[list[str], str]:
     """Token values and the probability of the example whose tokens are ``words``."""
     for block in html.split('<div class="example"')[1:]:
-        tokens = re.findall(r'title="([^"]+)">([^<]*)</span>', block)
+        tokens = re.findall(r'title="([^"]+)"><span class="word">([^<]*)</span>', block)
         if [t for _, t in tokens] == words:
             return [v for v, _ in tokens], re.search(r"\(p = ([0-9.]+)\)", block).group(1)
     raise AssertionError(f"no example with tokens {words}")

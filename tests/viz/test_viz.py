@@ -55,8 +55,9 @@ def test_tokens_are_escaped(token):
     html = str(token_html(["a", token, "b"], [0.1, -0.5, 1.0]))
     assert "<script>" not in html and "<img" not in html
     dom = html5lib.parse(html, namespaceHTMLElements=False)
-    spans = dom.findall(".//span")
-    assert [s.text for s in spans] == ["a", token, "b"]
+    words = dom.findall(".//span[@class='word']")
+    assert [s.text for s in words] == ["a", token, "b"]
+    assert [s.text for s in dom.findall(".//span[@class='value']")] == ["+0.100", "-0.500", "+1.00"]
 
 
 def test_rtl_and_unicode_tokens_intact():

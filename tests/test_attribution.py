@@ -1,0 +1,91 @@
+"""``seqlrp.Attribution``: Captum's ``attribute`` interface over explain / explain_text."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import seqlrp
+
+from .core.helpers import assert_unchanged, snapshot
+
+
+def _cnn():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 5)).eval()
+
+
+@pytest.mark.parametrize("target", [None, 3, [0, 1, 4], (2, 2, 2), np.array([4, 3, 0]), torch.tensor([1, 0, 2]),
+                                    torch.tensor(2), torch.tensor([[1], [0], [2]])])
+def test_attribute_matches_explain_for_every_captum_target_form(target):
+    model, x = _cnn(), torch.rand(3, 3, 8, 8)
+    before = snapshot(model)
+    relevance = seqlrp.Attribution(model, seqlrp.EpsilonEverywhere()).attribute(x, target=target)
+    assert isinstance(relevance, torch.Tensor) and relevance.shape == x.shape and relevance.dtype == x.dtype
+    expected_target = None if target is None else torch.as_tensor(np.asarray(target)).reshape(-1).long()
+    if expected_target is not None and expected_target.numel() == 1:
+        expected_target = int(expected_target)
+    expected = seqlrp.explain(model, x, expected_target, seqlrp.EpsilonEverywhere()).relevance
+    torch.testing.assert_close(relevance, expected)
+    assert_unchanged(model, before)
+
+
+def test_convergence_delta_and_baselines():
+    model, x = _cnn(), torch.rand(2, 3, 8, 8)
+    relevance, delta = seqlrp.Attribution(model).attribute(x, target=1, return_convergence_delta=True)
+    seed = model(x)[:, 1].detach()
+    torch.testing.assert_close(delta, relevance.flatten(1).sum(1) - seed)
+    gradient = seqlrp.Attribution(model, method="gradient_x_input").attribute(x, 1)
+    torch.testing.assert_close(gradient, seqlrp.baselines.gradient_x_input(model, x, 1).relevance)
+
+
+def test_additional_forward_args_are_passed_to_the_forward():
+    class Scaled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(4, 3)
+
+        def forward(self, x, scale):
+            return self.linear(x * scale)
+
+    model, x = Scaled().eval(), torch.randn(2, 4)
+    one = seqlrp.Attribution(model).attribute(x, 0, additional_forward_args=(torch.tensor(1.0),))
+    two = seqlrp.Attribution(model).attribute(x, 0, additional_forward_args=torch.tensor(2.0))
+    assert one.shape == x.shape and not torch.allclose(one, two)
+
+
+def test_token_ids_give_one_relevance_per_token():
+    torch.manual_seed(0)
+    model = seqlrp.lstm.BiLSTMClassifier(10, 4, 3, 2).double().eval()
+    ids, lengths = torch.tensor([[1, 2, 3], [4, 5, 0]]), torch.tensor([3, 2])
+    relevance = seqlrp.Attribution(model).attribute(ids, target=[1, 0], additional_forward_args=(lengths,))
+    expected = seqlrp.explain_text(model, ids, torch.tensor([1, 0]), lengths=lengths).token_relevance
+    assert relevance.shape == ids.shape
+    torch.testing.assert_close(relevance, expected)
+
+
+def test_bad_targets_and_inputs_are_clear_errors():
+    model, x = _cnn(), torch.rand(2, 3, 8, 8)
+    attribution = seqlrp.Attribution(model)
+    with pytest.raises(ValueError, match=r"one class index per sample \(2,\)"):
+        attribution.attribute(x, target=[1, 2, 3])
+    with pytest.raises(TypeError, match="integer class indices"):
+        attribution.attribute(x, target=torch.tensor([0.5, 1.0]))
+    with pytest.raises(ValueError, match="out of range"):
+        attribution.attribute(x, target=7)
+    with pytest.raises(TypeError, match="must be a torch.Tensor"):
+        attribution.attribute(x.numpy())
+    with pytest.raises(ValueError, match="method must be one of"):
+        seqlrp.Attribution(model, method="shap")
+
+
+def test_same_code_runs_captum_and_seqlrp():
+    captum = pytest.importorskip("captum.attr", reason="captum is not installed; the Captum side-by-side is skipped")
+    model, x = _cnn(), torch.rand(2, 3, 8, 8)
+    for method in (captum.InputXGradient(model), seqlrp.Attribution(model, method="gradient_x_input")):
+        attributions = method.attribute(x, target=[1, 3])
+        assert attributions.shape == x.shape
+    torch.testing.assert_close(captum.InputXGradient(model).attribute(x, target=[1, 3]),
+                               seqlrp.Attribution(model, method="gradient_x_input").attribute(x, target=[1, 3]))
