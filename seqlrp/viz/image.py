@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from ..files import atomic_write  # noqa: E402
-from .colormaps import colorize, normalize  # noqa: E402
+from .colormaps import colorize, get_cmap, normalize  # noqa: E402
 
 
 def _as_map(relevance) -> np.ndarray:
@@ -85,16 +85,30 @@ def save_png(rgb: np.ndarray, path: str | Path) -> Path:
 
 
 def grid(relevances, titles=None, cmap="bwr", ncols: int = 4, normalization: str = "absmax"):
-    """A matplotlib figure with one heatmap per explanation."""
+    """A matplotlib figure with one heatmap per explanation, each with its own colorbar in relevance units.
+
+    Each map has a per-example scale (full colour = its ``max |R|``, or the percentile with
+    ``normalization="percentile"``); the colorbar's five ticks run from ``-vmax`` to ``+vmax``.
+    """
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    colormap = get_cmap(cmap)
+    scales = [heat_scale(r, normalization) for r in relevances]
     maps = [heatmap(r, cmap, normalization) for r in relevances]
     rows = max(1, -(-len(maps) // ncols))
-    fig, axes = plt.subplots(rows, ncols, figsize=(2.2 * ncols, 2.2 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, ncols, figsize=(2.6 * ncols, 2.2 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    for i, rgb in enumerate(maps):
+    for i, (rgb, vmax) in enumerate(zip(maps, scales, strict=True)):
         axes.flat[i].imshow(rgb)
         if titles is not None:
             axes.flat[i].set_title(str(titles[i]), fontsize=8)
+        vmax = vmax if vmax > 0 else 1.0  # an all-zero map: white, on a unit scale
+        bar = fig.colorbar(ScalarMappable(Normalize(-vmax, vmax), colormap), ax=axes.flat[i], fraction=0.046,
+                           pad=0.04, ticks=np.linspace(-vmax, vmax, 5))
+        bar.ax.tick_params(labelsize=6)
+        bar.ax.yaxis.get_offset_text().set_fontsize(6)
     fig.tight_layout()
     return fig
 

@@ -113,3 +113,16 @@ def test_large_report_is_paginated(tmp_path):
     assert html.count('class="page"') == 200
     assert html.count(" hidden>") == 199
     assert len(html) < 60_000_000
+
+
+def test_grid_gives_every_heatmap_a_colorbar_in_relevance_units():
+    from seqlrp.viz import grid
+
+    maps = [torch.tensor([[0.5, -2.0], [1.0, 0.0]]), torch.zeros(2, 2), torch.tensor([[3e-4, 1e-4], [0.0, 0.0]])]
+    fig = grid(maps, titles=["a", "b", "c"], ncols=2)
+    bars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert len(bars) == len(maps)
+    # full colour at max |R| of each map: ticks -vmax .. +vmax
+    for bar, vmax in zip(bars, (2.0, 1.0, 3e-4), strict=True):
+        ticks = bar.get_yticks()
+        assert ticks.min() == pytest.approx(-vmax) and ticks.max() == pytest.approx(vmax)
