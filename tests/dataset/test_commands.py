@@ -201,6 +201,15 @@ def test_text_report_renders_escaped_in_chromium(files, tmp_path, capsys):
     assert rendered.find(".//title").text.startswith("seqlrp dataset report")  # the token did not run
     assert len(rendered.findall(".//span[@class='token focus']")) == len(focus)
     assert len(rendered.findall(".//img")) == 2
+    # a screenshot at 1400 px: drawn (not blank), the figures loaded
+    shot = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                           "--hide-scrollbars", f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1400,1400",
+                           f"--screenshot={tmp_path / 'report.png'}", (tmp_path / "report.html").as_uri()],
+                          capture_output=True, text=True, timeout=120)
+    assert shot.returncode == 0 and (tmp_path / "report.png").exists(), shot.stderr[-2000:]
+    with Image.open(tmp_path / "report.png") as picture:
+        pixels = np.asarray(picture.convert("RGB"), dtype=np.float64) / 255.0
+    assert pixels.shape[:2] == (1400, 1400) and pixels.std() > 0.05
 
 
 def test_images_and_their_report(tmp_path, capsys):
