@@ -30,25 +30,43 @@ def get_cmap(name: str | matplotlib.colors.Colormap):
         raise ValueError(f"unknown colormap {name!r}; choose one of {sorted(COLORMAPS)} or pass a Colormap") from None
 
 
-def normalize(relevance, method: str = "absmax", percentile: float = 99.5) -> np.ndarray:
-    """Scale relevance to [-1, 1] symmetrically around 0 (0 stays 0, signs are kept).
+def full_scale(relevance, method: str = "absmax", percentile: float = 99.5) -> float:
+    """The relevance drawn at full colour: ``max |R|`` (``absmax``) or that percentile of ``|R|``; 0 when empty.
 
-    ``absmax``: divide by max |R|. ``percentile``: divide by the given percentile of |R| and clip.
-    An all-zero map stays all zero.
+    Non-finite relevance cannot be drawn: ``ValueError``.
     """
     values = np.asarray(relevance, dtype=np.float64)
     if not np.isfinite(values).all():
         raise ValueError("relevance contains NaN or Inf; cannot draw it")
     magnitude = np.abs(values)
     if method == "absmax":
-        scale = magnitude.max() if magnitude.size else 0.0
-    elif method == "percentile":
-        scale = np.percentile(magnitude, percentile) if magnitude.size else 0.0
-    else:
-        raise ValueError(f"normalization must be 'absmax' or 'percentile', got {method!r}")
-    if scale == 0:
-        return np.zeros_like(values)
-    return np.clip(values / scale, -1.0, 1.0)
+        return float(magnitude.max()) if magnitude.size else 0.0
+    if method == "percentile":
+        return float(np.percentile(magnitude, percentile)) if magnitude.size else 0.0
+    raise ValueError(f"normalization must be 'absmax' or 'percentile', got {method!r}")
+
+
+def scaled(relevance, normalization: str = "absmax", vmax: float | None = None,
+           percentile: float = 99.5) -> np.ndarray:
+    """``relevance`` in [-1, 1]: divided by ``vmax`` (clipped) when given, else by :func:`full_scale`.
+
+    An all-zero map (or ``vmax <= 0``) stays all zero.
+    """
+    values = np.asarray(relevance, dtype=np.float64)
+    if vmax is None:
+        vmax = full_scale(values, normalization, percentile)
+    elif not np.isfinite(values).all():
+        raise ValueError("relevance contains NaN or Inf; cannot draw it")
+    return np.zeros_like(values) if vmax <= 0 else np.clip(values / vmax, -1.0, 1.0)
+
+
+def normalize(relevance, method: str = "absmax", percentile: float = 99.5) -> np.ndarray:
+    """Scale relevance to [-1, 1] symmetrically around 0 (0 stays 0, signs are kept).
+
+    ``absmax``: divide by max |R|. ``percentile``: divide by the given percentile of |R| and clip.
+    An all-zero map stays all zero.
+    """
+    return scaled(relevance, method, percentile=percentile)
 
 
 def colorize(normalized: np.ndarray, cmap="bwr") -> np.ndarray:

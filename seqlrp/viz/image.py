@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from ..files import atomic_write  # noqa: E402
-from .colormaps import colorize, get_cmap, normalize  # noqa: E402
+from .colormaps import colorize, full_scale, get_cmap, scaled  # noqa: E402
 
 
 def _as_map(relevance) -> np.ndarray:
@@ -29,14 +29,7 @@ def _as_map(relevance) -> np.ndarray:
 
 def heat_scale(relevance, normalization: str = "absmax", percentile: float = 99.5) -> float:
     """The relevance :func:`heatmap` draws at full colour: ``max |R|`` (``absmax``) or that percentile of ``|R|``."""
-    magnitude = np.abs(_as_map(relevance))
-    if not np.isfinite(magnitude).all():
-        raise ValueError("relevance contains NaN or Inf; cannot draw it")
-    if normalization == "percentile":
-        return float(np.percentile(magnitude, percentile)) if magnitude.size else 0.0
-    if normalization != "absmax":
-        raise ValueError(f"normalization must be 'absmax' or 'percentile', got {normalization!r}")
-    return float(magnitude.max()) if magnitude.size else 0.0
+    return full_scale(_as_map(relevance), normalization, percentile)
 
 
 def heatmap(relevance, cmap="bwr", normalization: str = "absmax", percentile: float = 99.5,
@@ -46,16 +39,12 @@ def heatmap(relevance, cmap="bwr", normalization: str = "absmax", percentile: fl
     ``vmax``: the relevance drawn at full colour (larger values clipped), e.g. one scale shared by several
     heatmaps; ``None``: from ``normalization`` (see :func:`heat_scale`).
     """
-    values = _as_map(relevance)
-    if vmax is None:
-        return colorize(normalize(values, normalization, percentile), cmap)
-    if not np.isfinite(values).all():
-        raise ValueError("relevance contains NaN or Inf; cannot draw it")
-    return colorize(np.zeros_like(values) if vmax <= 0 else np.clip(values / vmax, -1.0, 1.0), cmap)
+    return colorize(scaled(_as_map(relevance), normalization, vmax, percentile), cmap)
 
 
-def overlay(image, heat: np.ndarray, alpha: float = 0.6) -> np.ndarray:
-    """Blend a heatmap over the input image (``(C, H, W)`` or ``(H, W)``, any range: rescaled to [0, 1])."""
+def picture_rgb(image) -> np.ndarray:
+    """An input image as ``(H, W, 3)`` floats in [0, 1]: ``(C, H, W)``, ``(H, W, C)`` or ``(H, W)``, any range,
+    rescaled by its own min and max (a constant image is black)."""
     picture = image.detach().cpu().double().numpy() if isinstance(image, torch.Tensor) else np.asarray(image, float)
     if picture.ndim == 3:
         picture = picture.transpose(1, 2, 0) if picture.shape[0] in (1, 3) else picture
@@ -64,9 +53,17 @@ def overlay(image, heat: np.ndarray, alpha: float = 0.6) -> np.ndarray:
     if picture.ndim == 2:
         picture = np.repeat(picture[..., None], 3, -1)
     low, high = picture.min(), picture.max()
-    picture = (picture - low) / (high - low) if high > low else np.zeros_like(picture)
-    blended = (1 - alpha) * picture + alpha * heat.astype(np.float64) / 255.0
-    return (blended * 255).round().clip(0, 255).astype(np.uint8)
+    return (picture - low) / (high - low) if high > low else np.zeros_like(picture)
+
+
+def to_uint8(rgb: np.ndarray) -> np.ndarray:
+    """``(H, W, 3)`` floats in [0, 1] -> uint8."""
+    return (rgb * 255).round().clip(0, 255).astype(np.uint8)
+
+
+def overlay(image, heat: np.ndarray, alpha: float = 0.6) -> np.ndarray:
+    """Blend a heatmap over the input image (``(C, H, W)`` or ``(H, W)``, any range: rescaled to [0, 1])."""
+    return to_uint8((1 - alpha) * picture_rgb(image) + alpha * heat.astype(np.float64) / 255.0)
 
 
 def png_bytes(rgb: np.ndarray) -> bytes:
@@ -95,7 +92,7 @@ def grid(relevances, titles=None, cmap="bwr", ncols: int = 4, normalization: str
 
     colormap = get_cmap(cmap)
     scales = [heat_scale(r, normalization) for r in relevances]
-    maps = [heatmap(r, cmap, normalization) for r in relevances]
+    maps = [heatmap(r, cmap, vmax=vmax) for r, vmax in zip(relevances, scales, strict=True)]
     rows = max(1, -(-len(maps) // ncols))
     fig, axes = plt.subplots(rows, ncols, figsize=(2.6 * ncols, 2.2 * rows), squeeze=False)
     for ax in axes.flat:

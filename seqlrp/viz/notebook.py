@@ -8,13 +8,13 @@ matplotlib figure with a colorbar.
 from __future__ import annotations
 
 import numpy as np
-import torch
 from markupsafe import Markup, escape
 
 from ..core.labels import class_name
-from .colormaps import get_cmap
-from .image import _as_map, heat_scale, heatmap, png_data_uri
+from .colormaps import full_scale, get_cmap
+from .image import _as_map, heat_scale, heatmap, picture_rgb, png_data_uri
 from .numbers import number
+from .report import _meta
 from .scale import scale_html
 from .text import token_html
 
@@ -56,23 +56,21 @@ def _tokens(explanation, index: int) -> tuple[list[str], np.ndarray]:
 
 
 def _example_html(explanation, index: int, cmap) -> str:
-    target = int(explanation.target[index])
-    probability = float(torch.softmax(explanation.output[index].double(), -1)[target])
-    predicted = class_name(explanation.labels, int(explanation.output[index].argmax()))
-    meta = (f"example {index} · explained: <b>{escape(class_name(explanation.labels, target))}</b> "
-            f"(p = {number(probability)}) · predicted: {escape(predicted)}"
+    classes = _meta(explanation, index, None, explanation.labels)
+    meta = (f"example {index} · explained: <b>{escape(classes['explained'])}</b> "
+            f"(p = {classes['probability']}) · predicted: {escape(classes['predicted'])}"
             f" · Σ relevance = {number(float(explanation.relevance[index].sum()))}")
     caption = "per-example scale: full colour = max |R| of this example"
     if _is_text(explanation):
         tokens, values = _tokens(explanation, index)
-        vmax = float(np.abs(values).max()) if len(values) else 0.0
+        vmax = full_scale(values)
         body = str(token_html(tokens, values, cmap, vmax=vmax))
     elif _is_image(explanation):
         vmax = heat_scale(explanation.relevance[index])
         body = f'<img alt="relevance" src="{png_data_uri(heatmap(explanation.relevance[index], cmap, vmax=vmax))}">'
     else:  # a vector input: one chip per feature
         values = explanation.relevance[index].detach().cpu().double().numpy().ravel()
-        vmax = float(np.abs(values).max()) if len(values) else 0.0
+        vmax = full_scale(values)
         body = str(token_html([f"x{i}" for i in range(len(values))], values, cmap, vmax=vmax))
     return f'<div class="ex"><div class="meta">{meta}</div>{body}{scale_html(cmap, vmax, caption)}</div>'
 
@@ -111,10 +109,7 @@ def show(explanation, index: int = 0, image=None, cmap="bwr", ax=None):
         else:
             fig, axes = ax.figure, [ax]
         if image is not None and len(axes) > 1:
-            picture = image.detach().cpu().double().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
-            picture = picture.transpose(1, 2, 0) if picture.ndim == 3 and picture.shape[0] in (1, 3) else picture
-            low, high = picture.min(), picture.max()
-            axes[0].imshow(np.squeeze((picture - low) / (high - low) if high > low else picture), cmap="gray")
+            axes[0].imshow(picture_rgb(image))
             axes[0].set_title("input", fontsize=9)
             axes[0].axis("off")
         target_ax = axes[-1]
@@ -125,7 +120,7 @@ def show(explanation, index: int = 0, image=None, cmap="bwr", ax=None):
         tokens, values = _tokens(explanation, index) if _is_text(explanation) else (
             None, explanation.relevance[index].detach().cpu().double().numpy().ravel())
         tokens = tokens or [f"x{i}" for i in range(len(values))]
-        vmax = float(np.abs(values).max()) or 1.0
+        vmax = full_scale(values) or 1.0
         if ax is None:
             fig, target_ax = plt.subplots(figsize=(max(4.0, 0.45 * len(values) + 1.5), 3.0))
         else:

@@ -24,7 +24,8 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from ..core.labels import class_name
 from ..files import atomic_write
-from .image import _as_map, figure_data_uri, heat_scale, heatmap, overlay, png_data_uri
+from .colormaps import full_scale
+from .image import _as_map, figure_data_uri, heat_scale, heatmap, overlay, picture_rgb, png_data_uri, to_uint8
 from .numbers import number
 from .scale import scale_html
 from .text import token_html
@@ -193,7 +194,7 @@ class Report:
         for example in section.examples:
             for panel in example["panels"]:
                 if "values" in panel:
-                    magnitude = float(np.abs(panel["values"]).max()) if len(panel["values"]) else 0.0
+                    magnitude = full_scale(panel["values"])
                     scales["text", panel["method"]] = max(scales["text", panel["method"]], magnitude)
                 elif "map" in panel:
                     magnitude = heat_scale(panel["map"], panel["normalization"])
@@ -210,7 +211,7 @@ class Report:
                 vmax = shared[kind, panel["method"]]
                 caption = f"shared scale: one for the {count} examples of this section ({panel['method']})"
             elif kind == "text":
-                vmax = float(np.abs(panel["values"]).max()) if len(panel["values"]) else 0.0
+                vmax = full_scale(panel["values"])
                 caption = "per-example scale: full colour = max |R| of this example" + (
                     " and method" if comparison else "")
             else:
@@ -230,8 +231,7 @@ class Report:
             panels.append(drawn)
         inputs = []
         if example["picture"] is not None:
-            picture = overlay(example["picture"], np.zeros((*_as_map(example["picture"]).shape, 3), np.uint8),
-                              alpha=0.0)
+            picture = to_uint8(picture_rgb(example["picture"]))
             height, width = picture.shape[:2]
             inputs.append({"title": f"input as the model sees it ({width}×{height})", "uri": png_data_uri(picture),
                            "input": True})

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from markupsafe import Markup, escape
 
-from .colormaps import colorize, hex_color, normalize, text_color
+from .colormaps import colorize, hex_color, scaled, text_color
 from .numbers import number
 from .scale import scale_html
 
@@ -15,15 +15,6 @@ def _values(relevance) -> np.ndarray:
     if isinstance(relevance, torch.Tensor):
         return relevance.detach().cpu().double().numpy()
     return np.asarray(relevance, dtype=np.float64)
-
-
-def scaled(values: np.ndarray, normalization: str = "absmax", vmax: float | None = None) -> np.ndarray:
-    """``values`` in [-1, 1]: divided by ``vmax`` (clipped) when given, else normalized per ``normalization``."""
-    if vmax is None:
-        return normalize(values, normalization)
-    if not np.isfinite(values).all():
-        raise ValueError("relevance contains NaN or Inf; cannot draw it")
-    return np.zeros_like(values) if vmax <= 0 else np.clip(values / vmax, -1.0, 1.0)
 
 
 def token_colors(relevance, cmap="bwr", normalization: str = "absmax", vmax: float | None = None) -> list[str]:
