@@ -93,6 +93,18 @@ def structural_copy(module: nn.Module, memo: dict[int, nn.Module] | None = None)
     return new
 
 
+def is_private_copy(copy: nn.Module, original: nn.Module) -> bool:
+    """Whether no module object of ``copy`` is a module of ``original`` (their tensors may be shared).
+
+    Then ``copy`` may be changed (a forward set, parameters replaced in its own ``_parameters``) without
+    touching ``original``: :func:`shallow_copy` gives every copied module fresh containers.
+    """
+    if copy is original:
+        return False
+    theirs = {id(m) for m in original.modules()}
+    return not any(id(m) in theirs for m in copy.modules())
+
+
 def record_outputs(model: nn.Module, select=lambda name, module: True, value=lambda inputs, output: output) -> dict:
     """Register forward hooks on ``model`` (a copy!) storing ``value(inputs, output)`` per qualified name.
 

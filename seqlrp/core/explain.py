@@ -76,7 +76,7 @@ def explain(
     composite = as_composite(composite)
     canonical = composite.canonize(model)
     session = Session(composite.bind(canonical), record=record)
-    wrapped = session.wrap(canonical)
+    wrapped = session.wrap(canonical, private_to=model)
     result = propagate(wrapped, inputs, target, seed, session)
     result.labels = check_labels(labels, result.output.shape[1])
     return result

@@ -111,6 +111,10 @@ class ProductView(View):
     #: which inputs are the gate (they receive no relevance)
     silent = (0,)
 
+    def output_nonnegative(self, inputs_nonnegative):
+        # a non-negative gate (sigmoid, softmax) times a non-negative signal (squeeze-excitation after a ReLU)
+        return len(inputs_nonnegative) == 2 and all(inputs_nonnegative)
+
 
 class ContractionView(View):
     """View of :class:`Contraction`: ``(gate, signal) -> fn(gate, signal)``, linear in the signal."""

@@ -8,7 +8,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from .composites import Composite
-from .copying import structural_copy
+from .copying import is_private_copy, structural_copy
 from .function import LayerCall, LRPFunction
 from .views import ROUTING, View, view_of
 
@@ -45,14 +45,19 @@ class Session:
         self._first_taken = False
 
     # wrapping -------------------------------------------------------------------------------
-    def wrap(self, model: nn.Module) -> nn.Module:
+    def wrap(self, model: nn.Module, private_to: nn.Module | None = None) -> nn.Module:
         """A structural copy of ``model`` whose layers run through their rules.
 
         The copy's parameters are detached twins (same storage, ``requires_grad=False``): in its forward
         only tensors that depend on the explained input require grad, which is how functional ops tell
         signals from constants (a weight ``W.T`` is a constant).
+
+        ``private_to``: the user's model, when ``model`` is a copy made from it (a canonized model). If no
+        module object of ``model`` belongs to the user's, ``model`` itself is wrapped (one copy less);
+        otherwise it is copied as always.
         """
-        copy = structural_copy(model)
+        private = private_to is not None and is_private_copy(model, private_to)
+        copy = model if private else structural_copy(model)
         for name, module in copy.named_modules(remove_duplicate=True):
             _detach_parameters(module)
             self._wrap_module(name or type(model).__name__, module)

@@ -191,8 +191,12 @@ class ConvView(LinearView):
         return grad_input
 
     def vjp_pair(self, grad1, weight1, grad2, weight2, x):
-        """Both transposes in ONE convolution_backward: output channels concatenated per group."""
-        if not self._direct:
+        """Both transposes in ONE convolution_backward: output channels concatenated per group.
+
+        Grouped convolutions (depthwise) take two: with two output channels per group oneDNN leaves its
+        fast depthwise kernel (measured 4-20x slower than two calls).
+        """
+        if not self._direct or self.module.groups > 1:
             return super().vjp_pair(grad1, weight1, grad2, weight2, x)
         g = self.module.groups
         out_ch = weight1.shape[0]

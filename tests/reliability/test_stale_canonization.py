@@ -154,10 +154,25 @@ def test_changes_the_module_structure_fallback_cannot_follow_are_refused():
     model = _Untraceable(_densenet_edited(FOLLOWED["densenet ReLU -> ELU"]))
     with untouched(model), pytest.raises(CanonizationError, match=r"denselayer1.relu1' is a ELU"):
         seqlrp.explain(model, X, composite=EpsilonPlusFlat())
+    # a Conv2d subclass before the BN: not fused, the BN kept as an explicit per-channel affine layer
     seq = _Untraceable(_subclassed_sequential())
-    with untouched(seq), pytest.raises(CanonizationError, match=r"could not fuse the batch norm\(s\) \['inner.1'\]: "
+    with untouched(seq):
+        result = seqlrp.explain(seq, X, composite=EpsilonPlusFlat())
+    assert result.coverage.complete and "ChannelAffine" in " ".join(result.coverage.rules.values())
+    with torch.no_grad():
+        torch.testing.assert_close(result.output, seq(X), rtol=1e-10, atol=1e-10)
+    # a BN subclass (its own forward) cannot be read as an affine layer: refused, naming it and the trace failure
+    inner = _subclassed_sequential()
+    inner[1] = randomize_batchnorm(nn.Sequential(_ShiftedBatchNorm(4))).double().eval()[0]
+    bad = _Untraceable(inner)
+    with untouched(bad), pytest.raises(CanonizationError, match=r"could not fuse the batch norm\(s\) \['inner.1'\]: "
                                                                r"torch.fx could not trace the model"):
-        seqlrp.explain(seq, X, composite=EpsilonPlusFlat())
+        seqlrp.explain(bad, X, composite=EpsilonPlusFlat())
+
+
+class _ShiftedBatchNorm(nn.BatchNorm2d):
+    def forward(self, x):
+        return super().forward(x) + 1
 
 
 def test_hooks_on_rebuilt_modules_are_refused_and_kept_on_copied_ones():

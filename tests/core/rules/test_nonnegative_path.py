@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 import seqlrp
+from seqlrp.cnn import EpsilonPlus
 from seqlrp.core.function import known_nonnegative
 
 from .reference import explicit_matrix, lrp_matrix
@@ -55,3 +56,41 @@ def test_alpha_beta_float32_unit_without_positive_part_stays_clean():
     r = seqlrp.explain(lin, x, target=0, composite=composite).relevance
     # unit 0 has no positive contribution: z+ relevance is exactly 0 (stabilized denominator, zero numerator)
     assert torch.equal(r, torch.zeros_like(r))
+
+
+class _SqueezeExcite(nn.Module):
+    """ReLU features times a sigmoid gate (RegNetY's squeeze-excitation), then a conv."""
+
+    def __init__(self, gate_after_relu: bool = True):
+        super().__init__()
+        self.conv1, self.fc, self.conv2 = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 4, 1), nn.Conv2d(4, 2, 1)
+        self.gate_after_relu = gate_after_relu
+
+    def forward(self, x):
+        h = self.conv1(x)
+        h = torch.relu(h) if self.gate_after_relu else torch.tanh(h)
+        g = torch.sigmoid(self.fc(h.mean((2, 3), keepdim=True)))
+        return self.conv2(h * g).flatten(1)
+
+
+@pytest.mark.parametrize("after_relu", [True, False])
+def test_gated_product_of_nonnegative_factors_is_known_nonnegative(after_relu):
+    """ReLU signal x sigmoid gate >= 0: the next conv takes the one-sign z+ path, with the same relevance."""
+    torch.manual_seed(5)
+    model = _SqueezeExcite(after_relu).double().eval()
+    x = torch.randn(2, 3, 6, 6, dtype=torch.float64)
+    composite = EpsilonPlus()  # (the functional mean, sigmoid and product get their rules)
+    result = seqlrp.explain(model, x, target=0, composite=composite)
+    conv2 = next(c for c in result.calls if c.name == "conv2")
+    assert conv2.nonnegative == (after_relu,)
+    # the same numbers as the two-sign form (the hint only skips the empty a- half)
+    import seqlrp.core.function as function
+
+    real = function.known_nonnegative
+    function.known_nonnegative = lambda t, budget=32: False
+    try:
+        full = seqlrp.explain(model, x, target=0, composite=composite)
+    finally:
+        function.known_nonnegative = real
+    assert next(c for c in full.calls if c.name == "conv2").nonnegative == (False,)
+    torch.testing.assert_close(result.relevance, full.relevance, rtol=1e-12, atol=1e-14)

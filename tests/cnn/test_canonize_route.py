@@ -1,0 +1,133 @@
+"""Which canonization route runs: the module structure where it shows every fusion, else the traced graph.
+
+The structural route must give the same canonized function and the same relevance as the traced one,
+and must not be taken where a forward could call part of a sequential (``seq[0]``, ``seq[:2]``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+import seqlrp
+from seqlrp.cnn import EpsilonGammaBox, EpsilonPlusFlat, canonize
+from seqlrp.core.copying import is_private_copy, structural_copy
+
+from ..core.helpers import assert_unchanged, snapshot
+from .helpers import randomize_batchnorm, torchvision_model
+
+canonize_module = sys.modules["seqlrp.cnn.canonize"]
+graph_module = importlib.import_module("seqlrp.cnn.graph")
+
+STRUCTURAL = ["mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0", "regnet_y_400mf", "mnasnet0_5",
+              "shufflenet_v2_x0_5", "vgg11_bn"]
+
+
+@pytest.fixture
+def traces(monkeypatch):
+    """Counts the traced-graph canonizations."""
+    calls = []
+    real = graph_module.canonize_graph
+
+    def counting(model):
+        calls.append(type(model).__name__)
+        return real(model)
+
+    monkeypatch.setattr(graph_module, "canonize_graph", counting)
+    return calls
+
+
+def traced_only(monkeypatch):
+    monkeypatch.setattr(canonize_module, "structure_suffices", lambda model: False)
+
+
+@pytest.mark.parametrize("name", STRUCTURAL)
+def test_torchvision_families_take_the_structural_route_with_the_traced_routes_numbers(name, traces, monkeypatch):
+    model = torchvision_model(name)
+    before = snapshot(model)
+    x = torch.randn(2, 3, 48, 48, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    target = torch.tensor([3, 7])
+    low, high = torch.full((1, 3, 1, 1), -3.0, dtype=torch.float64), torch.full((1, 3, 1, 1), 3.0, dtype=torch.float64)
+    structural = canonize(model, example_input=x)
+    ours = [seqlrp.explain(model, x, target, c) for c in (EpsilonPlusFlat(), EpsilonGammaBox(low, high))]
+    assert traces == [], "the structural route must not trace"
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in structural.modules())
+    assert not isinstance(structural, torch.fx.GraphModule)
+    traced_only(monkeypatch)
+    traced = canonize(model, example_input=x)
+    theirs = [seqlrp.explain(model, x, target, c) for c in (EpsilonPlusFlat(), EpsilonGammaBox(low, high))]
+    assert isinstance(traced, torch.fx.GraphModule) and len(traces) == 3
+    with torch.no_grad():
+        torch.testing.assert_close(structural(x), model(x), rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(structural(x), traced(x), rtol=1e-12, atol=1e-14)
+    for a, b in zip(ours, theirs, strict=True):
+        assert a.coverage.complete and b.coverage.complete
+        scale = b.relevance.abs().max()
+        assert (a.relevance - b.relevance).abs().max() <= 1e-10 * scale
+        torch.testing.assert_close(a.output, b.output, rtol=1e-12, atol=1e-14)
+    assert_unchanged(model, before)
+
+
+class _Indexing(nn.Module):
+    """A forward that calls the first item of a sequential alone: its conv must stay unfused there."""
+
+    def __init__(self):
+        super().__init__()
+        self.block = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU())
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.head((self.block(x) + self.block[0](x)).mean((2, 3)))
+
+
+class _Slicing(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.block = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 4, 1))
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.head(self.block[:1](x).mean((2, 3)))
+
+
+@pytest.mark.parametrize("cls", [_Indexing, _Slicing])
+def test_a_forward_that_calls_part_of_a_sequential_is_traced(cls, traces):
+    model = randomize_batchnorm(cls()).double().eval()
+    x = torch.randn(2, 3, 6, 6, dtype=torch.float64)
+    assert not canonize_module.structure_suffices(model)
+    canonical = canonize(model, example_input=x)
+    assert traces == [cls.__name__]
+    with torch.no_grad():
+        torch.testing.assert_close(canonical(x), model(x), rtol=1e-10, atol=1e-12)
+
+
+def test_hooks_or_patched_forwards_on_containers_send_the_model_to_the_trace():
+    model = torchvision_model("mobilenet_v3_small")
+    assert canonize_module.structure_suffices(model)
+    block = model.features[1]
+    handle = block.register_forward_pre_hook(lambda module, args: None)
+    assert not canonize_module.structure_suffices(model)
+    handle.remove()
+    block.forward = lambda x: x  # (an instance attribute shadowing the class's forward)
+    assert not canonize_module.structure_suffices(model)
+    del block.forward
+    assert canonize_module.structure_suffices(model)
+
+    class Subclass(type(model)):  # a user's subclass may compute something else: exact classes only
+        pass
+
+    model.__class__ = Subclass
+    assert not canonize_module.structure_suffices(model)
+
+
+def test_wrapping_a_private_copy_in_place_only_when_nothing_is_shared():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Sequential(nn.Flatten(), nn.Linear(4 * 36, 2)))
+    copy = structural_copy(model)
+    assert is_private_copy(copy, model)
+    assert not is_private_copy(model, model)
+    copy._modules["2"] = model[2]  # one user module inside the copy: not private
+    assert not is_private_copy(copy, model)
