@@ -105,6 +105,17 @@ def is_private_copy(copy: nn.Module, original: nn.Module) -> bool:
     return not any(id(m) in theirs for m in copy.modules())
 
 
+def release(copy: nn.Module) -> None:
+    """Drop the forwards set on the modules of a wrapped COPY once its explanation has run.
+
+    Each closes over its module (and the session), a reference cycle per layer that only Python's cyclic
+    collector would free: the garbage of a few explanations made full collections of ~170 ms
+    (mobilenet_v3_large, measured). Without the cycles, reference counting frees the copy at once.
+    """
+    for module in copy.modules():
+        module.__dict__.pop("forward", None)
+
+
 def record_outputs(model: nn.Module, select=lambda name, module: True, value=lambda inputs, output: output) -> dict:
     """Register forward hooks on ``model`` (a copy!) storing ``value(inputs, output)`` per qualified name.
 

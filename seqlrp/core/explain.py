@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from .checks import check_eval_mode, check_inputs, check_output, input_mismatch, make_seed, resolve_target
 from .composites import Composite, as_composite
-from .copying import unwrap
+from .copying import release, unwrap
 from .coverage import Coverage, graph_coverage
 from .explanation import Explanation
 from .functional import FunctionalRules
@@ -103,6 +103,14 @@ def propagate(
     warn_coverage: bool = True,
 ) -> Explanation:
     """Forward ``inputs``, seed the target output, run one backward; shared by explain and the baselines."""
+    try:
+        return _propagate(model, inputs, target, seed, session, times_input, warn_coverage)
+    finally:
+        if session is not None and isinstance(model, nn.Module):
+            release(model)  # (the wrapped copy: no reference cycles left to the cyclic collector)
+
+
+def _propagate(model, inputs, target, seed, session, times_input, warn_coverage) -> Explanation:
     x = inputs.detach().requires_grad_(True)
     with torch.enable_grad():
         try:
@@ -129,7 +137,7 @@ def propagate(
     if grad is None:
         raise ValueError("the model's output does not depend on its inputs: nothing to explain")
     if warn_coverage:
-        warn_unruled(coverage, stacklevel=4)
+        warn_unruled(coverage, stacklevel=5)
     relevance = (grad * x.detach() if times_input else grad).contiguous()
     check_finite_relevance(relevance, session.calls if session else [])
     return Explanation(relevance.detach(), output.detach(), target, coverage, seed_tensor,

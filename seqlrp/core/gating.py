@@ -52,25 +52,7 @@ def mark_gated(output: Tensor) -> int:
     if root is None:
         return 0
     nodes, consumers = _consumers(root)
-    zero_at_zero: dict[int, bool] = {id(root): False}  # the seed may be non-zero on a zero output
-
-    def vanishes_at_zero(node) -> bool:
-        """Relevance arriving at ``node``'s output is 0 wherever that output is 0."""
-        key = id(node)
-        if key not in zero_at_zero:
-            zero_at_zero[key] = False  # (cycle guard; graphs are acyclic)
-            users = consumers.get(key, [])
-            zero_at_zero[key] = bool(users) and all(_keeps_zero(user) for user in users)
-        return zero_at_zero[key]
-
-    def _keeps_zero(user) -> bool:
-        call = _call(user)
-        if call is None:
-            return type(user).__name__ in _RESHAPING and vanishes_at_zero(user)
-        if call.rule.zero_for_zero_input:
-            return True
-        return call.view.kind == "route" and vanishes_at_zero(user)  # max pooling: a zero max gets 0
-
+    flow = _ZeroFlow(consumers, {id(root): False})  # the seed may be non-zero on a zero output
     marked = 0
     for node_id, users in consumers.items():
         if len(users) != 1:
@@ -79,7 +61,34 @@ def mark_gated(output: Tensor) -> int:
         if relu is None or not relu.rule.passes_on_active or not relu.view.zero_below_zero:
             continue
         call = _call(nodes[node_id])
-        if call is not None and call.rule.uses_gating and vanishes_at_zero(users[0]):
+        if call is not None and call.rule.uses_gating and flow.vanishes_at_zero(users[0]):
             call.gated = True
             marked += 1
     return marked
+
+
+class _ZeroFlow:
+    """Whether the relevance arriving at a node's output is 0 wherever that output is 0 (memoized).
+
+    (Methods, not two nested functions calling each other: those would form a reference cycle holding the
+    whole autograd graph until Python's cyclic collector ran.)
+    """
+
+    def __init__(self, consumers: dict[int, list], known: dict[int, bool]):
+        self.consumers, self.known = consumers, known
+
+    def vanishes_at_zero(self, node) -> bool:
+        key = id(node)
+        if key not in self.known:
+            self.known[key] = False  # (cycle guard; graphs are acyclic)
+            users = self.consumers.get(key, [])
+            self.known[key] = bool(users) and all(self.keeps_zero(user) for user in users)
+        return self.known[key]
+
+    def keeps_zero(self, user) -> bool:
+        call = _call(user)
+        if call is None:
+            return type(user).__name__ in _RESHAPING and self.vanishes_at_zero(user)
+        if call.rule.zero_for_zero_input:
+            return True
+        return call.view.kind == "route" and self.vanishes_at_zero(user)  # max pooling: a zero max gets 0

@@ -117,6 +117,18 @@ class LinearView(View, abc.ABC):
         """``vjp(grad, w, x)`` for each ``w`` (subclasses do it in one call, weights stacked on the input side)."""
         return tuple(self.vjp(grad, w, x) for w in weights)
 
+    def signed_apply(self, x: Tensor, weight_pos: Tensor, weight_neg: Tensor,
+                     bias: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        r"""``(f(x⁺; weight_pos) + f(x⁻; weight_neg) + bias, x⁺, x⁻)``: the two sign halves of the input through
+        two weights (:math:`\sum_j (a_j w_{jk})^+` of z⁺ with ``weight_pos = W⁺``, ``weight_neg = W⁻``).
+
+        Subclasses do it in ONE call where the layer allows it: the halves stacked on the input side
+        (:meth:`_stacked_halves`), so the sum happens inside the convolution / matmul (no second output map and
+        no pass adding them).
+        """
+        xp, xn = x.clamp(min=0), x.clamp(max=0)
+        return self.apply(xp, weight_pos, bias).add_(self.apply(xn, weight_neg)), xp, xn
+
     @abc.abstractmethod
     def bias_term(self, bias: Tensor, out: Tensor) -> Tensor:
         """``bias`` shaped to broadcast against the output ``out``."""
@@ -134,6 +146,18 @@ class LinearView(View, abc.ABC):
         return self.vjp(grad, torch.ones_like(self.weight), x)
 
 
+def _stacked_halves(x: Tensor, dim: int) -> tuple[Tensor, Tensor, Tensor]:
+    """``(cat([x⁺, x⁻], dim), x⁺, x⁻)``, the halves written straight into the stacked tensor (views of it)."""
+    size = x.shape[dim]
+    shape = list(x.shape)
+    shape[dim] = 2 * size
+    both = x.new_empty(shape)
+    xp, xn = both.narrow(dim, 0, size), both.narrow(dim, size, size)
+    torch.clamp(x, min=0, out=xp)
+    torch.clamp(x, max=0, out=xn)
+    return both, xp, xn
+
+
 class DenseView(LinearView):
     """View of ``nn.Linear``: ``z = x W^T + b`` on the last dimension."""
 
@@ -148,6 +172,10 @@ class DenseView(LinearView):
 
     def vjp_stack(self, grad, weights, x):
         return (grad @ torch.cat(weights, 1)).split(x.shape[-1], -1)
+
+    def signed_apply(self, x, weight_pos, weight_neg, bias=None):
+        both, xp, xn = _stacked_halves(x, -1)
+        return F.linear(both, torch.cat([weight_pos, weight_neg], 1), bias), xp, xn
 
     def bias_term(self, bias, out):
         return bias
@@ -219,6 +247,14 @@ class ConvView(LinearView):
         transpose = (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)[self.dims - 1]
         stacked = transpose(grad, torch.cat(weights, 1), None, m.stride, m.padding, output_padding, 1, m.dilation)
         return stacked.split(x.shape[1], 1)
+
+    def signed_apply(self, x, weight_pos, weight_neg, bias=None):
+        """One convolution over the stacked halves (``groups == 1``; a grouped one would leave oneDNN's
+        depthwise kernel, see :meth:`vjp_pair`)."""
+        if self.module.groups != 1 or self.module.padding_mode != "zeros":
+            return super().signed_apply(x, weight_pos, weight_neg, bias)
+        both, xp, xn = _stacked_halves(x, 1)
+        return self.apply(both, torch.cat([weight_pos, weight_neg], 1), bias), xp, xn
 
     def bias_term(self, bias, out):
         return bias.view(1, -1, *([1] * self.dims))

@@ -15,7 +15,7 @@ from torch.nn.utils.rnn import PackedSequence
 from ..core import groups
 from ..core.checks import check_eval_mode, check_output, make_seed, resolve_target
 from ..core.composites import Composite
-from ..core.copying import structural_copy, unwrap
+from ..core.copying import release, structural_copy, unwrap
 from ..core.coverage import Coverage, graph_coverage
 from ..core.explain import CoverageWarning, check_finite_relevance, run_forward, warn_unruled
 from ..core.explanation import Explanation
@@ -195,76 +195,81 @@ def run_text(model: nn.Module, token_ids: Tensor, target, *, lengths, session: S
     emb_module = model.get_submodule(embedding_name)
     token_ids, lengths = check_token_ids(token_ids, emb_module.num_embeddings, lengths)
     wrapped = session.wrap(model) if session is not None else structural_copy(model)
-    leaves: list[Tensor] = []
+    try:
+        leaves: list[Tensor] = []
 
-    def embedding_forward(ids: Tensor) -> Tensor:
-        weight = emb_module.weight.detach()
-        if emb_module.max_norm is not None:  # renormalizes in place: never on the user's weight
-            weight = weight.clone()
-        vectors = F.embedding(ids, weight, emb_module.padding_idx, emb_module.max_norm, emb_module.norm_type,
-                              emb_module.scale_grad_by_freq, emb_module.sparse)
-        leaf = vectors.requires_grad_(True)
-        leaves.append(leaf)
-        return leaf
+        def embedding_forward(ids: Tensor) -> Tensor:
+            weight = emb_module.weight.detach()
+            if emb_module.max_norm is not None:  # renormalizes in place: never on the user's weight
+                weight = weight.clone()
+            vectors = F.embedding(ids, weight, emb_module.padding_idx, emb_module.max_norm, emb_module.norm_type,
+                                  emb_module.scale_grad_by_freq, emb_module.sparse)
+            leaf = vectors.requires_grad_(True)
+            leaves.append(leaf)
+            return leaf
 
-    wrapped.get_submodule(embedding_name).__dict__["forward"] = embedding_forward
-    packed = _watch_packing(wrapped)
-    args = (token_ids,) if lengths is None else (token_ids, lengths)
-    recurrent = session.recurrent if session is not None else []
-    with torch.enable_grad():
-        try:
-            output = run_forward(wrapped, args, session)
-        except (NoRuleError, StochasticForwardError):
-            raise
-        except TypeError as error:
-            if lengths is not None and _takes_one_argument(model):
-                raise TypeError(f"lengths were given but {type(model).__name__}.forward takes only token ids; "
-                                "call without lengths or let forward accept (token_ids, lengths)") from error
-            raise
-        except RuntimeError as error:
-            raise ValueError(f"the model's forward failed on token_ids of shape {tuple(token_ids.shape)}: {error}") \
-                from error
-        if len(leaves) != 1:
-            raise ValueError(f"the embedding {embedding_name!r} was called {len(leaves)} times in one forward; "
-                             "explain_text needs exactly one lookup of the tokens")
-        check_output(output, token_ids.shape[0], tuple(token_ids.shape))
-        target = resolve_target(output, target)
-        seed_tensor = make_seed(output, target, seed)
-        coverage = graph_coverage(output, (leaves[0],), session.assigned) if session is not None else Coverage()
-        initial_leaves = [leaf for r in recurrent for leaf in r.initial_leaves]
-        relevance, *initial = torch.autograd.grad(output, [leaves[0], *initial_leaves], seed_tensor,
-                                                  allow_unused=True)
-    if relevance is None:
-        raise ValueError("the model's output does not depend on the token embeddings: nothing to explain")
-    if session is not None:
-        warn_unruled(coverage, stacklevel=4)
-    gradient = relevance.detach()
-    relevance = gradient * leaves[0].detach() if mode == "gradient_x_input" else gradient
-    check_finite_relevance(relevance, session.calls if session is not None else [])
-    if lengths is None:
-        _warn_read_padding(token_ids, emb_module.padding_idx, packed)
-    else:
-        positions = torch.arange(token_ids.shape[1], device=relevance.device)[None, :]
-        padding = positions >= lengths.to(relevance.device)[:, None]
-        if bool(relevance[padding].ne(0).any()):
-            warnings.warn("padded positions received relevance: the model reads padding (pack the sequences with "
-                          "the lengths, e.g. nn.utils.rnn.pack_padded_sequence)", CoverageWarning, stacklevel=3)
-    initial_total = relevance.new_zeros(relevance.shape[0])
-    for state in initial:  # (layers * directions, B, d) each
-        if state is not None:
-            initial_total = initial_total + state.detach().sum(dim=(0, 2))
-    direction = None
-    if recurrent:
-        first = recurrent[0]
-        parts = [first.input_relevance(d) for d in range(2 if first.module.bidirectional else 1)]
-        if all(p is not None and p.shape[:2] == relevance.shape[:2][::-1] for p in parts):
-            direction = torch.stack([p.transpose(0, 1) for p in parts])
-    token = gradient.pow(2).sum(-1) if mode == "gradient" else relevance.sum(-1)
-    return TextExplanation(
-        relevance=relevance, output=output.detach(), target=target, coverage=coverage, seed=seed_tensor,
-        calls=session.calls if session is not None else [], token_relevance=token, embedding_relevance=relevance,
-        lengths=lengths, tokens=tokens, initial_state_relevance=initial_total, direction_relevance=direction,
-    )
+        wrapped.get_submodule(embedding_name).__dict__["forward"] = embedding_forward
+        packed = _watch_packing(wrapped)
+        args = (token_ids,) if lengths is None else (token_ids, lengths)
+        recurrent = session.recurrent if session is not None else []
+        with torch.enable_grad():
+            try:
+                output = run_forward(wrapped, args, session)
+            except (NoRuleError, StochasticForwardError):
+                raise
+            except TypeError as error:
+                if lengths is not None and _takes_one_argument(model):
+                    raise TypeError(f"lengths were given but {type(model).__name__}.forward takes only token ids; "
+                                    "call without lengths or let forward accept (token_ids, lengths)") from error
+                raise
+            except RuntimeError as error:
+                shape = tuple(token_ids.shape)
+                raise ValueError(f"the model's forward failed on token_ids of shape {shape}: {error}") from error
+            if len(leaves) != 1:
+                raise ValueError(f"the embedding {embedding_name!r} was called {len(leaves)} times in one forward; "
+                                 "explain_text needs exactly one lookup of the tokens")
+            check_output(output, token_ids.shape[0], tuple(token_ids.shape))
+            target = resolve_target(output, target)
+            seed_tensor = make_seed(output, target, seed)
+            coverage = graph_coverage(output, (leaves[0],), session.assigned) if session is not None else Coverage()
+            initial_leaves = [leaf for r in recurrent for leaf in r.initial_leaves]
+            relevance, *initial = torch.autograd.grad(output, [leaves[0], *initial_leaves], seed_tensor,
+                                                      allow_unused=True)
+        if relevance is None:
+            raise ValueError("the model's output does not depend on the token embeddings: nothing to explain")
+        if session is not None:
+            warn_unruled(coverage, stacklevel=4)
+        gradient = relevance.detach()
+        relevance = gradient * leaves[0].detach() if mode == "gradient_x_input" else gradient
+        check_finite_relevance(relevance, session.calls if session is not None else [])
+        if lengths is None:
+            _warn_read_padding(token_ids, emb_module.padding_idx, packed)
+        else:
+            positions = torch.arange(token_ids.shape[1], device=relevance.device)[None, :]
+            padding = positions >= lengths.to(relevance.device)[:, None]
+            if bool(relevance[padding].ne(0).any()):
+                warnings.warn("padded positions received relevance: the model reads padding (pack the sequences with "
+                              "the lengths, e.g. nn.utils.rnn.pack_padded_sequence)", CoverageWarning, stacklevel=3)
+        initial_total = relevance.new_zeros(relevance.shape[0])
+        for state in initial:  # (layers * directions, B, d) each
+            if state is not None:
+                initial_total = initial_total + state.detach().sum(dim=(0, 2))
+        direction = None
+        if recurrent:
+            first = recurrent[0]
+            parts = [first.input_relevance(d) for d in range(2 if first.module.bidirectional else 1)]
+            if all(p is not None and p.shape[:2] == relevance.shape[:2][::-1] for p in parts):
+                direction = torch.stack([p.transpose(0, 1) for p in parts])
+        token = gradient.pow(2).sum(-1) if mode == "gradient" else relevance.sum(-1)
+        return TextExplanation(
+            relevance=relevance, output=output.detach(), target=target, coverage=coverage, seed=seed_tensor,
+            calls=session.calls if session is not None else [], token_relevance=token, embedding_relevance=relevance,
+            lengths=lengths, tokens=tokens, initial_state_relevance=initial_total, direction_relevance=direction,
+        )
+    finally:
+        if session is not None:  # (no reference cycles left to the cyclic collector)
+            release(wrapped)
+            session.recurrent.clear()  # (each handler holds the session)
 
 
 class PaddingWarning(UserWarning):

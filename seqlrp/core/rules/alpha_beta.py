@@ -24,16 +24,16 @@ class _PositiveNegative(Rule):
         (x,) = inputs
         w = view.weight
         wp, wn = w.clamp(min=0), w.clamp(max=0)
-        xp = x if nonnegative[0] else x.clamp(min=0)
-        xn = None if nonnegative[0] else x.clamp(max=0)
         bias = self._bias(view)
         # Σ(aw)⁺ + b⁺ >= 0, so its stabilized form is Σ(aw)⁺ + b⁺ + ε: the shift rides in the conv's bias
         shift = None
         if view.channel_bias and self.epsilon > 0:
             shift = self._shift(w, self.epsilon, None if bias is None else bias.clamp(min=0))
-        positive = view.apply(xp, wp, shift)
-        if xn is not None:
-            positive = positive.add_(view.apply(xn, wn))
+        if nonnegative[0]:
+            xp, xn = x, None
+            positive = view.apply(xp, wp, shift)
+        else:  # f(a⁺; W⁺) + f(a⁻; W⁻), in one call where the layer allows
+            positive, xp, xn = view.signed_apply(x, wp, wn, shift)
         if shift is None:  # no per-unit bias slot (a bias map), or ε = 0: b⁺ added here in one pass
             extra = view.bias_term(bias.clamp(min=0), out) if bias is not None else None
             fold = self.epsilon > 0 and not self.beta  # ε joins it unless αβ needs the unstabilized sum
@@ -50,10 +50,10 @@ class _PositiveNegative(Rule):
         if self.alpha != 1:
             sp = self.alpha * sp
         if not self.beta:
-            result = view.vjp(sp, wp, x).mul_(xp)  # (fresh tensors: in place saves a pass of allocation)
-            if xn is not None:
-                result = result.addcmul_(xn, view.vjp(sp, wn, x))
-            return (result,)
+            if xn is None:
+                return (view.vjp(sp, wp, x).mul_(xp),)  # (a fresh tensor: in place saves a pass of allocation)
+            gp, gn = view.vjp_stack(sp, (wp, wn), x)  # (one transposed call where the layer allows)
+            return (gp.mul_(xp).addcmul_(xn, gn),)
         # Σ(aw)⁻ (+ b⁻) from the forward's z: out - (Σ(aw)⁺ + b⁺) = Σ(aw)⁻ + b⁻
         negative = (out if bias is not None else self._z_without_bias(view, out)) - positive
         sn = self.beta * self._divide(relevance, negative)
