@@ -18,7 +18,7 @@ from ..core.norms import ChannelNormView
 from ..core.ops import Sum
 from ..core.registry import register
 from ..core.rules.base import Rule
-from ..core.views import ConvView, DenseView, ElementwiseView, LinearView, register_view
+from ..core.views import DETERMINISTIC, ConvView, DenseView, ElementwiseView, LinearView, register_view
 
 
 class ThreshReLU(nn.Module):
@@ -252,5 +252,6 @@ register_view(ThreshReLU)(ThreshReLUView)
 register_view(TensorBiasedConv2d)(TensorBiasedConvView)
 register_view(TensorBiasedLinear)(TensorBiasedLinearView)
 register_view(ChannelAffine)(ChannelAffineView)
+DETERMINISTIC.update({LayerNorm2d, ThreshReLU, TensorBiasedConv2d, TensorBiasedLinear, ChannelAffine})
 
 __all__ = ["ActivePass", "Sum", "TensorBiasedConv2d", "TensorBiasedLinear", "ThreshReLU"]

@@ -26,7 +26,7 @@ from .function import LayerCall, LRPFunction
 from .functional import AttentionView
 from .ops import Affine, Contraction
 from .session import NoRuleError, Session, register_handler
-from .views import DenseView
+from .views import DETERMINISTIC, DenseView
 
 
 class MultiheadAttentionForward:
@@ -50,7 +50,8 @@ class MultiheadAttentionForward:
                                   f"{self.contraction!r} (weights as a gate)")
 
     def _op(self, label: str, rule, view, *inputs: Tensor) -> Tensor:
-        call = LayerCall(f"{self.name}.{label}", label, rule, view, level=self.session.options.get("record", "sums"))
+        call = LayerCall(f"{self.name}.{label}", label, rule, view, level=self.session.options.get("record", "sums"),
+                         quiet=type(getattr(view, "module", None)) in DETERMINISTIC)
         self.session.calls.append(call)
         return LRPFunction.apply(call, *inputs)
 

@@ -9,12 +9,14 @@ whatever device the tensors live on.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
 from .rules.base import Rule
+from .stochastic import unwatched
 from .views import View
 
 
@@ -38,6 +40,9 @@ class LayerCall:
 
     #: what the backward records: "sums" (relevance in/out per sample), "full" (also sum |R_out|), "none"
     level: str = "sums"
+    #: the layer's forward draws no random numbers (an exact deterministic class, or an op a functional rule
+    #: took): it runs without the stochastic watch
+    quiet: bool = False
 
     def record(self, relevance_out: Tensor, relevance_in: tuple[Tensor | None, ...]) -> None:
         # per-sample sums stay on the device: no host synchronisation in the backward
@@ -77,6 +82,12 @@ class LRPFunction(torch.autograd.Function):
     def forward(ctx, call: LayerCall, *inputs: Tensor) -> Tensor:
         call.nonnegative = tuple(known_nonnegative(t) for t in inputs)
         call.output_nonnegative = call.view.output_nonnegative(call.nonnegative)
+        # (no functional rules apply inside a layer: grad mode is off here, so the mode would only pass each op on)
+        with torch._C.DisableTorchFunction(), unwatched() if call.quiet else nullcontext():
+            return LRPFunction._run(ctx, call, inputs)
+
+    @staticmethod
+    def _run(ctx, call: LayerCall, inputs: tuple[Tensor, ...]) -> Tensor:
         out, state = call.view.forward_saving(*inputs)
         ctx.set_materialize_grads(False)  # no relevance arrives (a gate's branch): the backward does nothing
         ctx.call = call

@@ -415,7 +415,7 @@ class FunctionalRules(TorchFunctionMode):
     def _call(self, rule, view: View, label: str, *inputs: Tensor):
         if rule is None:
             return NotImplemented  # the composite has no rule for this kind of op: plain gradient, reported
-        call = LayerCall(label, label, rule, view, level=self.level)
+        call = LayerCall(label, label, rule, view, level=self.level, quiet=True)  # (an op this mode chose: not random)
         self.session.calls.append(call)
         self.session.assigned.setdefault(label, f"{label}: {rule!r}")
         return LRPFunction.apply(call, *inputs)

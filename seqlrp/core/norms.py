@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .views import View, register_view
+from .views import DETERMINISTIC, View, register_view
 
 
 class NormView(View):
@@ -136,3 +136,4 @@ NORMS: tuple[type, ...] = (nn.LayerNorm, nn.GroupNorm)
 if hasattr(nn, "RMSNorm"):  # torch >= 2.4
     register_view(nn.RMSNorm)(RMSNormView)
     NORMS += (nn.RMSNorm,)
+DETERMINISTIC.update(NORMS)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from .views import View, register_view
+from .views import DETERMINISTIC, View, register_view
 
 
 class Sum(nn.Module):
@@ -134,6 +134,7 @@ class ContractionView(View):
 
 register_view(Sum)(SumView)
 register_view(Product)(ProductView)
+DETERMINISTIC.update({Sum, Product, Affine})  # (not Contraction: it runs a function it was given)
 register_view(Contraction)(ContractionView)
 
 

@@ -10,7 +10,8 @@ from torch import Tensor, nn
 from .composites import Composite
 from .copying import is_private_copy, structural_copy
 from .function import LayerCall, LRPFunction
-from .views import ROUTING, View, view_of
+from .rules.base import Rule
+from .views import DETERMINISTIC, ROUTING, View, view_of
 
 #: handlers for module types that need more than one LRPFunction (e.g. nn.LSTM):
 #: ``handler(session, name, module) -> forward`` returning the replacement forward, or None
@@ -43,6 +44,7 @@ class Session:
         self.calls: list[LayerCall] = []
         self.assigned: dict[str, str] = {}
         self._first_taken = False
+        self._resolved: dict[tuple, Rule] = {}
 
     # wrapping -------------------------------------------------------------------------------
     def wrap(self, model: nn.Module, private_to: nn.Module | None = None) -> nn.Module:
@@ -84,9 +86,14 @@ class Session:
             module.__dict__["forward"] = self._refuse(name, module)
 
     def rule_for(self, name: str, module: nn.Module, view: View | None = None, first_eligible: bool = True):
-        """The rule of ``module`` at call time: name pattern > first layer > type."""
+        """The rule of ``module`` at call time: name pattern > first layer > type (resolved once per module, but
+        for the call that takes the first-layer rule)."""
+        first = first_eligible and view is not None and view.kind == "linear" and not self._first_taken
+        key = (name, id(module), None if view is None else view.kind)
+        if not first and key in self._resolved:
+            return self._resolved[key]
         rule = self.composite.by_name(name)
-        if first_eligible and view is not None and view.kind == "linear" and not self._first_taken:
+        if first:
             self._first_taken = True
             if rule is None and self.composite.first is not None:
                 rule = self.composite.first
@@ -104,15 +111,19 @@ class Session:
                 + ", ".join(_rules_for_kind(view.kind))
             )
         self.assigned[name] = f"{type(module).__name__}: {rule!r}"
+        if not first:
+            self._resolved[key] = rule
         return rule
 
     def _layer_forward(self, name: str, module: nn.Module, view: View) -> Callable:
+        level, quiet = self.options.get("record", "sums"), type(module) in DETERMINISTIC
+
         def forward(*inputs: Tensor, **kwargs: Any) -> Tensor:
             if kwargs:
                 raise TypeError(f"module {name!r} was called with keyword arguments {sorted(kwargs)}; "
                                 "wrapped layers take positional tensors only")
             call = LayerCall(name, type(module).__name__, self.rule_for(name, module, view), view,
-                             level=self.options.get("record", "sums"))
+                             level=level, quiet=quiet)
             self.calls.append(call)
             return LRPFunction.apply(call, *inputs)
 

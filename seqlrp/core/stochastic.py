@@ -58,6 +58,11 @@ class StochasticWatch(TorchDispatchMode):
         super().__init__()
         self.seen: Counter[str] = Counter()
 
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # (explanations never run under torch.compile: no dynamo-disabling wrapper around every dispatch)
+        return False
+
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if _random_call(func, args, kwargs):

@@ -373,5 +373,10 @@ register_view(*AVG_POOLS)(PoolView)
 register_view(*MAX_POOLS)(RouteView)
 register_view(*ACTIVATIONS)(ElementwiseView)
 
+#: exact layer classes whose forward draws no random numbers in eval mode: an explanation runs them without the
+#: stochastic watch (:mod:`seqlrp.core.stochastic`: one Python dispatch per ATen op less). A subclass may
+#: override ``forward`` and is watched. Other modules add their own classes.
+DETERMINISTIC: set[type] = {*DENSE, *CONVOLUTIONS, *AVG_POOLS, *MAX_POOLS, *ACTIVATIONS}
+
 #: every affine layer type with a view (the CNN side adds its tensor-biased layers here)
 WEIGHTED: tuple[type, ...] = DENSE + CONVOLUTIONS

@@ -36,7 +36,7 @@ from ..core.function import LayerCall, LRPFunction
 from ..core.ops import Affine, Product, ProductView, Sum, SumView
 from ..core.rules.base import Rule
 from ..core.rules.passthrough import Pass
-from ..core.views import DenseView, ElementwiseView, View
+from ..core.views import DETERMINISTIC, DenseView, ElementwiseView, View
 
 
 @dataclass
@@ -57,7 +57,8 @@ class _Op:
         self.name, self.view, self.rule, self.calls = name, view, rule, calls
 
     def __call__(self, *inputs: Tensor) -> Tensor:
-        call = LayerCall(self.name, type(self.view.module).__name__, self.rule, self.view)
+        call = LayerCall(self.name, type(self.view.module).__name__, self.rule, self.view,
+                         quiet=type(self.view.module) in DETERMINISTIC)
         if self.calls is not None:
             self.calls.append(call)
         return LRPFunction.apply(call, *inputs)

@@ -140,6 +140,26 @@ def test_unmutated_after_success_and_reused_module():
     assert sum(1 for c in result.calls if c.name == "1") == 2  # the reused ReLU ran twice, both wrapped
 
 
+class _TwiceFirst(nn.Module):
+    """The first linear layer is called twice: its first call is THE first layer, its second is not."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc, self.head = nn.Linear(4, 4), nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.head(self.fc(torch.relu(self.fc(x))))
+
+
+def test_a_reused_first_layer_gets_the_first_rule_once_then_its_own_every_time():
+    model = _TwiceFirst().eval()
+    composite = seqlrp.Composite({seqlrp.core.composites.FIRST: "flat", nn.Linear: "epsilon"})
+    for _ in range(2):  # (a second explanation resolves afresh: a new session)
+        result = seqlrp.explain(model, torch.randn(3, 4), composite=composite)
+        rules = [(c.name, c.rule.name) for c in result.calls if c.module_type == "Linear"]
+        assert rules == [("fc", "flat"), ("fc", "epsilon"), ("head", "epsilon")]
+
+
 class Exploding(nn.Module):
     def __init__(self):
         super().__init__()

@@ -107,3 +107,27 @@ def test_deterministic_uses_of_random_ops_are_accepted(case):
     x = torch.randn(2, 4, dtype=torch.float64)
     first, second = seqlrp.explain(model, x), seqlrp.explain(model, x)
     torch.testing.assert_close(first.relevance, second.relevance, rtol=0, atol=0)
+
+
+class _NoisyConv(nn.Conv2d):
+    """A subclass of a layer class that has a rule: its own forward draws random numbers."""
+
+    def forward(self, x):
+        return super().forward(x) + 0.1 * torch.randn_like(x[:, :1, 1:-1, 1:-1])
+
+
+class _NoisyLinear(nn.Linear):
+    def forward(self, x):
+        return F.dropout(super().forward(x), 0.5, training=True)
+
+
+@pytest.mark.parametrize("layer,op", [(_NoisyConv(2, 3, 3), "randn"), (_NoisyLinear(3 * 4 * 4, 2), "bernoulli")])
+def test_random_forwards_of_subclasses_of_ruled_layers_are_refused(layer, op):
+    """Exact deterministic classes run their forward without the watch (speed); a subclass is still watched."""
+    head = [nn.Flatten(), nn.Linear(3 * 4 * 4, 2)] if isinstance(layer, nn.Conv2d) else []
+    body = [layer] if isinstance(layer, nn.Conv2d) else [nn.Conv2d(2, 3, 3), nn.Flatten(), layer]
+    model = nn.Sequential(*body, *head).eval()
+    x = torch.randn(2, 2, 6, 6)
+    composite = seqlrp.Composite({nn.Conv2d: "epsilon", nn.Linear: "epsilon"})
+    with untouched(model), pytest.raises(StochasticForwardError, match=rf"called {op}"):
+        seqlrp.explain(model, x, composite=composite)
