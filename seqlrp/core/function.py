@@ -51,8 +51,12 @@ class LayerCall:
         self.relevance_out = _per_sample_sum(relevance_out)
         batch = self.relevance_out.shape[0] if self.relevance_out.dim() else 1
         # (an input without the batch dimension, broadcast over it, is shared by all samples alike)
-        self.relevance_in = sum(_per_sample_sum(r) if r.dim() and r.shape[0] == batch else r.sum() / batch
-                                for r in relevance_in if r is not None)
+        total = None
+        for r in relevance_in:
+            if r is not None:
+                part = _per_sample_sum(r) if r.dim() and r.shape[0] == batch else r.sum() / batch
+                total = part if total is None else total + part
+        self.relevance_in = 0 if total is None else total  # (no ``sum()``: its 0 + t is one more op per layer)
         if self.level == "full":
             flat = relevance_out.detach().reshape(relevance_out.shape[0], -1)
             self.magnitude = torch.linalg.vector_norm(flat, 1, dim=1)

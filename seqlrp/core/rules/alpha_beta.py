@@ -23,7 +23,8 @@ class _PositiveNegative(Rule):
     def relevance(self, view, inputs, out, relevance, nonnegative=(False,)):
         (x,) = inputs
         w = view.weight
-        wp, wn = w.clamp(min=0), w.clamp(max=0)
+        wp = w.clamp(min=0)
+        wn = w.clamp(max=0) if self.beta or not nonnegative[0] else None  # (a⁻ = 0 and no β part: W⁻ unused)
         bias = self._bias(view)
         # Σ(aw)⁺ + b⁺ >= 0, so its stabilized form is Σ(aw)⁺ + b⁺ + ε: the shift rides in the conv's bias
         shift = None

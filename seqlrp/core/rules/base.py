@@ -83,8 +83,9 @@ class Rule(abc.ABC):
     @staticmethod
     def _shift(weight: Tensor, value: float, bias: Tensor | None = None) -> Tensor:
         """Per-output-unit shift ``value (+ bias)`` for the bias slot of a modified forward."""
-        shift = torch.full((weight.shape[0],), value, dtype=weight.dtype, device=weight.device)
-        return shift if bias is None else shift + bias
+        if bias is not None:
+            return bias + value
+        return torch.full((weight.shape[0],), value, dtype=weight.dtype, device=weight.device)
 
     def _z_without_bias(self, view: LinearView, out: Tensor) -> Tensor:
         """The forward's pre-activation minus the bias: ``f(x; W)`` without recomputing it."""
