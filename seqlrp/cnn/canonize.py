@@ -316,7 +316,8 @@ def _runs_sequentially(module: nn.Module) -> bool:
     """An ``nn.Sequential`` or a subclass running its forward (torchvision's ``Conv2dNormActivation``): child
     ``i``'s output is child ``i + 1``'s input and nothing else's."""
     cls = type(module)
-    return isinstance(module, nn.Sequential) and cls.forward is nn.Sequential.forward and _plain_call(cls)
+    return (isinstance(module, nn.Sequential) and cls.forward is nn.Sequential.forward
+            and cls.__iter__ is nn.Sequential.__iter__ and _plain_call(cls))
 
 
 def _plain_call(cls: type) -> bool:

@@ -124,6 +124,24 @@ def test_hooks_or_patched_forwards_on_containers_send_the_model_to_the_trace():
     assert not canonize_module.structure_suffices(model)
 
 
+class _Reversed(nn.Sequential):
+    """Sequential.forward iterates ``self``: a subclass changing the iteration changes the forward."""
+
+    def __iter__(self):
+        return iter(list(self._modules.values())[::-1])
+
+
+def test_a_sequential_subclass_with_its_own_iteration_is_traced(traces):
+    # (listed conv, BN, ReLU, so adjacent in the module structure; run ReLU, BN, conv)
+    block = _Reversed(nn.Conv2d(3, 3, 1), nn.BatchNorm2d(3), nn.ReLU())
+    model = randomize_batchnorm(nn.Sequential(block, nn.Flatten(), nn.Linear(3 * 16, 2))).double().eval()
+    x = torch.randn(2, 3, 4, 4, dtype=torch.float64)
+    assert not canonize_module.structure_suffices(model)
+    canonical = canonize(model, example_input=x)
+    with torch.no_grad():
+        torch.testing.assert_close(canonical(x), model(x), rtol=1e-10, atol=1e-12)
+
+
 def test_wrapping_a_private_copy_in_place_only_when_nothing_is_shared():
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Sequential(nn.Flatten(), nn.Linear(4 * 36, 2)))
     copy = structural_copy(model)
