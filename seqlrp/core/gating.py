@@ -2,9 +2,9 @@
 
 A layer whose only consumer is a ReLU with the pass rule receives the ReLU's output relevance. If
 everything that consumes the ReLU's output uses a rule whose input relevance vanishes where its input
-is 0 (:math:`R_j = a_j c_j`: ε, LRP-0, z⁺, αβ, γ, ε on sums and average pools; max pooling and
-reshapes pass this on), then the relevance of every unit with :math:`z_k \\le 0` is exactly 0. Rules can
-use that: the sign-aware γ rule then needs one transpose instead of two (see
+is 0 (:math:`R_j = a_j c_j`: ε, LRP-0, z⁺, αβ, γ, ε on sums and average pools; max pooling,
+signal-takes-all products and reshapes pass this on), then the relevance of every unit with
+:math:`z_k \\le 0` is exactly 0. Rules can use that: the sign-aware γ rule then needs one transpose instead of two (see
 :class:`~seqlrp.core.rules.gamma.Gamma`). The proof is on the graph, before the backward runs; no
 values are read (no host synchronisation).
 """
@@ -91,4 +91,8 @@ class _ZeroFlow:
             return type(user).__name__ in _RESHAPING and self.vanishes_at_zero(user)
         if call.rule.zero_for_zero_input:
             return True
-        return call.view.kind == "route" and self.vanishes_at_zero(user)  # max pooling: a zero max gets 0
+        if call.view.kind == "route":  # max pooling: a zero max gets 0
+            return self.vanishes_at_zero(user)
+        # signal-takes-all: the signal gets the product's relevance, 0 where the product is 0 (a zero signal makes
+        # it 0) if that vanishes at zero; the gate gets none (squeeze-excitation after a ReLU)
+        return call.view.kind == "product" and call.rule.name == "signal_takes_all" and self.vanishes_at_zero(user)

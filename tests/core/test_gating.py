@@ -129,3 +129,30 @@ def test_gating_marks_only_rules_that_use_it(monkeypatch):
     result = seqlrp.explain(model, torch.rand(2, 3, 8, 8, dtype=torch.float64), 0, comp)
     assert not any(c.gated for c in result.calls)
     assert all(isinstance(c, LayerCall) for c in result.calls)
+
+
+class SqueezeExcite(nn.Module):
+    """conv -> ReLU -> conv -> ReLU -> x * sigmoid(fc(mean(x))) -> conv (RegNetY's / MobileNetV3's gate after a
+    ReLU; the first conv takes the first-layer rule)."""
+
+    def __init__(self):
+        super().__init__()
+        self.c0, self.c1, self.c2 = nn.Conv2d(3, 5, 3, padding=1), nn.Conv2d(5, 6, 3, padding=1), nn.Conv2d(6, 4, 1)
+        self.fc, self.head = nn.Conv2d(6, 6, 1), nn.Linear(4, 3)
+
+    def forward(self, x):
+        a = torch.relu(self.c1(torch.relu(self.c0(x))))
+        gate = torch.sigmoid(self.fc(a.mean((2, 3), keepdim=True)))
+        return self.head(torch.relu(self.c2(a * gate)).mean((2, 3)))
+
+
+def test_a_signal_takes_all_product_passes_the_gating_proof_on(monkeypatch):
+    """The ReLU output feeds the gate's pooling (no relevance comes back) and the product's signal (relevance 0
+    where the signal is 0): c1 is gated, with the general rule's numbers."""
+    torch.manual_seed(5)
+    model = SqueezeExcite().double().eval()
+    x = torch.randn(2, 3, 6, 6, dtype=torch.float64)
+    gated, general, _, names = both(monkeypatch, model, x, seqlrp.cnn.EpsilonGammaBox(-4.0, 4.0))
+    assert sorted(names) == ["c1", "c2"]
+    assert general.coverage.complete
+    torch.testing.assert_close(gated.relevance, general.relevance, rtol=1e-12, atol=1e-14)
