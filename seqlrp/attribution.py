@@ -98,7 +98,8 @@ class Attribution:
         args = () if args is None else tuple(args) if isinstance(args, (tuple, list)) else (args,)
         if not (inputs.is_floating_point() or inputs.is_complex() or inputs.dtype == torch.bool):
             return self._text(inputs, target, args)
-        model = _WithArgs(self.model, args).eval() if args else self.model
+        # (no .eval() on the wrapper: it would switch the user's model to eval mode; the checks read the model's own)
+        model = _WithArgs(self.model, args) if args else self.model
         if self.method == "lrp":
             return explain(model, inputs, target, self.composite, **self.options)
         from . import baselines

@@ -56,6 +56,29 @@ def test_additional_forward_args_are_passed_to_the_forward():
     assert one.shape == x.shape and not torch.allclose(one, two)
 
 
+def test_additional_forward_args_leave_the_model_as_it_was_and_train_mode_refused():
+    """The wrapper that passes the extra arguments must not switch the user's model to eval mode."""
+
+    class Dropped(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear, self.drop = nn.Linear(4, 3), nn.Dropout(0.5)
+
+        def forward(self, x, scale):
+            return self.drop(self.linear(x)) * scale
+
+    model, x, args = Dropped(), torch.randn(2, 4), (torch.tensor(1.0),)
+    before = snapshot(model)
+    with pytest.raises(RuntimeError, match=r"training mode.*drop' \(Dropout\).*model\.eval\(\)"):
+        seqlrp.Attribution(model).attribute(x, 0, additional_forward_args=args)
+    assert_unchanged(model, before)
+    assert model.training and model.drop.training
+    model.eval()
+    before = snapshot(model)
+    seqlrp.Attribution(model).attribute(x, 0, additional_forward_args=args)
+    assert_unchanged(model, before)
+
+
 def test_token_ids_give_one_relevance_per_token():
     torch.manual_seed(0)
     model = seqlrp.lstm.BiLSTMClassifier(10, 4, 3, 2).double().eval()
