@@ -416,15 +416,14 @@ def _canonize_with_norms(model: nn.Module) -> nn.Module:
     structure again, as a fallback, if the model does not trace."""
     from .graph import TraceError, canonize_graph
 
-    if structure_suffices(model):
-        canonical = _structural(model)
-        if not any(isinstance(m, _BN) for m in canonical.modules()):
-            return canonical
+    structural = _structural(model) if structure_suffices(model) else None
+    if structural is not None and not any(isinstance(m, _BN) for m in structural.modules()):
+        return structural
     try:
         return canonize_graph(model)
     except TraceError as error:
         reason = str(error)
-    canonical = _structural(model)
+    canonical = structural if structural is not None else _structural(model)
     _keep_as_affine(canonical, model)
     left = [name for name, m in canonical.named_modules() if isinstance(m, _BN)]
     if left:

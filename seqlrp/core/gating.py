@@ -4,9 +4,9 @@ A layer whose only consumer is a ReLU with the pass rule receives the ReLU's out
 everything that consumes the ReLU's output uses a rule whose input relevance vanishes where its input
 is 0 (:math:`R_j = a_j c_j`: ε, LRP-0, z⁺, αβ, γ, ε on sums and average pools; max pooling,
 signal-takes-all products and reshapes pass this on), then the relevance of every unit with
-:math:`z_k \\le 0` is exactly 0. Rules can use that: the sign-aware γ rule then needs one transpose instead of two (see
-:class:`~seqlrp.core.rules.gamma.Gamma`). The proof is on the graph, before the backward runs; no
-values are read (no host synchronisation).
+:math:`z_k \\le 0` is exactly 0. Rules can use that: the sign-aware γ rule then needs one transpose
+instead of two (see :class:`~seqlrp.core.rules.gamma.Gamma`). The proof is on the graph, before the
+backward runs; no values are read (no host synchronisation).
 """
 
 from __future__ import annotations

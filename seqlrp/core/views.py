@@ -219,22 +219,14 @@ class ConvView(LinearView):
         return grad_input
 
     def vjp_pair(self, grad1, weight1, grad2, weight2, x):
-        """Both transposes in ONE convolution_backward: output channels concatenated per group.
+        """Both transposes in ONE convolution_backward, the output channels of both concatenated (``groups == 1``).
 
-        Grouped convolutions (depthwise) take two: with two output channels per group oneDNN leaves its
-        fast depthwise kernel (measured 4-20x slower than two calls).
+        Grouped convolutions (depthwise) take two: with two output channels per group oneDNN leaves its fast
+        depthwise kernel (measured 2-4x slower than two calls: 27.4 vs 7.5 ms on a 96-channel 56² layer).
         """
         if not self._direct or self.module.groups > 1:
             return super().vjp_pair(grad1, weight1, grad2, weight2, x)
-        g = self.module.groups
-        out_ch = weight1.shape[0]
-
-        def interleave(a: Tensor, b: Tensor, dim: int) -> Tensor:
-            shape_a = a.shape[:dim] + (g, out_ch // g) + a.shape[dim + 1:]
-            both = torch.cat([a.reshape(shape_a), b.reshape(shape_a)], dim + 1)
-            return both.reshape(a.shape[:dim] + (2 * out_ch,) + a.shape[dim + 1:])
-
-        return self.vjp(interleave(grad1, grad2, 1), interleave(weight1, weight2, 0), x)
+        return self.vjp(torch.cat([grad1, grad2], 1), torch.cat([weight1, weight2], 0), x)
 
     def vjp_stack(self, grad, weights, x):
         """One transposed convolution with the weights stacked on the input-channel side (groups == 1)."""
