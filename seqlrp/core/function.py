@@ -58,8 +58,8 @@ class LayerCall:
                 total = part if total is None else total + part
         self.relevance_in = 0 if total is None else total  # (no ``sum()``: its 0 + t is one more op per layer)
         if self.level == "full":
-            flat = relevance_out.detach().reshape(relevance_out.shape[0], -1)
-            self.magnitude = torch.linalg.vector_norm(flat, 1, dim=1)
+            r = relevance_out.detach()
+            self.magnitude = r.abs() if r.dim() == 1 else torch.linalg.vector_norm(r, 1, dim=tuple(range(1, r.dim())))
 
 
 def _per_sample_sum(t: Tensor) -> Tensor:
@@ -67,7 +67,11 @@ def _per_sample_sum(t: Tensor) -> Tensor:
     cached = getattr(t, "_seqlrp_sum", None)
     if cached is not None and cached[0] == t._version:
         return cached[1]
-    total = t.detach().reshape(t.shape[0], -1).sum(1) if t.dim() > 0 else t.detach()
+    # (summed over the non-batch dimensions in place: a reshape would copy a permuted relevance first)
+    if t.dim() > 1:
+        total = t.detach().sum(tuple(range(1, t.dim())))
+    else:
+        total = t.detach().clone() if t.dim() == 1 else t.detach()
     t._seqlrp_sum = (t._version, total)
     return total
 

@@ -140,7 +140,9 @@ register_view(Contraction)(ContractionView)
 
 def per_sample_total(t: Tensor) -> Tensor:
     """Sum over every dimension but the first, kept broadcastable: shape ``(B, 1, ..., 1)``."""
-    return t.reshape(t.shape[0], -1).sum(1).view(-1, *([1] * (t.dim() - 1)))
+    if t.dim() > 1:  # (no reshape: it would copy a non-contiguous tensor first)
+        return t.sum(tuple(range(1, t.dim())), keepdim=True)
+    return t.clone()
 
 
 __all__ = ["Affine", "Contraction", "ContractionView", "Product", "ProductView", "Sum", "SumView", "per_sample_total"]
