@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from .ops import per_sample_total
 from .rules.base import Rule
 from .stochastic import unwatched
 from .views import View
@@ -67,11 +68,7 @@ def _per_sample_sum(t: Tensor) -> Tensor:
     cached = getattr(t, "_seqlrp_sum", None)
     if cached is not None and cached[0] == t._version:
         return cached[1]
-    # (summed over the non-batch dimensions in place: a reshape would copy a permuted relevance first)
-    if t.dim() > 1:
-        total = t.detach().sum(tuple(range(1, t.dim())))
-    else:
-        total = t.detach().clone() if t.dim() == 1 else t.detach()
+    total = per_sample_total(t.detach()).reshape(-1) if t.dim() else t.detach()
     t._seqlrp_sum = (t._version, total)
     return total
 

@@ -139,8 +139,12 @@ register_view(Contraction)(ContractionView)
 
 
 def per_sample_total(t: Tensor) -> Tensor:
-    """Sum over every dimension but the first, kept broadcastable: shape ``(B, 1, ..., 1)``."""
-    if t.dim() > 1:  # (no reshape: it would copy a non-contiguous tensor first)
+    """Sum over every dimension but the first, kept broadcastable: shape ``(B, 1, ..., 1)`` (a new tensor).
+
+    Summed in place over the non-batch dimensions: a ``reshape(B, -1)`` would copy a non-contiguous (permuted,
+    channels-last) tensor first.
+    """
+    if t.dim() > 1:
         return t.sum(tuple(range(1, t.dim())), keepdim=True)
     return t.clone()
 
