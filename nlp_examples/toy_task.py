@@ -71,7 +71,8 @@ def train(model, ids, lengths, labels, epochs, generator):
 
 EXPLAINERS = {
     "LRP ε=0.001 bf=0": lambda m, ids, t, lengths: seqlrp.explain_text(m, ids, t, lengths=lengths),
-    "LRP ε=0.001 bf=1": lambda m, ids, t, lengths: seqlrp.explain_text(m, ids, t, lengths=lengths, bias_factor=1.0),
+    "LRP ε=0.001 bf=1": lambda m, ids, t, lengths: seqlrp.explain_text(
+        m, ids, t, seqlrp.lstm.ArrasLSTM(bias_factor=1.0), lengths=lengths),
     "gradient": lambda m, ids, t, lengths: seqlrp.baselines.text_gradient(m, ids, t, lengths=lengths),
     "gradient x input": lambda m, ids, t, lengths: seqlrp.baselines.text_gradient_x_input(m, ids, t, lengths=lengths),
 }

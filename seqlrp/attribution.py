@@ -29,8 +29,10 @@ from torch import Tensor, nn
 
 from .core import explain
 from .core.composites import Composite
+from .core.inputs import input_kind
+from .core.pipeline import MODES
 
-METHODS = ("lrp", "gradient", "gradient_x_input")
+METHODS = MODES  # (the explainer choice: one name everywhere, seqlrp.core.pipeline.MODES)
 
 
 def _target(target, batch: int) -> int | Tensor | None:
@@ -70,8 +72,8 @@ class Attribution:
     model : nn.Module
         The classifier, in eval mode (never modified).
     composite : Composite or mapping, optional
-        The LRP rules (default: :class:`seqlrp.EpsilonEverywhere`); ignored for text models (token ids),
-        whose rules are LSTM-LRP's (``epsilon``, ``bias_factor`` in ``options``).
+        The LRP rules: for float inputs as in :func:`seqlrp.explain` (default :class:`seqlrp.EpsilonEverywhere`),
+        for token ids as in :func:`seqlrp.explain_text` (default :class:`seqlrp.lstm.ArrasLSTM`).
     method : {"lrp", "gradient", "gradient_x_input"}
         LRP, or one of the baselines with the same interface (for comparisons in Captum/Quantus code).
     **options
@@ -96,7 +98,7 @@ class Attribution:
         target = _target(target, inputs.shape[0])
         args = additional_forward_args
         args = () if args is None else tuple(args) if isinstance(args, (tuple, list)) else (args,)
-        if not (inputs.is_floating_point() or inputs.is_complex() or inputs.dtype == torch.bool):
+        if input_kind(inputs) == "text":
             return self._text(inputs, target, args)
         # (no .eval() on the wrapper: it would switch the user's model to eval mode; the checks read the model's own)
         model = _WithArgs(self.model, args) if args else self.model
@@ -113,8 +115,10 @@ class Attribution:
             raise ValueError(f"for token ids, additional_forward_args may hold only the lengths (B,), got {len(args)} "
                              "arguments")
         lengths = args[0] if args else None
-        function = {"lrp": explain_text, "gradient": text_gradient, "gradient_x_input": text_gradient_x_input}
-        return function[self.method](self.model, ids, target, lengths=lengths, **self.options)
+        if self.method == "lrp":
+            return explain_text(self.model, ids, target, self.composite, lengths=lengths, **self.options)
+        function = {"gradient": text_gradient, "gradient_x_input": text_gradient_x_input}[self.method]
+        return function(self.model, ids, target, lengths=lengths, **self.options)
 
     def attribute(self, inputs: Tensor, target=None, additional_forward_args=None,
                   return_convergence_delta: bool = False):

@@ -9,8 +9,9 @@ from torch import Tensor, nn
 
 from .core.composites import Composite
 from .core.copying import structural_copy
-from .core.explain import prepare, propagate
+from .core.explain import prepare
 from .core.explanation import Explanation
+from .core.pipeline import propagate
 from .core.rules.base import Rule
 from .core.session import Session
 
@@ -18,13 +19,13 @@ from .core.session import Session
 def gradient(model: nn.Module, inputs: Tensor, target: int | Tensor | Callable | None = None, *,
              seed: str | Callable = "one") -> Explanation:
     r"""Sensitivity: :math:`\partial f_c / \partial x` (``seed="one"``)."""
-    return propagate(structural_copy(prepare(model, inputs)), inputs, target, seed)
+    return propagate(structural_copy(prepare(model, inputs)), inputs, target, seed, mode="gradient")
 
 
 def gradient_x_input(model: nn.Module, inputs: Tensor, target: int | Tensor | Callable | None = None, *,
                      seed: str | Callable = "one") -> Explanation:
     r"""Gradient x Input: :math:`x \odot \partial f_c / \partial x`."""
-    return propagate(structural_copy(prepare(model, inputs)), inputs, target, seed, times_input=True)
+    return propagate(structural_copy(prepare(model, inputs)), inputs, target, seed, mode="gradient_x_input")
 
 
 class GuidedReLU(Rule):

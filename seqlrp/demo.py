@@ -20,7 +20,7 @@ from tqdm import tqdm
 from . import baselines
 from .cnn import EpsilonGammaBox
 from .core import explain
-from .lstm import BiLSTMClassifier, explain_text
+from .lstm import ArrasLSTM, BiLSTMClassifier, explain_text
 from .viz import Report, relevance_histogram
 
 POSITIVE = ["good", "great", "superb", "lovely"]
@@ -71,8 +71,8 @@ def text_part(report: Report, generator: torch.Generator) -> dict:
         accuracy = float((model(test_ids, test_lengths).argmax(1) == test_labels).double().mean())
     methods = {
         "LRP (ε=0.001, bias_factor=0)": lambda: explain_text(model, test_ids, test_labels, lengths=test_lengths),
-        "LRP (ε=0.001, bias_factor=1)": lambda: explain_text(model, test_ids, test_labels, lengths=test_lengths,
-                                                             bias_factor=1.0),
+        "LRP (ε=0.001, bias_factor=1)": lambda: explain_text(model, test_ids, test_labels, ArrasLSTM(bias_factor=1.0),
+                                                             lengths=test_lengths),
         "gradient (sensitivity)": lambda: baselines.text_gradient(model, test_ids, test_labels, lengths=test_lengths),
         "gradient x input": lambda: baselines.text_gradient_x_input(model, test_ids, test_labels,
                                                                     lengths=test_lengths),

@@ -111,7 +111,7 @@ def token_ids(sentences: list[list[str]], index: dict[str, int], unk: str) -> li
 
 
 def run(args) -> Path:
-    from ..lstm import explain_text
+    from ..lstm import ArrasLSTM, explain_text
     from ..lstm.text import text_gradient, text_gradient_x_input
     from ..viz import Report
 
@@ -129,8 +129,8 @@ def run(args) -> Path:
     for length, rows in sorted(by_length.items()):
         batch = torch.tensor([ids[r] for r in rows], dtype=torch.long)
         lengths = torch.full((len(rows),), length, dtype=torch.long) if args.lengths else None
-        result = explain_text(model, batch, target, lengths=lengths, epsilon=args.epsilon,
-                              bias_factor=args.bias_factor, tokens=[sentences[r] for r in rows])
+        result = explain_text(model, batch, target, ArrasLSTM(epsilon=args.epsilon, bias_factor=args.bias_factor),
+                              lengths=lengths, tokens=[sentences[r] for r in rows])
         check_label_count(labels, result.output.shape[1], args.labels)
         if args.compare:  # the baselines explain the class LRP explained
             result = {f"LRP ε={args.epsilon}": result,

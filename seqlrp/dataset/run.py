@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ..core.explain import explain
+from ..lstm.composites import ArrasLSTM
 from ..lstm.text import explain_text
 from .progress import Progress
 from .sharding import Plan, barrier, check_out, current, model_fingerprint, read_manifest, start_out
@@ -131,7 +132,7 @@ class _TextRows:
     def __init__(self, model: nn.Module, *, vocabulary, unk: str, lengths: bool, target, rules, epsilon: float,
                  bias_factor: float, batch_size: int):
         self.model, self.lengths, self.target, self.batch_size = model, lengths, target, batch_size
-        self.options = {"rules": rules, "epsilon": epsilon, "bias_factor": bias_factor}
+        self.options = {"composite": ArrasLSTM(epsilon=epsilon, bias_factor=bias_factor, rules=rules)}
         if isinstance(vocabulary, Mapping):
             self.to_id = dict(vocabulary)
             self.to_token = [""] * (max(self.to_id.values(), default=-1) + 1)

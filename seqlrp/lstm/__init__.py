@@ -2,6 +2,7 @@
 
 from .arras import BiLSTMClassifier, load_arras, save_arras
 from .classifiers import AttentionRNNClassifier, KimCNN, MaxPoolRNNClassifier
+from .composites import ArrasLSTM
 from .recurrent import CELL_SUM, GATE_LINEAR, GATE_PRODUCT, RecurrentForward
 from .text import PaddingWarning, TextExplanation, explain_text
 
@@ -9,6 +10,7 @@ __all__ = [
     "CELL_SUM",
     "GATE_LINEAR",
     "GATE_PRODUCT",
+    "ArrasLSTM",
     "AttentionRNNClassifier",
     "KimCNN",
     "MaxPoolRNNClassifier",

@@ -6,27 +6,21 @@ import inspect
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
-from ..core import groups
-from ..core.checks import check_eval_mode, check_output, make_seed, resolve_target
+from ..core.checks import check_eval_mode
 from ..core.composites import Composite
-from ..core.copying import release, structural_copy, unwrap
-from ..core.coverage import Coverage, graph_coverage
-from ..core.explain import CoverageWarning, check_finite_relevance, run_forward, warn_unruled
+from ..core.copying import structural_copy, unwrap
 from ..core.explanation import Explanation
 from ..core.labels import check_labels
-from ..core.ops import Contraction, Product, Sum
-from ..core.rules.epsilon import Epsilon
-from ..core.rules.passthrough import Pass, WinnerTakesAll
-from ..core.rules.products import SignalTakesAll
-from ..core.session import NoRuleError, Session
-from ..core.stochastic import StochasticForwardError
-from .recurrent import CELL_SUM, GATE_LINEAR, GATE_PRODUCT
+from ..core.pipeline import CoverageWarning, Inputs, Mode, propagate, user_stacklevel
+from ..core.session import Session
+from .composites import ArrasLSTM
 
 
 @dataclass
@@ -59,16 +53,8 @@ class TextExplanation(Explanation):
 
 
 def text_composite(rules: Mapping | None, epsilon: float, bias_factor: float) -> Composite:
-    """The default LSTM-LRP rules (Arras et al. 2017) under ``rules`` given by the user."""
-    eps = Epsilon(epsilon=epsilon, bias_factor=bias_factor)
-    gate = SignalTakesAll()  # ONE rule object for the cells' gates and any gated product of the model
-    defaults = {GATE_LINEAR: eps, CELL_SUM: eps, GATE_PRODUCT: gate, groups.WEIGHTED: eps, groups.AVG_POOLS: eps,
-                groups.NORMS: eps, Sum: eps, Contraction: eps, Product: gate, groups.MAX_POOLS: WinnerTakesAll(),
-                groups.ACTIVATIONS: Pass()}
-    merged = dict(rules or {})
-    for key, rule in defaults.items():
-        merged.setdefault(key, rule)
-    return Composite(merged)
+    """The LSTM-LRP rules of Arras et al. 2017 under the overrides ``rules``: :class:`ArrasLSTM`."""
+    return ArrasLSTM(epsilon=epsilon, bias_factor=bias_factor, rules=rules)
 
 
 def check_token_ids(token_ids: Tensor, vocabulary: int, lengths: Tensor | None) -> tuple[Tensor, Tensor | None]:
@@ -122,20 +108,24 @@ def _find_embedding(model: nn.Module, embedding: str | None) -> str:
     return names[0]
 
 
+_UNSET: Any = object()  # (the deprecated keywords' default: tells "not given" from a value)
+
+
 def explain_text(
     model: nn.Module,
     token_ids: Tensor,
     target: int | Tensor | Callable | None = None,
+    composite: Composite | Mapping | None = None,
     *,
     lengths: Tensor | None = None,
-    rules: Mapping | None = None,
-    epsilon: float = 1e-3,
-    bias_factor: float = 0.0,
     tokens: list[list[str]] | None = None,
     seed: str | Callable = "logit",
     embedding: str | None = None,
     fused: bool = True,
     labels: Sequence[str] | None = None,
+    rules: Mapping | None = _UNSET,
+    epsilon: float = _UNSET,
+    bias_factor: float = _UNSET,
 ) -> TextExplanation:
     """Token relevance of a text classifier: nn.Embedding -> nn.LSTM/nn.GRU -> ... -> logits.
 
@@ -151,14 +141,15 @@ def explain_text(
         ``(B, T)`` integer ids (padded).
     target : None, int, Tensor or callable
         As in :func:`seqlrp.explain` (default: the predicted class).
+    composite : Composite or mapping, optional
+        The rules, as in :func:`seqlrp.explain`. Default :class:`seqlrp.lstm.ArrasLSTM` ``()`` (Arras et al.
+        2017: ε = 1e-3 and ``bias_factor`` 0 on every linear map and the cell sum, signal-takes-all on the
+        gates); ``ArrasLSTM(bias_factor=1.0)`` conserves: token relevance + initial-state relevance == target
+        score. A mapping is taken as overrides on top of ``ArrasLSTM()``: module types / names as in a
+        composite, and the cell keys ``seqlrp.lstm.GATE_LINEAR`` (linear maps of a cell), ``CELL_SUM``,
+        ``GATE_PRODUCT``.
     lengths : Tensor, optional
         ``(B,)`` true lengths; passed to ``model(token_ids, lengths)``.
-    rules : mapping, optional
-        Overrides of the default rules: module types / names as in a composite, and the cell keys
-        ``seqlrp.lstm.GATE_LINEAR`` (linear maps of a cell), ``CELL_SUM``, ``GATE_PRODUCT``.
-    epsilon, bias_factor : float
-        The ε rule of every linear map and of the cell sum (Arras et al. 2017: ε=1e-3, bias_factor 0;
-        bias_factor=1 conserves: token relevance + initial-state relevance == target score).
     tokens : list of list of str, optional
         Token strings, kept with the result for reports.
     seed : {"logit", "one"} or callable
@@ -170,91 +161,120 @@ def explain_text(
         composition of wrapped ops (same numbers, slower).
     labels : sequence of str, optional
         Class names, one per output class (a wrong count is a ValueError); kept as ``.labels``.
+    rules, epsilon, bias_factor
+        Deprecated (one release, DeprecationWarning): ``composite=ArrasLSTM(epsilon, bias_factor, rules=rules)``.
 
     Returns
     -------
     TextExplanation
         ``.token_relevance (B, T)``, ``.embedding_relevance (B, T, E)``, ``.output``, ``.target``,
         ``.coverage``, ``.initial_state_relevance (B,)``, ``.direction_relevance (D, B, T, E)``.
+
+    Examples
+    --------
+    >>> import torch, seqlrp
+    >>> model = seqlrp.lstm.BiLSTMClassifier(10, 4, 3, 2).eval()
+    >>> result = seqlrp.explain_text(model, torch.tensor([[1, 2, 3]]), composite=seqlrp.lstm.ArrasLSTM(epsilon=1e-3))
+    >>> result.token_relevance.shape
+    torch.Size([1, 3])
     """
-    session = Session(text_composite(rules, epsilon, bias_factor), fused=fused)
+    composite = text_rules(composite, rules, epsilon, bias_factor)
+    session = Session(composite, fused=fused)
     result = run_text(model, token_ids, target, lengths=lengths, session=session, seed=seed, tokens=tokens,
                       embedding=embedding)
     result.labels = check_labels(labels, result.output.shape[1])
     return result
 
 
-def run_text(model: nn.Module, token_ids: Tensor, target, *, lengths, session: Session | None, seed,
-             tokens=None, embedding=None, mode: str = "lrp") -> TextExplanation:
-    """Shared by explain_text and the text baselines (``session=None``: the plain gradient)."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    model = unwrap(model)
-    check_eval_mode(model)
-    embedding_name = _find_embedding(model, embedding)
-    emb_module = model.get_submodule(embedding_name)
-    token_ids, lengths = check_token_ids(token_ids, emb_module.num_embeddings, lengths)
-    wrapped = session.wrap(model) if session is not None else structural_copy(model)
-    try:
-        leaves: list[Tensor] = []
+def text_rules(composite: Composite | Mapping | None, rules=_UNSET, epsilon=_UNSET, bias_factor=_UNSET) -> Composite:
+    """The composite of :func:`explain_text` from ``composite=`` or the deprecated keywords."""
+    old = {k: v for k, v in (("rules", rules), ("epsilon", epsilon), ("bias_factor", bias_factor)) if v is not _UNSET}
+    if old:
+        if composite is not None:
+            raise TypeError(f"give either composite= or the deprecated {', '.join(f'{k}=' for k in old)}, not both: "
+                            "put them in the composite, e.g. composite=seqlrp.lstm.ArrasLSTM(epsilon=..., "
+                            "bias_factor=...)")
+        warnings.warn(
+            f"explain_text({', '.join(f'{k}=' for k in old)}...) is deprecated and will be removed in the next "
+            "release; pass composite=seqlrp.lstm.ArrasLSTM(epsilon=..., bias_factor=..., rules=...) instead",
+            DeprecationWarning, stacklevel=user_stacklevel())
+        return ArrasLSTM(**{"epsilon": 1e-3, "bias_factor": 0.0, **old})
+    if composite is None or isinstance(composite, Composite):
+        return ArrasLSTM() if composite is None else composite
+    if isinstance(composite, Mapping):
+        return ArrasLSTM(rules=composite)
+    raise TypeError(f"composite must be a Composite or a mapping of module types/names to rules, got {composite!r}")
 
-        def embedding_forward(ids: Tensor) -> Tensor:
-            weight = emb_module.weight.detach()
-            if emb_module.max_norm is not None:  # renormalizes in place: never on the user's weight
-                weight = weight.clone()
-            vectors = F.embedding(ids, weight, emb_module.padding_idx, emb_module.max_norm, emb_module.norm_type,
-                                  emb_module.scale_grad_by_freq, emb_module.sparse)
-            leaf = vectors.requires_grad_(True)
-            leaves.append(leaf)
-            return leaf
 
-        wrapped.get_submodule(embedding_name).__dict__["forward"] = embedding_forward
-        packed = _watch_packing(wrapped)
-        args = (token_ids,) if lengths is None else (token_ids, lengths)
+class EmbeddingLeaf(Inputs):
+    """Token ids through the model's ``nn.Embedding``: the lookup's output becomes the leaf (the text seam).
+
+    The wrapped copy's embedding looks the ids up with the (detached) weight and returns the vectors as a
+    leaf tensor; relevance is read there, per token (summed over the embedding dimensions), and the
+    recurrent layers' learned/zero initial states are reported as sinks.
+    """
+
+    unexplained = "the model's output does not depend on the token embeddings: nothing to explain"
+
+    def __init__(self, copy: nn.Module, model: nn.Module, embedding_name: str, token_ids: Tensor,
+                 lengths: Tensor | None, tokens=None):
+        self.model, self.embedding_name, self.ids, self.lengths, self.tokens = model, embedding_name, token_ids, \
+            lengths, tokens
+        self.batch, self.shape = token_ids.shape[0], tuple(token_ids.shape)
+        self.embedding = model.get_submodule(embedding_name)
+        self.leaves: list[Tensor] = []
+        copy.get_submodule(embedding_name).__dict__["forward"] = self._lookup
+        self.packed = _watch_packing(copy)
+
+    def _lookup(self, ids: Tensor) -> Tensor:
+        module = self.embedding
+        weight = module.weight.detach()
+        if module.max_norm is not None:  # renormalizes in place: never on the user's weight
+            weight = weight.clone()
+        vectors = F.embedding(ids, weight, module.padding_idx, module.max_norm, module.norm_type,
+                              module.scale_grad_by_freq, module.sparse)
+        leaf = vectors.requires_grad_(True)
+        self.leaves.append(leaf)
+        return leaf
+
+    def forward_args(self) -> tuple:
+        return (self.ids,) if self.lengths is None else (self.ids, self.lengths)
+
+    def leaf(self) -> Tensor:
+        if len(self.leaves) != 1:
+            raise ValueError(f"the embedding {self.embedding_name!r} was called {len(self.leaves)} times in one "
+                             "forward; explain_text needs exactly one lookup of the tokens")
+        return self.leaves[0]
+
+    def sinks(self, session: Session | None) -> list[Tensor]:
         recurrent = session.recurrent if session is not None else []
-        with torch.enable_grad():
-            try:
-                output = run_forward(wrapped, args, session)
-            except (NoRuleError, StochasticForwardError):
-                raise
-            except TypeError as error:
-                if lengths is not None and _takes_one_argument(model):
-                    raise TypeError(f"lengths were given but {type(model).__name__}.forward takes only token ids; "
-                                    "call without lengths or let forward accept (token_ids, lengths)") from error
-                raise
-            except RuntimeError as error:
-                shape = tuple(token_ids.shape)
-                raise ValueError(f"the model's forward failed on token_ids of shape {shape}: {error}") from error
-            if len(leaves) != 1:
-                raise ValueError(f"the embedding {embedding_name!r} was called {len(leaves)} times in one forward; "
-                                 "explain_text needs exactly one lookup of the tokens")
-            check_output(output, token_ids.shape[0], tuple(token_ids.shape))
-            target = resolve_target(output, target)
-            seed_tensor = make_seed(output, target, seed)
-            coverage = graph_coverage(output, (leaves[0],), session.assigned) if session is not None else Coverage()
-            initial_leaves = [leaf for r in recurrent for leaf in r.initial_leaves]
-            relevance, *initial = torch.autograd.grad(output, [leaves[0], *initial_leaves], seed_tensor,
-                                                      allow_unused=True)
-        if relevance is None:
-            raise ValueError("the model's output does not depend on the token embeddings: nothing to explain")
-        if session is not None:
-            warn_unruled(coverage, stacklevel=4)
-        gradient = relevance.detach()
-        relevance = gradient * leaves[0].detach() if mode == "gradient_x_input" else gradient
-        check_finite_relevance(relevance, session.calls if session is not None else [])
+        return [leaf for r in recurrent for leaf in r.initial_leaves]
+
+    def forward_failed(self, model, error: Exception) -> Exception | None:
+        if isinstance(error, TypeError):
+            if self.lengths is not None and _takes_one_argument(self.model):
+                return TypeError(f"lengths were given but {type(self.model).__name__}.forward takes only token ids; "
+                                 "call without lengths or let forward accept (token_ids, lengths)")
+            return None
+        return ValueError(f"the model's forward failed on token_ids of shape {self.shape}: {error}")
+
+    def readback(self, result: Explanation, gradient: Tensor, sink_relevance, session, mode: str) -> TextExplanation:
+        relevance, lengths = result.relevance, self.lengths
         if lengths is None:
-            _warn_read_padding(token_ids, emb_module.padding_idx, packed)
+            _warn_read_padding(self.ids, self.embedding.padding_idx, self.packed)
         else:
-            positions = torch.arange(token_ids.shape[1], device=relevance.device)[None, :]
+            positions = torch.arange(self.ids.shape[1], device=relevance.device)[None, :]
             padding = positions >= lengths.to(relevance.device)[:, None]
             if bool(relevance[padding].ne(0).any()):
                 warnings.warn("padded positions received relevance: the model reads padding (pack the sequences with "
-                              "the lengths, e.g. nn.utils.rnn.pack_padded_sequence)", CoverageWarning, stacklevel=3)
+                              "the lengths, e.g. nn.utils.rnn.pack_padded_sequence)", CoverageWarning,
+                              stacklevel=user_stacklevel())
         initial_total = relevance.new_zeros(relevance.shape[0])
-        for state in initial:  # (layers * directions, B, d) each
+        for state in sink_relevance:  # (layers * directions, B, d) each
             if state is not None:
                 initial_total = initial_total + state.detach().sum(dim=(0, 2))
         direction = None
+        recurrent = session.recurrent if session is not None else []
         if recurrent:
             first = recurrent[0]
             parts = [first.input_relevance(d) for d in range(2 if first.module.bidirectional else 1)]
@@ -262,14 +282,24 @@ def run_text(model: nn.Module, token_ids: Tensor, target, *, lengths, session: S
                 direction = torch.stack([p.transpose(0, 1) for p in parts])
         token = gradient.pow(2).sum(-1) if mode == "gradient" else relevance.sum(-1)
         return TextExplanation(
-            relevance=relevance, output=output.detach(), target=target, coverage=coverage, seed=seed_tensor,
-            calls=session.calls if session is not None else [], token_relevance=token, embedding_relevance=relevance,
-            lengths=lengths, tokens=tokens, initial_state_relevance=initial_total, direction_relevance=direction,
+            relevance=relevance, output=result.output, target=result.target, coverage=result.coverage,
+            seed=result.seed, calls=result.calls, token_relevance=token, embedding_relevance=relevance,
+            lengths=lengths, tokens=self.tokens, initial_state_relevance=initial_total, direction_relevance=direction,
         )
-    finally:
-        if session is not None:  # (no reference cycles left to the cyclic collector)
-            release(wrapped)
-            session.recurrent.clear()  # (each handler holds the session)
+
+
+def run_text(model: nn.Module, token_ids: Tensor, target, *, lengths, session: Session | None, seed,
+             tokens=None, embedding=None, mode: Mode = "lrp") -> TextExplanation:
+    """Shared by explain_text and the text baselines (``session=None``: the plain gradient)."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    model = unwrap(model)
+    check_eval_mode(model)
+    embedding_name = _find_embedding(model, embedding)
+    token_ids, lengths = check_token_ids(token_ids, model.get_submodule(embedding_name).num_embeddings, lengths)
+    wrapped = session.wrap(model) if session is not None else structural_copy(model)
+    inputs = EmbeddingLeaf(wrapped, model, embedding_name, token_ids, lengths, tokens)
+    return propagate(wrapped, inputs, target, seed, session, mode=mode, warn_coverage=session is not None)
 
 
 class PaddingWarning(UserWarning):
@@ -295,7 +325,7 @@ def _warn_read_padding(token_ids: Tensor, padding_idx: int | None, packed: list[
             f"{len(padded)} sequence(s) (e.g. row {padded[0]}) end in padding tokens (padding_idx={padding_idx}) and "
             "no lengths were passed, so the model read the padding: their explanation differs from that of the "
             "unpadded sentence and depends on the batch. Pass lengths= (and pack the sequences in forward), or "
-            "batch sentences of equal length", PaddingWarning, stacklevel=4)
+            "batch sentences of equal length", PaddingWarning, stacklevel=user_stacklevel())
 
 
 def text_gradient(model: nn.Module, token_ids: Tensor, target: int | Tensor | Callable | None = None, *,

@@ -149,7 +149,7 @@ def test_gated_gamma_equals_the_general_rule_on_torchvision(monkeypatch, name, g
     """Convs followed by a ReLU take γ's one-transpose path; the result must not change (float64)."""
     import sys
 
-    explain_module = sys.modules["seqlrp.core.explain"]
+    explain_module = sys.modules["seqlrp.core.pipeline"]
     model = torchvision_model(name)
     low, high = seqlrp.cnn.bounds_from_normalization([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
     fast = seqlrp.explain(model, X, 3, EpsilonGammaBox(low, high))

@@ -16,7 +16,7 @@ from seqlrp.core.ops import Sum
 from seqlrp.core.rules.gamma import Gamma
 from seqlrp.core.views import ConvView, DenseView
 
-EXPLAIN = sys.modules["seqlrp.core.explain"]
+EXPLAIN = sys.modules["seqlrp.core.pipeline"]  # (the pipeline marks gated layers)
 
 
 class Net(nn.Module):

@@ -44,8 +44,8 @@ def test_covered_and_conserving(name):
             padded = seqlrp.explain_text(model, IDS, lengths=LENGTHS)
             # (bias_factor=1 spreads a convolution's bias share over every input of its window, padding tokens
             # too: conservation is checked on sentences of one length)
-            result = seqlrp.explain_text(model, IDS[:, :2], lengths=torch.tensor([2, 2, 2]), epsilon=1e-9,
-                                         bias_factor=1.0)
+            result = seqlrp.explain_text(model, IDS[:, :2], lengths=torch.tensor([2, 2, 2]),
+                                         composite=seqlrp.lstm.ArrasLSTM(epsilon=1e-9, bias_factor=1.0))
     assert padded.coverage.complete and result.coverage.complete
     assert bool((padded.token_relevance[LENGTHS[:, None] <= torch.arange(6)[None, :]] == 0).all())  # padding: 0
     logit = result.output.gather(1, result.target[:, None])[:, 0]

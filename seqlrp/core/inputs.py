@@ -1,0 +1,26 @@
+"""What kind of input an entry point was given: the one place that decides "text or image"."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+InputKind = Literal["text", "image"]
+
+
+def input_kind(x: Any) -> InputKind:
+    """``"text"`` for token ids (an integer tensor, or anything not a tensor: a list of ids or of words),
+    ``"image"`` for any other tensor (floating point: images, vectors, embeddings).
+
+    :class:`seqlrp.Attribution` asks it of its inputs, the dataset sources of their first item; a bool or
+    complex tensor counts as "image" (and is then refused by :func:`seqlrp.explain` with its own message).
+
+    >>> import torch
+    >>> input_kind(torch.tensor([[1, 2]])), input_kind(torch.zeros(1, 3)), input_kind(["a", "b"])
+    ('text', 'image', 'text')
+    """
+    if isinstance(x, Tensor):
+        return "image" if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool else "text"
+    return "text"
