@@ -31,9 +31,9 @@ import seqlrp
 from seqlrp.lstm import BiLSTMClassifier
 
 try:
-    from benchmarks.timing import interleaved_medians
+    from benchmarks.lstm import batches, measure
 except ImportError:  # run as a script: benchmarks/ is on sys.path
-    from timing import interleaved_medians
+    from lstm import batches, measure
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "sst2"
@@ -91,35 +91,13 @@ def phrases(limit: int) -> list[list[str]]:
     return words[:limit]
 
 
-def sorted_batches(sentences: list[list[str]], batch: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    vocab: dict[str, int] = {}
-    order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
-    out = []
-    for start in range(0, len(order), batch):
-        chunk = [sentences[i] for i in order[start:start + batch]]
-        lengths = torch.tensor([len(s) for s in chunk])
-        ids = torch.zeros(len(chunk), int(lengths.max()), dtype=torch.long)
-        for row, sentence in enumerate(chunk):
-            ids[row, : len(sentence)] = torch.tensor([vocab.setdefault(w, len(vocab) % 20000) for w in sentence])
-        out.append((ids, lengths))
-    return out
-
-
 def sst2_batches(n: int, repeats: int) -> dict:
     torch.manual_seed(0)
     model = BiLSTMClassifier(20000, 60, 60, 5).eval()
-    data = sorted_batches(phrases(n), 64)
+    data = list(batches(phrases(n), {}, 64, "sorted"))
 
-    def forward():
-        with torch.no_grad():
-            for ids, lengths in data:
-                model(ids, lengths)
-
-    def lrp():
-        for ids, lengths in data:
-            seqlrp.explain_text(model, ids, lengths=lengths)
-
-    seconds = interleaved_medians({"forward": forward, "explain": lrp}, repeats)
+    seconds = measure(model, data, repeats, "cpu", gradient=False)["seconds"]
+    seconds["explain"] = seconds.pop("lrp")
     return {"phrases": n, "batches": len(data), "tokens_per_phrase": sum(int(b[1].sum()) for b in data) / n,
             "seconds": seconds, "ratio": seconds["explain"] / seconds["forward"]}
 

@@ -5,7 +5,7 @@
 >>> explanation = seqlrp.explain(model, torch.randn(2, 4), composite=seqlrp.ZeroEverywhere())
 """
 
-from . import baselines, cnn, dataset, evaluate, lstm, rules, viz
+from . import baselines, builtins, cnn, dataset, evaluate, lstm, rules, viz
 from .attribution import Attribution, quantus_explain
 from .core import (
     FIRST,
@@ -21,6 +21,8 @@ from .core import (
 )
 from .dataset import explain_dataset, report_dataset
 from .lstm import TextExplanation, explain_text
+
+builtins.register_builtins()  # (the one place built-in rules, views and handlers are registered)
 
 __version__ = "0.1.0"
 

@@ -12,13 +12,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.models.convnext import LayerNorm2d
 
-from ..core.norms import ChannelNormView
 from ..core.ops import Sum
-from ..core.registry import register
 from ..core.rules.base import Rule
-from ..core.views import DETERMINISTIC, ConvView, DenseView, ElementwiseView, LinearView, register_view
+from ..core.views import ConvView, DenseView, ElementwiseView, LinearView
 
 
 class ThreshReLU(nn.Module):
@@ -82,7 +79,6 @@ class ThreshReLUView(ElementwiseView):
         return False
 
 
-@register("active_pass")
 class ActivePass(Rule):
     r"""Pass relevance where an activation follows its input, drop it where it outputs a constant.
 
@@ -93,6 +89,8 @@ class ActivePass(Rule):
     bias and is absorbed, as the original ReLU (output 0) would have had no relevance there. For a
     plain ReLU this equals ``pass`` up to relevance on zero outputs.
     """
+
+    name = "active_pass"
 
     kinds = frozenset({"elementwise"})
     passes_on_active = True
@@ -247,11 +245,5 @@ class TensorBiasedLinearView(DenseView):
         return bias
 
 
-register_view(LayerNorm2d)(ChannelNormView)  # (torchvision's ConvNeXt: a LayerNorm over the channels)
-register_view(ThreshReLU)(ThreshReLUView)
-register_view(TensorBiasedConv2d)(TensorBiasedConvView)
-register_view(TensorBiasedLinear)(TensorBiasedLinearView)
-register_view(ChannelAffine)(ChannelAffineView)
-DETERMINISTIC.update({LayerNorm2d, ThreshReLU, TensorBiasedConv2d, TensorBiasedLinear, ChannelAffine})
 
 __all__ = ["ActivePass", "Sum", "TensorBiasedConv2d", "TensorBiasedLinear", "ThreshReLU"]

@@ -1,6 +1,6 @@
 """Core: registry, rules, the autograd mechanism, composites, explain()."""
 
-from . import attention, groups, registry, rules  # noqa: F401  (views and handlers register on import)
+from . import groups, registry, rules
 from .composites import FIRST, Composite, EpsilonEverywhere, ZeroEverywhere
 from .coverage import Coverage
 from .explain import CoverageWarning, explain

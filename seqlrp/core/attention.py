@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from .function import LayerCall, LRPFunction
 from .functional import AttentionView
 from .ops import Affine, Contraction
-from .session import NoRuleError, Session, register_handler
+from .session import NoRuleError, Session
 from .views import DETERMINISTIC, DenseView
 
 
@@ -38,10 +38,9 @@ class MultiheadAttentionForward:
                               "in seqlrp")
         self.session, self.name, self.module = session, name, module
         composite = session.composite
-        probe = nn.Linear.__new__(nn.Linear)
-        self.linear = {part: composite.by_name(f"{name}.{part}") or composite.by_type(probe)
+        self.linear = {part: composite.by_name(f"{name}.{part}") or composite.by_class(nn.Linear)
                        for part in ("q_proj", "k_proj", "v_proj", "out_proj")}
-        self.contraction = composite.by_name(f"{name}.attention") or composite.by_type(Contraction.__new__(Contraction))
+        self.contraction = composite.by_name(f"{name}.attention") or composite.by_class(Contraction)
         missing = [part for part, rule in self.linear.items() if rule is None]
         if missing or self.contraction is None:
             raise NoRuleError(f"{name!r} (MultiheadAttention): the composite has no rule for nn.Linear or "
@@ -113,6 +112,5 @@ def _additive_mask(attn_mask, key_padding_mask, batch, heads, target, source, dt
     return mask
 
 
-@register_handler(nn.MultiheadAttention)
-def _attention_handler(session: Session, name: str, module: nn.MultiheadAttention) -> Callable:
+def attention_handler(session: Session, name: str, module: nn.MultiheadAttention) -> Callable:
     return MultiheadAttentionForward(session, name, module)

@@ -84,8 +84,13 @@ class Composite(Mapping):
         return None
 
     def by_type(self, module: nn.Module) -> Rule | None:
+        """The rule of ``module``'s type (:meth:`by_class` of ``type(module)``)."""
+        return self.by_class(type(module))
+
+    def by_class(self, cls: type) -> Rule | None:
+        """The first rule whose type key ``cls`` is a subclass of (no instance needed), or None."""
         for key, rule in self._rules.items():
-            if isinstance(key, (type, tuple)) and isinstance(module, key):
+            if isinstance(key, (type, tuple)) and issubclass(cls, key):
                 return rule
         return None
 

@@ -9,34 +9,12 @@ LRP rule would do. The coverage report names them so a user sees where that happ
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 
 from torch import Tensor
 
-#: graph nodes that move or copy values without mixing them (backward = routing)
-ROUTING_NODES = frozenset({
-    "AccumulateGrad", "AliasBackward0", "AsStridedBackward0", "CatBackward0", "CloneBackward0",
-    "ContiguousBackward0", "ExpandBackward0", "FlipBackward0", "GatherBackward0", "IndexBackward0",
-    "IndexSelectBackward0", "NarrowBackward0", "PermuteBackward0", "RepeatBackward0",
-    "ReshapeAliasBackward0", "SelectBackward0", "SliceBackward0", "SplitBackward0",
-    "SplitWithSizesBackward0", "SqueezeBackward0", "SqueezeBackward1", "SqueezeBackward2",
-    "SqueezeBackward3", "StackBackward0", "TBackward0", "ToCopyBackward0", "TransposeBackward0",
-    "TransposeBackward1", "UnbindBackward0", "UnsafeSplitBackward0", "UnsafeViewBackward0",
-    "UnsqueezeBackward0", "ViewBackward0", "MaxBackward0", "MaxBackward1", "AmaxBackward0",
-    "MaxPool1DWithIndicesBackward0", "MaxPool2DWithIndicesBackward0", "MaxPool3DWithIndicesBackward0",
-    "ConstantPadNdBackward0", "PackPaddedSequenceBackward0", "PadPackedSequenceBackward0",
-    "NoneBackward0", "WhereBackward0", "TapBackward", "CopySlices", "CopyBackwards",
-    "AdaptiveMaxPool1DBackward0", "AdaptiveMaxPool2DBackward0", "AdaptiveMaxPool3DBackward0",
-    "MaskedFillBackward0", "ChannelShuffleBackward0", "PixelShuffleBackward0", "PixelUnshuffleBackward0",
-    "SqueezeBackwardAutogradNestedTensor0", "RollBackward0",
-})
-#: nodes that are the gradient of a ReLU: relevance of positive units passes, like the pass rule
-RELU_NODES = frozenset({"ReluBackward0", "ThresholdBackward0", "ThresholdBackwardBackward0"})
-
-#: nodes of seqlrp's own Functions that apply rules
-_WRAPPED = re.compile(r"^(LRPFunction|FusedLSTMLayer)Backward")
+from .nodes import RELU_NODES, ROUTING_NODES, WRAPPED
 
 
 @dataclass
@@ -111,7 +89,7 @@ def graph_coverage(output: Tensor, inputs: tuple[Tensor, ...], rules: dict[str, 
     if output.grad_fn is not None:
         visit(output.grad_fn)
     unruled = {k: v for k, v in sorted(counts.items())
-               if k not in ROUTING_NODES and k not in RELU_NODES and not _WRAPPED.search(k)}
+               if k not in ROUTING_NODES and k not in RELU_NODES and not WRAPPED.search(k)}
     relu = sum(v for k, v in counts.items() if k in RELU_NODES)
     return Coverage(dict(rules), unruled, relu)
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from .nodes import NONNEGATIVE_SOURCES, SIGN_KEEPING
 from .ops import per_sample_total
 from .rules.base import Rule
 from .stochastic import unwatched
@@ -127,15 +128,6 @@ class LRPFunction(torch.autograd.Function):
         return (None, *relevance_in)
 
 
-#: graph nodes that keep non-negative values non-negative (routing, max)
-_SIGN_KEEPING = frozenset({
-    "AliasBackward0", "CatBackward0", "CloneBackward0", "ConstantPadNdBackward0", "ExpandBackward0",
-    "IndexBackward0", "MaxPool1DWithIndicesBackward0", "MaxPool2DWithIndicesBackward0",
-    "MaxPool3DWithIndicesBackward0", "PermuteBackward0", "ReshapeAliasBackward0", "SelectBackward0",
-    "SliceBackward0", "SqueezeBackward0", "SqueezeBackward1", "StackBackward0", "ToCopyBackward0",
-    "TransposeBackward0", "UnsafeViewBackward0", "UnsqueezeBackward0", "ViewBackward0",
-})
-_NONNEGATIVE_SOURCES = frozenset({"ReluBackward0", "ThresholdBackward0", "SigmoidBackward0"})
 
 
 def known_nonnegative(t: Tensor, budget: int = 32) -> bool:
@@ -154,9 +146,9 @@ def known_nonnegative(t: Tensor, budget: int = 32) -> bool:
                 return False
             continue
         name = type(node).__name__
-        if name in _NONNEGATIVE_SOURCES:
+        if name in NONNEGATIVE_SOURCES:
             continue
-        if name not in _SIGN_KEEPING:
+        if name not in SIGN_KEEPING:
             return False
         stack.extend(child for child, _ in node.next_functions if child is not None)
     return True

@@ -43,6 +43,7 @@ from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
 from .function import LayerCall, LRPFunction
+from .nodes import GATE_NODES, GATE_THROUGH
 from .ops import Contraction, ContractionView, Product, ProductView, Sum, SumView
 from .views import ConvView, DenseView, ElementwiseView, PoolView, View
 
@@ -163,14 +164,6 @@ def _positive_constant(c: Any) -> bool:
     return False  # a tensor: deciding would need its values (a host sync)
 
 
-#: graph nodes a gate's value passes through unchanged in value (reshapes, broadcasts, copies)
-_THROUGH = frozenset({
-    "AliasBackward0", "CloneBackward0", "ExpandBackward0", "PermuteBackward0", "ReshapeAliasBackward0",
-    "SelectBackward0", "SliceBackward0", "SqueezeBackward0", "SqueezeBackward1", "SqueezeBackward2",
-    "TransposeBackward0", "TransposeBackward1", "UnsafeViewBackward0", "UnsqueezeBackward0", "ViewBackward0",
-    "RepeatBackward0", "ToCopyBackward0", "MaskedFillBackward0",
-})
-_GATE_NODES = {"SigmoidBackward0": "sigmoid", "HardsigmoidBackward0": "hardsigmoid", "SoftmaxBackward0": "softmax"}
 
 
 def gate_of(t: Tensor, steps: int = 16) -> str | None:
@@ -183,9 +176,9 @@ def gate_of(t: Tensor, steps: int = 16) -> str | None:
         if isinstance(call, LayerCall):
             return call.view.gate
         name = type(node).__name__
-        if name in _GATE_NODES:
-            return _GATE_NODES[name]
-        if name not in _THROUGH:
+        if name in GATE_NODES:
+            return GATE_NODES[name]
+        if name not in GATE_THROUGH:
             return None
         node = node.next_functions[0][0]
     return None
@@ -216,18 +209,16 @@ _ACTIVATIONS: dict[Callable, tuple[type, str | None]] = {
 }
 _IN_PLACE_ACTIVATIONS = {torch.relu_: F.relu, Tensor.relu_: F.relu, F.relu_: F.relu, Tensor.sigmoid_: torch.sigmoid,
                          Tensor.tanh_: torch.tanh, torch.sigmoid_: torch.sigmoid, torch.tanh_: torch.tanh}
-_PROBES: dict[type, nn.Module] = {}
+_STAND_INS: dict[type, nn.Module] = {}
 _SIGNATURES: dict[Callable, inspect.Signature | None] = {}
 
 
-def _probe(cls: type) -> nn.Module:
-    """One instance per module class, to ask the composite for the rule of its type (``isinstance``)."""
-    if cls not in _PROBES:
-        try:
-            _PROBES[cls] = cls()
-        except TypeError:  # (a layer with required sizes: an uninitialized instance answers isinstance)
-            _PROBES[cls] = cls.__new__(cls)
-    return _PROBES[cls]
+def _stand_in(cls: type) -> nn.Module:
+    """One default instance per module class (activations, Sum, Product): the module a functional op's view
+    describes (rules are looked up by class, :meth:`~seqlrp.core.composites.Composite.by_class`)."""
+    if cls not in _STAND_INS:
+        _STAND_INS[cls] = cls()
+    return _STAND_INS[cls]
 
 
 def _in_place_requested(func: Callable, args: tuple, kwargs: dict) -> bool:
@@ -250,7 +241,7 @@ class FunctionalRules(TorchFunctionMode):
         super().__init__()
         self.session = session
         composite = session.composite
-        self.rules = {kind: composite.by_type(_probe(cls)) for kind, cls in (
+        self.rules = {kind: composite.by_class(cls) for kind, cls in (
             ("pool", nn.AvgPool1d), ("sum", Sum), ("product", Product), ("contraction", Contraction),
             ("linear", nn.Linear), ("conv", nn.Conv2d))}
         self.level = session.options.get("record", "sums")
@@ -323,7 +314,7 @@ class FunctionalRules(TorchFunctionMode):
                 return NotImplemented  # two signals (or two gates): no rule, the coverage report names it
             gate, signal = (a, b) if gates[0] is not None else (b, a)
             label = f"torch.mul (gate: {gates[0] or gates[1]})"
-            return self._call(self.rules["product"], ProductView(_probe(Product)), label, gate, signal)
+            return self._call(self.rules["product"], ProductView(_stand_in(Product)), label, gate, signal)
         return NotImplemented
 
     def _add(self, func, args, kwargs):
@@ -338,7 +329,7 @@ class FunctionalRules(TorchFunctionMode):
             return NotImplemented
         a, b = (x if isinstance(x, Tensor) else torch.tensor(x, dtype=y.dtype, device=y.device)
                 for x, y in ((a, b), (b, a)))
-        view = SumView(_probe(Sum), signs=(1, sign), constants=(not relevant[0], not relevant[1]))
+        view = SumView(_stand_in(Sum), signs=(1, sign), constants=(not relevant[0], not relevant[1]))
         label = "torch.add" if sign > 0 else "torch.sub"
         if not all(relevant):
             label += " (bias)"
@@ -409,7 +400,7 @@ class FunctionalRules(TorchFunctionMode):
 
     def _activation(self, cls, gate, fn, x, func):
         label = getattr(func, "__name__", cls.__name__)
-        return self._call(self.session.composite.by_type(_probe(cls)), FunctionActivationView(_probe(cls), fn, gate),
+        return self._call(self.session.composite.by_class(cls), FunctionActivationView(_stand_in(cls), fn, gate),
                           f"torch.{label}", x)
 
     def _call(self, rule, view: View, label: str, *inputs: Tensor):

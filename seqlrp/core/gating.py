@@ -16,12 +16,7 @@ from collections import defaultdict
 from torch import Tensor
 
 from .function import LayerCall
-
-#: graph nodes that only reshape or copy: a zero stays a zero in the same place
-_RESHAPING = frozenset({
-    "AliasBackward0", "CloneBackward0", "PermuteBackward0", "ReshapeAliasBackward0", "TransposeBackward0",
-    "TransposeBackward1", "UnsafeViewBackward0", "ViewBackward0",
-})
+from .nodes import RESHAPING
 
 
 def _call(node) -> LayerCall | None:
@@ -88,7 +83,7 @@ class _ZeroFlow:
     def keeps_zero(self, user) -> bool:
         call = _call(user)
         if call is None:
-            return type(user).__name__ in _RESHAPING and self.vanishes_at_zero(user)
+            return type(user).__name__ in RESHAPING and self.vanishes_at_zero(user)
         if call.rule.zero_for_zero_input:
             return True
         if call.view.kind == "route":  # max pooling: a zero max gets 0

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .views import DETERMINISTIC, View, register_view
+from .views import View
 
 
 class NormView(View):
@@ -130,10 +130,8 @@ class RMSNormView(LayerNormView):
     center = False
 
 
-register_view(nn.LayerNorm)(LayerNormView)
-register_view(nn.GroupNorm)(GroupNormView)
-NORMS: tuple[type, ...] = (nn.LayerNorm, nn.GroupNorm)
+#: normalization class -> its view (registered in :mod:`seqlrp.builtins`)
+NORM_VIEWS: dict[type, type[View]] = {nn.LayerNorm: LayerNormView, nn.GroupNorm: GroupNormView}
 if hasattr(nn, "RMSNorm"):  # torch >= 2.4
-    register_view(nn.RMSNorm)(RMSNormView)
-    NORMS += (nn.RMSNorm,)
-DETERMINISTIC.update(NORMS)
+    NORM_VIEWS[nn.RMSNorm] = RMSNormView
+NORMS: tuple[type, ...] = tuple(NORM_VIEWS)

@@ -45,6 +45,11 @@ def get(name: str, **params: Any) -> Rule:
     return cls(**params)
 
 
+def available_class(name: str) -> type[Rule] | None:
+    """The rule class registered under ``name``, or None."""
+    return _REGISTRY.get(name)
+
+
 def available() -> list[str]:
     """Names of all registered rules, sorted."""
     return sorted(_REGISTRY)

@@ -13,19 +13,31 @@ from .function import LayerCall, LRPFunction
 from .rules.base import Rule
 from .views import DETERMINISTIC, ROUTING, View, view_of
 
-#: handlers for module types that need more than one LRPFunction (e.g. nn.LSTM):
-#: ``handler(session, name, module) -> forward`` returning the replacement forward, or None
-_HANDLERS: list[tuple[tuple[type, ...], Callable]] = []
+#: handlers for module types that need more than one LRPFunction (e.g. nn.LSTM): module class ->
+#: ``handler(session, name, module) -> forward`` returning the replacement forward, or None (the built-in
+#: ones are registered in :mod:`seqlrp.builtins`)
+_HANDLERS: dict[type, Callable] = {}
 
 
 def register_handler(*types: type) -> Callable:
-    """Decorator for ``handler(session, name, module) -> forward | None`` on modules of ``types``."""
+    """Decorator for ``handler(session, name, module) -> forward | None`` on modules of ``types`` and their
+    subclasses (the most specific registered class in a module's MRO wins)."""
 
     def decorate(handler: Callable) -> Callable:
-        _HANDLERS.insert(0, (types, handler))
+        for cls in types:
+            _HANDLERS[cls] = handler
         return handler
 
     return decorate
+
+
+def handler_of(module: nn.Module) -> Callable | None:
+    """The handler registered for ``module``'s class or its nearest base, or None."""
+    for cls in type(module).__mro__:
+        handler = _HANDLERS.get(cls)
+        if handler is not None:
+            return handler
+    return None
 
 
 class NoRuleError(TypeError):
@@ -66,12 +78,12 @@ class Session:
         return copy
 
     def _wrap_module(self, name: str, module: nn.Module) -> None:
-        for types, handler in _HANDLERS if self.composite.strict else ():  # baselines keep the gradient
-            if isinstance(module, types):
-                forward = handler(self, name, module)
-                if forward is not None:
-                    module.__dict__["forward"] = forward
-                return
+        handler = handler_of(module) if self.composite.strict else None  # (baselines keep the gradient)
+        if handler is not None:
+            forward = handler(self, name, module)
+            if forward is not None:
+                module.__dict__["forward"] = forward
+            return
         if next(module.children(), None) is not None:
             return  # containers: their leaves are wrapped
         view = view_of(module)

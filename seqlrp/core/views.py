@@ -9,7 +9,8 @@ A rule never touches a module directly. It gets a *view* of the layer:
 * :class:`RouteView` -- an op that routes values (max pooling: the winner takes all).
 * :class:`ElementwiseView` -- an elementwise activation.
 
-New layer types register a view factory with :func:`register_view`.
+New layer types register a view factory with :func:`register_view` (the built-in ones are registered in
+:mod:`seqlrp.builtins`); a module's view is that of the most specific registered class in its MRO.
 """
 
 from __future__ import annotations
@@ -23,25 +24,38 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
 
-_VIEW_FACTORIES: list[tuple[tuple[type, ...], Callable[[nn.Module], View]]] = []
+#: module class -> ``factory(module) -> View`` (filled by :func:`register_view`)
+_VIEW_FACTORIES: dict[type, Callable[[nn.Module], View]] = {}
 
 
 def register_view(*types: type) -> Callable:
-    """Decorator: ``factory(module) -> View`` for modules of ``types`` (later registrations win)."""
+    """Decorator: ``factory(module) -> View`` for modules of ``types`` and their subclasses.
+
+    A user layer is one line: ``seqlrp.core.register_view(MyLinear)(seqlrp.core.views.DenseView)``. A
+    class registered again gets the new factory; a subclass's own registration wins over its base's.
+    """
 
     def decorate(factory: Callable[[nn.Module], View]) -> Callable[[nn.Module], View]:
-        _VIEW_FACTORIES.insert(0, (types, factory))
+        for cls in types:
+            _VIEW_FACTORIES[cls] = factory
         return factory
 
     return decorate
 
 
 def view_of(module: nn.Module) -> View | None:
-    """The view of ``module``, or ``None`` when no rule can apply to its type."""
-    for types, factory in _VIEW_FACTORIES:
-        if isinstance(module, types):
+    """The view of ``module`` (that of the most specific registered class in its MRO), or ``None`` when no
+    rule can apply to its type."""
+    for cls in type(module).__mro__:
+        factory = _VIEW_FACTORIES.get(cls)
+        if factory is not None:
             return factory(module)
     return None
+
+
+def deterministic(*types: type) -> None:
+    """Declare exact layer classes whose forward draws no random numbers in eval mode (see :data:`DETERMINISTIC`)."""
+    DETERMINISTIC.update(types)
 
 
 def autograd_vjp(fn: Callable[[Tensor], Tensor], shape: torch.Size, like: Tensor, grad: Tensor) -> Tensor:
@@ -359,16 +373,10 @@ ROUTING: tuple[type, ...] = (
     nn.AlphaDropout, nn.FeatureAlphaDropout, nn.Embedding,
 )
 
-register_view(*DENSE)(DenseView)
-register_view(*CONVOLUTIONS)(ConvView)
-register_view(*AVG_POOLS)(PoolView)
-register_view(*MAX_POOLS)(RouteView)
-register_view(*ACTIVATIONS)(ElementwiseView)
-
 #: exact layer classes whose forward draws no random numbers in eval mode: an explanation runs them without the
 #: stochastic watch (:mod:`seqlrp.core.stochastic`: one Python dispatch per ATen op less). A subclass may
-#: override ``forward`` and is watched. Other modules add their own classes.
-DETERMINISTIC: set[type] = {*DENSE, *CONVOLUTIONS, *AVG_POOLS, *MAX_POOLS, *ACTIVATIONS}
+#: override ``forward`` and is watched. Filled by :func:`deterministic` (the built-in classes: :mod:`seqlrp.builtins`).
+DETERMINISTIC: set[type] = set()
 
 #: every affine layer type with a view (the CNN side adds its tensor-biased layers here)
 WEIGHTED: tuple[type, ...] = DENSE + CONVOLUTIONS

@@ -20,15 +20,14 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from ..core.function import LayerCall
 from ..core.ops import Product
-from ..core.rules.epsilon import Epsilon
+from ..core.rules.epsilon import Epsilon, Zero
 from ..core.rules.products import SignalTakesAll
-from ..core.session import NoRuleError, Session, register_handler
+from ..core.session import NoRuleError, Session
 from ..core.stochastic import unwatched
 from ..core.views import View
 from .cells import CellRules, gru_direction, lstm_direction
 from .fused import FusedLSTMLayer, FusedSpec, PackedLayout
 
-_LINEAR, _PRODUCT = nn.Linear.__new__(nn.Linear), Product()  # (probes: the composite's rule for these types)
 GATE_LINEAR = "<recurrent linear>"
 CELL_SUM = "<recurrent sum>"
 GATE_PRODUCT = "<recurrent product>"
@@ -52,18 +51,19 @@ def cell_rules(session: Session, module: nn.Module) -> CellRules:
     """The cell's rules: the special keys first, then the composite's rules for ``nn.Linear``, ``Sum`` and
     ``Product`` -- the gate rule is the one every gated product of the model gets."""
     composite = session.composite
-    linear = composite.get(GATE_LINEAR) or composite.by_type(_LINEAR) or Epsilon()
+    linear = composite.get(GATE_LINEAR) or composite.by_class(nn.Linear) or Epsilon()
     if isinstance(linear, Epsilon):
         default_sum = Epsilon(epsilon=linear.epsilon, bias_factor=linear.bias_factor)
     else:
         default_sum = Epsilon()
-    product = composite.get(GATE_PRODUCT) or composite.by_type(_PRODUCT) or SignalTakesAll()
+    product = composite.get(GATE_PRODUCT) or composite.by_class(Product) or SignalTakesAll()
     return CellRules(linear, composite.get(CELL_SUM) or default_sum, product)
 
 
 def _fusable(rules: CellRules, session: Session) -> bool:
-    return (session.options.get("fused", True) and type(rules.linear).__name__ in ("Epsilon", "Zero")
-            and type(rules.sum).__name__ in ("Epsilon", "Zero") and isinstance(rules.product, SignalTakesAll))
+    exact = (Epsilon, Zero)  # (the classes themselves: a subclass may change the rule the fused kernel computes)
+    return (session.options.get("fused", True) and type(rules.linear) in exact and type(rules.sum) in exact
+            and isinstance(rules.product, SignalTakesAll))
 
 
 def reversal_index(lengths: Tensor | None, steps: int, batch: int, device) -> Tensor:
@@ -298,6 +298,5 @@ def _record(call: LayerCall, relevance_out: Tensor, relevance_in: Tensor) -> Non
     call.relevance_out, call.relevance_in = relevance_out, relevance_in
 
 
-@register_handler(nn.LSTM, nn.GRU)
-def _recurrent_handler(session: Session, name: str, module: nn.RNNBase) -> Callable:
+def recurrent_handler(session: Session, name: str, module: nn.RNNBase) -> Callable:
     return RecurrentForward(session, name, module)

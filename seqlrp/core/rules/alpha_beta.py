@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from ..registry import register
 from .base import Rule
 
 
@@ -64,7 +63,6 @@ class _PositiveNegative(Rule):
         return (result,)
 
 
-@register("alpha_beta")
 class AlphaBeta(_PositiveNegative):
     r"""LRP-αβ (Bach et al. 2015) with :math:`\alpha - \beta = 1`.
 
@@ -83,6 +81,8 @@ class AlphaBeta(_PositiveNegative):
         See :class:`~seqlrp.core.rules.base.Rule`.
     """
 
+    name = "alpha_beta"
+
     def __init__(self, alpha: float = 2.0, beta: float = 1.0, epsilon: float | None = None,
                  ignore_bias: bool | None = None):
         super().__init__(epsilon, ignore_bias)
@@ -96,7 +96,6 @@ class AlphaBeta(_PositiveNegative):
         return {"alpha": self.alpha, "beta": self.beta, **super().params()}
 
 
-@register("zplus")
 class ZPlus(_PositiveNegative):
     r"""LRP-z⁺ (= α1β0) on the positive part of the *products*, not of inputs and weights separately.
 
@@ -105,3 +104,5 @@ class ZPlus(_PositiveNegative):
 
     (:math:`a^+ w^+` alone would be wrong for negative inputs: first layers, LSTM states.)
     """
+
+    name = "zplus"

@@ -5,13 +5,11 @@ from __future__ import annotations
 from torch import Tensor
 
 from ..ops import SumView, per_sample_total
-from ..registry import register
 from ..stabilize import safe_divide, sign0
 from ..views import LinearView, PoolView
 from .base import Rule
 
 
-@register("epsilon")
 class Epsilon(Rule):
     r"""LRP-ε (Bach et al. 2015), for affine layers and average pooling.
 
@@ -34,6 +32,8 @@ class Epsilon(Rule):
     bias_factor : float
         Fraction of the bias + ε share redistributed to the inputs (0 to 1).
     """
+
+    name = "epsilon"
 
     kinds = frozenset({"linear", "pool", "sum", "contraction", "norm"})
 
@@ -129,8 +129,9 @@ class Epsilon(Rule):
         return result
 
 
-@register("zero")
 class Zero(Epsilon):
     r"""LRP-0: :math:`R_j = \sum_k \frac{a_j w_{jk}}{z_k} R_k` (ε = 0; a zero denominator gives 0)."""
+
+    name = "zero"
 
     default_epsilon = 0.0

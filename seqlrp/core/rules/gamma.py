@@ -5,11 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..registry import register
 from .base import Rule
 
 
-@register("gamma")
 class Gamma(Rule):
     r"""LRP-γ (Montavon et al. 2019), sign-aware (Andéol et al. 2021), valid for inputs of either sign.
 
@@ -31,6 +29,8 @@ class Gamma(Rule):
     epsilon, ignore_bias
         See :class:`~seqlrp.core.rules.base.Rule`.
     """
+
+    name = "gamma"
 
     kinds = frozenset({"linear"})
     uses_gating = True

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from ..registry import register
 from .base import Rule
 
 
-@register("pass")
 class Pass(Rule):
     r"""Identity: :math:`R_{\text{in}} = R_{\text{out}}` (elementwise activations)."""
+
+    name = "pass"
 
     kinds = frozenset({"elementwise"})
     passes_on_active = True
@@ -20,9 +20,10 @@ class Pass(Rule):
         return (relevance,)
 
 
-@register("winner_takes_all")
 class WinnerTakesAll(Rule):
     r"""Max pooling: all relevance of an output goes to the input that won the max (gradient route)."""
+
+    name = "winner_takes_all"
 
     kinds = frozenset({"route"})
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from ..registry import register
 from .base import Rule
 
 
-@register("signal_takes_all")
 class SignalTakesAll(Rule):
     r"""Gate ⊙ signal: all relevance to the signal, none to the gate (Arras et al. 2017).
 
@@ -16,6 +14,8 @@ class SignalTakesAll(Rule):
     The gate only scales how much of the signal passes; it carries no information of its own
     about the input in this view.
     """
+
+    name = "signal_takes_all"
 
     kinds = frozenset({"product"})
 

@@ -6,7 +6,6 @@ import abc
 
 import torch
 
-from ..registry import register
 from .base import Rule
 
 
@@ -29,23 +28,25 @@ class _InputFree(Rule):
         return (view.vjp(self._divide(relevance, z), w, x),)
 
 
-@register("wsquare")
 class WSquare(_InputFree):
     r"""LRP-w² (Montavon et al. 2017): :math:`R_j = \sum_k \frac{w_{jk}^2}{\sum_i w_{ik}^2 + b_k^2} R_k`.
 
     ``ignore_bias=True`` drops :math:`b_k^2`.
     """
 
+    name = "wsquare"
+
     def _map(self, t):
         return t * t
 
 
-@register("flat")
 class Flat(_InputFree):
     r"""Flat rule: :math:`R_j = \sum_k \frac{1}{N_k} R_k` over the inputs ``j`` connected to ``k``.
 
     The bias is ignored by default; ``ignore_bias=False`` counts it as one more input.
     """
+
+    name = "flat"
 
     default_ignore_bias = True
 

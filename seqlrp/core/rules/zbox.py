@@ -5,11 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..registry import register
 from .base import Rule
 
 
-@register("zbox")
 class ZBox(Rule):
     r"""LRP-zB (Montavon et al. 2017) for inputs bounded by :math:`l_j \le a_j \le h_j`.
 
@@ -26,6 +24,8 @@ class ZBox(Rule):
         Bounds, scalars or tensors broadcastable to the input (e.g. shape ``(1, 3, 1, 1)`` for
         per-channel bounds of normalized images: :func:`seqlrp.cnn.bounds_from_normalization`).
     """
+
+    name = "zbox"
 
     kinds = frozenset({"linear"})
     default_ignore_bias = True
