@@ -134,7 +134,8 @@ class Attribution:
             Further arguments of the forward: ``model(inputs, *additional_forward_args)``; for token ids,
             ``(lengths,)``.
         return_convergence_delta : bool
-            Also return the conservation delta per sample, ``Σ relevance − relevance put on the output``
+            Also return the conservation delta per sample, ``Σ relevance (inputs, and parameters that received
+            some: a class token) − relevance put on the output``
             (Captum's convergence delta).
 
         Returns
@@ -149,7 +150,7 @@ class Attribution:
             relevance = relevance.to(inputs.dtype)
         if not return_convergence_delta:
             return relevance
-        delta = result.relevance_sum - result.seed.sum(1)
+        delta = result.relevance_sum + result.parameter_relevance_sum - result.seed.sum(1)
         initial = getattr(result, "initial_state_relevance", None)
         return relevance, (delta if initial is None else delta + initial).detach()
 

@@ -23,9 +23,18 @@ from .core.session import register_handler
 from .lstm import recurrent
 
 #: the built-in rule classes (each names itself: ``cls.name``)
-RULES: tuple[type, ...] = (
-    core_rules.Epsilon, core_rules.Zero, core_rules.Gamma, core_rules.AlphaBeta, core_rules.ZPlus, core_rules.ZBox,
-    core_rules.WSquare, core_rules.Flat, core_rules.Pass, core_rules.WinnerTakesAll, core_rules.SignalTakesAll,
+RULES: tuple[type, ...] = (  # (one a line: a new rule is one added line)
+    core_rules.Epsilon,
+    core_rules.Zero,
+    core_rules.Gamma,
+    core_rules.AlphaBeta,
+    core_rules.ZPlus,
+    core_rules.ZBox,
+    core_rules.WSquare,
+    core_rules.Flat,
+    core_rules.Pass,
+    core_rules.WinnerTakesAll,
+    core_rules.SignalTakesAll,
     cnn_layers.ActivePass,
 )
 

@@ -22,6 +22,7 @@ Rules are instances, registered names or ``(name, params)``.
 from __future__ import annotations
 
 import fnmatch
+import functools
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -105,12 +106,18 @@ class Composite(Mapping):
 
 def as_composite(composite: Composite | Mapping | None) -> Composite:
     if composite is None:
-        return EpsilonEverywhere()
+        return _default()
     if isinstance(composite, Composite):
         return composite
     if isinstance(composite, Mapping):
         return Composite(composite)
     raise TypeError(f"composite must be a Composite or a mapping of module types/names to rules, got {composite!r}")
+
+
+@functools.cache
+def _default() -> Composite:
+    """The default composite, built once (composites are read-only: sharing one across calls is what users do)."""
+    return EpsilonEverywhere()
 
 
 class ZeroEverywhere(Composite):

@@ -46,6 +46,10 @@ class Explanation:
         The relevance put on the output (e.g. the target logit), ``(B, C)``.
     labels : list of str or None
         Class names (one per class), when given: the reports and the notebook view show them.
+    parameter_relevance : dict[str, Tensor]
+        Relevance that reached parameters the forward uses directly (a class token concatenated to the
+        patches, a learned embedding added as a signal): qualified parameter name -> ``(B,)``. Empty when none
+        did. ``relevance_sum + sum(parameter_relevance.values())`` is what the input side received.
     """
 
     relevance: Tensor
@@ -55,11 +59,20 @@ class Explanation:
     seed: Tensor | None = None
     calls: list[LayerCall] = field(default_factory=list, repr=False)
     labels: list[str] | None = None
+    parameter_relevance: dict[str, Tensor] = field(default_factory=dict)
 
     @property
     def relevance_sum(self) -> Tensor:
         """Total input relevance per sample."""
         return self.relevance.reshape(self.relevance.shape[0], -1).sum(1)
+
+    @property
+    def parameter_relevance_sum(self) -> Tensor:
+        """Total relevance that reached parameters, per sample (zeros when none did)."""
+        total = self.relevance.new_zeros(self.relevance.shape[0])
+        for values in self.parameter_relevance.values():
+            total = total + values.to(total.dtype)
+        return total
 
     def conservation(self) -> list[LayerConservation]:
         """Per wrapped layer call (in backward order): sum of relevance in vs out, per sample."""
@@ -80,12 +93,17 @@ class Explanation:
         total = float(self.seed.sum()) if self.seed is not None else float("nan")
         lines.append(f"{'seed (output)':81s} {total:14.6g}")
         lines.append(f"{'input':81s} {float(self.relevance.sum()):14.6g}")
+        for name, values in self.parameter_relevance.items():
+            lines.append(f"{('parameter ' + name)[:81]:81s} {float(values.sum()):14.6g}")
+        if self.parameter_relevance:
+            total = float(self.relevance.sum() + self.parameter_relevance_sum.sum())
+            lines.append(f"{'input + parameters':81s} {total:14.6g}")
         return "\n".join(lines)
 
     def to(self, device: torch.device | str) -> Explanation:
         return Explanation(self.relevance.to(device), self.output.to(device), self.target.to(device),
                            self.coverage, None if self.seed is None else self.seed.to(device), self.calls,
-                           self.labels)
+                           self.labels, {k: v.to(device) for k, v in self.parameter_relevance.items()})
 
     def _repr_html_(self) -> str:
         """The notebook view (Jupyter): heatmaps or tokens with their colour scales, self-contained HTML."""

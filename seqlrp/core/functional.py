@@ -154,10 +154,6 @@ def _carries_relevance(t: Any) -> bool:
     return isinstance(t, Tensor) and t.requires_grad and t.is_floating_point() and not isinstance(t, nn.Parameter)
 
 
-def _constant(c: Any) -> bool:
-    return isinstance(c, (int, float)) or (isinstance(c, Tensor) and not _carries_relevance(c))
-
-
 def _positive_constant(c: Any) -> bool:
     if isinstance(c, (int, float)):
         return c >= 0
@@ -245,6 +241,42 @@ class FunctionalRules(TorchFunctionMode):
             ("pool", nn.AvgPool1d), ("sum", Sum), ("product", Product), ("contraction", Contraction),
             ("linear", nn.Linear), ("conv", nn.Conv2d))}
         self.level = session.options.get("record", "sums")
+        #: the session's parameter sinks (parameters whose relevance is reported): tensors computed from them
+        #: alone stay constants for the rules, as the parameters themselves are
+        self._sinks = {id(p) for p in session.sinks.values()}
+        self._reach: dict[int, tuple[object, bool]] = {}
+
+    def _carries(self, t: Any) -> bool:
+        """Whether ``t`` is a signal (depends on the explained input), not a constant."""
+        carries = _carries_relevance(t)
+        if not carries or not self._sinks:
+            return carries
+        return id(t) not in self._sinks if t.grad_fn is None else self._reaches_input(t.grad_fn)
+
+    def _constant(self, c: Any) -> bool:
+        return isinstance(c, (int, float)) or (isinstance(c, Tensor) and not self._carries(c))
+
+    def _reaches_input(self, node) -> bool:
+        """Whether the graph below ``node`` reaches a leaf other than a parameter sink (memoized per forward)."""
+        memo, stack = self._reach, [node]
+        while stack:
+            current = stack[-1]
+            if id(current) in memo:
+                stack.pop()
+                continue
+            variable = getattr(current, "variable", None)
+            if variable is not None:  # (an AccumulateGrad: a leaf)
+                memo[id(current)] = (current, id(variable) not in self._sinks)
+                stack.pop()
+                continue
+            children = [child for child, _ in current.next_functions if child is not None]
+            pending = [child for child in children if id(child) not in memo]
+            if pending:
+                stack.extend(pending)
+                continue
+            memo[id(current)] = (current, any(memo[id(child)][1] for child in children))
+            stack.pop()
+        return memo[id(node)][1]
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -257,7 +289,7 @@ class FunctionalRules(TorchFunctionMode):
     # dispatch ------------------------------------------------------------------------------------
     def _dispatch(self, func, args, kwargs):  # noqa: C901 - one branch per family of ops, in order
         if func in _REDUCTIONS or func in _POOLS:
-            if args and _carries_relevance(args[0]):
+            if args and self._carries(args[0]):
                 rest = args[1:]
                 label = f"torch.{_REDUCTIONS[func]}" if func in _REDUCTIONS else _POOLS[func]
                 return self._pool(lambda x: func(x, *rest, **kwargs), label, args[0], True)
@@ -269,7 +301,7 @@ class FunctionalRules(TorchFunctionMode):
         if func in _IN_PLACE_ADDS:
             return self._in_place(func, args, kwargs)
         if func in _ACTIVATIONS:
-            if not (args and _carries_relevance(args[0])):
+            if not (args and self._carries(args[0])):
                 return NotImplemented
             cls, gate = _ACTIVATIONS[func]
             if not _in_place_requested(func, args, kwargs):
@@ -303,12 +335,12 @@ class FunctionalRules(TorchFunctionMode):
             return NotImplemented
         a, b = args
         is_mul = func in _MULS
-        if _carries_relevance(a) and _constant(b):
+        if self._carries(a) and self._constant(b):
             return self._pool(lambda x: func(x, b, **kwargs), f"torch.{'mul' if is_mul else 'div'}", a,
                               _positive_constant(b))
-        if is_mul and _carries_relevance(b) and _constant(a):
+        if is_mul and self._carries(b) and self._constant(a):
             return self._pool(lambda x: func(a, x, **kwargs), "torch.mul", b, _positive_constant(a))
-        if is_mul and _carries_relevance(a) and _carries_relevance(b) and not kwargs:
+        if is_mul and self._carries(a) and self._carries(b) and not kwargs:
             gates = gate_of(a), gate_of(b)
             if (gates[0] is None) == (gates[1] is None):
                 return NotImplemented  # two signals (or two gates): no rule, the coverage report names it
@@ -324,8 +356,8 @@ class FunctionalRules(TorchFunctionMode):
         sign = -1 if func in _RSUBS else _ADDS[func]
         if func in _RSUBS:  # c - x, called as x.__rsub__(c)
             a, b = b, a
-        relevant = _carries_relevance(a), _carries_relevance(b)
-        if not any(relevant) or not all(r or _constant(x) for r, x in zip(relevant, (a, b), strict=True)):
+        relevant = self._carries(a), self._carries(b)
+        if not any(relevant) or not all(r or self._constant(x) for r, x in zip(relevant, (a, b), strict=True)):
             return NotImplemented
         a, b = (x if isinstance(x, Tensor) else torch.tensor(x, dtype=y.dtype, device=y.device)
                 for x, y in ((a, b), (b, a)))
@@ -348,7 +380,7 @@ class FunctionalRules(TorchFunctionMode):
         if len(args) != 2 or kwargs:
             return NotImplemented
         a, b = args
-        if _carries_relevance(a) and _constant(b) and isinstance(b, Tensor) and b.dim() == 2:
+        if self._carries(a) and self._constant(b) and isinstance(b, Tensor) and b.dim() == 2:
             return self._affine(self.rules["linear"], FunctionalDenseView(b.t(), None), f"torch.{_MATMULS[func]}",
                                 a)
         return self._contract(func, a, b, f"torch.{_MATMULS[func]}")
@@ -360,7 +392,7 @@ class FunctionalRules(TorchFunctionMode):
         return self._contract(lambda x, y: torch.einsum(equation, x, y), a, b, f"torch.einsum({equation!r})")
 
     def _contract(self, fn, a, b, label):
-        if not (_carries_relevance(a) and _carries_relevance(b)):
+        if not (self._carries(a) and self._carries(b)):
             return NotImplemented
         gates = gate_of(a), gate_of(b)
         if (gates[0] is None) == (gates[1] is None):
@@ -372,18 +404,18 @@ class FunctionalRules(TorchFunctionMode):
         return self._call(self.rules["contraction"], ContractionView(module), f"{label} (gate: {gates[1]})", b, a)
 
     def _linear(self, x, weight, bias=None):
-        if not (_carries_relevance(x) and _constant(weight) and (bias is None or _constant(bias))):
+        if not (self._carries(x) and self._constant(weight) and (bias is None or self._constant(bias))):
             return NotImplemented
         return self._affine(self.rules["linear"], FunctionalDenseView(weight, bias), "F.linear", x)
 
     def _conv(self, x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
-        if not (_carries_relevance(x) and _constant(weight) and (bias is None or _constant(bias))):
+        if not (self._carries(x) and self._constant(weight) and (bias is None or self._constant(bias))):
             return NotImplemented
         view = FunctionalConvView(_ConvSpec(weight, bias, stride, padding, dilation, groups))
         return self._affine(self.rules["conv"], view, f"F.conv{weight.dim() - 2}d", x)
 
     def _attention(self, q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
-        if dropout_p or enable_gqa or not _carries_relevance(v):
+        if dropout_p or enable_gqa or not self._carries(v):
             return NotImplemented
         options = {"attn_mask": attn_mask, "is_causal": is_causal, "scale": scale}
         return self._call(self.rules["contraction"], AttentionView(options),

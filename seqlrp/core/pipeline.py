@@ -31,6 +31,7 @@ from .explanation import Explanation
 from .functional import FunctionalRules
 from .gating import mark_gated
 from .session import NoRuleError, Session
+from .sinks import ParameterTaps
 from .stochastic import StochasticForwardError, watch_stochastic
 
 #: the explainer choice, one name everywhere: LRP (the session's rules), the plain gradient, gradient x input
@@ -169,7 +170,11 @@ def _propagate(model, inputs: Inputs, target, seed, session: Session | None, mod
         if any(call.rule.uses_gating for call in calls):
             mark_gated(output)
         sinks = inputs.sinks(session)
-        grad, *sink_relevance = torch.autograd.grad(output, [leaf, *sinks], seed_tensor, allow_unused=True)
+        parameters = session.sinks if session is not None else {}
+        taps = ParameterTaps(output, parameters, inputs.batch) if parameters else None
+        grad, *sink_relevance = torch.autograd.grad(output, [leaf, *sinks, *parameters.values()], seed_tensor,
+                                                    allow_unused=True)
+        sink_relevance, parameter_totals = sink_relevance[:len(sinks)], sink_relevance[len(sinks):]
     if grad is None:
         raise ValueError(inputs.unexplained)
     if warn_coverage:
@@ -178,6 +183,8 @@ def _propagate(model, inputs: Inputs, target, seed, session: Session | None, mod
     relevance = (gradient * leaf.detach() if mode == "gradient_x_input" else gradient).contiguous()
     check_finite_relevance(relevance, calls)
     result = Explanation(relevance, output.detach(), target, coverage, seed_tensor, calls)
+    if taps is not None:
+        result.parameter_relevance = taps.per_sample(parameter_totals)
     return inputs.readback(result, gradient, sink_relevance, session, mode)
 
 

@@ -55,6 +55,10 @@ class Session:
         self.recurrent: list = []
         self.calls: list[LayerCall] = []
         self.assigned: dict[str, str] = {}
+        #: parameters of the wrapped copy that no rule consumes (a class token, a learned position embedding):
+        #: qualified name -> the copy's twin, which requires grad so that relevance reaching it is reported
+        #: (``Explanation.parameter_relevance``); filled by :meth:`wrap` for strict composites
+        self.sinks: dict[str, nn.Parameter] = {}
         self._first_taken = False
         self._resolved: dict[tuple, Rule] = {}
 
@@ -75,7 +79,22 @@ class Session:
         for name, module in copy.named_modules(remove_duplicate=True):
             _detach_parameters(module)
             self._wrap_module(name or type(model).__name__, module)
+        if self.composite.strict:
+            self._collect_sinks(copy)
         return copy
+
+    def _collect_sinks(self, copy: nn.Module) -> None:
+        """The copy's parameters that its forward uses directly (no view or handler consumes them): they
+        become leaves that require grad, so relevance routed into them (``torch.cat`` with a class token) is
+        reported instead of silently dropped. Tensors computed from them alone stay constants for the rules."""
+        for prefix, module in copy.named_modules(remove_duplicate=True):
+            if "forward" in module.__dict__ or isinstance(module, ROUTING):
+                continue  # (a rule or handler consumes its parameters; a lookup table is no summand)
+            params = module.__dict__["_parameters"]
+            for key, p in params.items():
+                if p is not None and p.is_floating_point() and not isinstance(p, nn.parameter.UninitializedParameter):
+                    params[key] = twin = nn.Parameter(p.detach(), requires_grad=True)
+                    self.sinks[f"{prefix}.{key}" if prefix else key] = twin
 
     def _wrap_module(self, name: str, module: nn.Module) -> None:
         handler = handler_of(module) if self.composite.strict else None  # (baselines keep the gradient)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -200,10 +201,16 @@ def text_rules(composite: Composite | Mapping | None, rules=_UNSET, epsilon=_UNS
             DeprecationWarning, stacklevel=user_stacklevel())
         return ArrasLSTM(**{"epsilon": 1e-3, "bias_factor": 0.0, **old})
     if composite is None or isinstance(composite, Composite):
-        return ArrasLSTM() if composite is None else composite
+        return _default_arras() if composite is None else composite
     if isinstance(composite, Mapping):
         return ArrasLSTM(rules=composite)
     raise TypeError(f"composite must be a Composite or a mapping of module types/names to rules, got {composite!r}")
+
+
+@functools.cache
+def _default_arras() -> ArrasLSTM:
+    """``ArrasLSTM()``, built once (composites are read-only)."""
+    return ArrasLSTM()
 
 
 class EmbeddingLeaf(Inputs):
@@ -283,7 +290,8 @@ class EmbeddingLeaf(Inputs):
         token = gradient.pow(2).sum(-1) if mode == "gradient" else relevance.sum(-1)
         return TextExplanation(
             relevance=relevance, output=result.output, target=result.target, coverage=result.coverage,
-            seed=result.seed, calls=result.calls, token_relevance=token, embedding_relevance=relevance,
+            seed=result.seed, calls=result.calls, parameter_relevance=result.parameter_relevance,
+            token_relevance=token, embedding_relevance=relevance,
             lengths=lengths, tokens=self.tokens, initial_state_relevance=initial_total, direction_relevance=direction,
         )
 
