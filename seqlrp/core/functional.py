@@ -45,6 +45,7 @@ from torch.overrides import TorchFunctionMode
 from .function import LayerCall, LRPFunction
 from .nodes import GATE_NODES, GATE_THROUGH
 from .ops import Contraction, ContractionView, Product, ProductView, Sum, SumView
+from .sinks import fold_graph
 from .views import ConvView, DenseView, ElementwiseView, PoolView, View
 
 
@@ -258,25 +259,7 @@ class FunctionalRules(TorchFunctionMode):
 
     def _reaches_input(self, node) -> bool:
         """Whether the graph below ``node`` reaches a leaf other than a parameter sink (memoized per forward)."""
-        memo, stack = self._reach, [node]
-        while stack:
-            current = stack[-1]
-            if id(current) in memo:
-                stack.pop()
-                continue
-            variable = getattr(current, "variable", None)
-            if variable is not None:  # (an AccumulateGrad: a leaf)
-                memo[id(current)] = (current, id(variable) not in self._sinks)
-                stack.pop()
-                continue
-            children = [child for child, _ in current.next_functions if child is not None]
-            pending = [child for child in children if id(child) not in memo]
-            if pending:
-                stack.extend(pending)
-                continue
-            memo[id(current)] = (current, any(memo[id(child)][1] for child in children))
-            stack.pop()
-        return memo[id(node)][1]
+        return fold_graph(node, lambda variable: id(variable) not in self._sinks, any, self._reach)
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}

@@ -11,8 +11,40 @@ slice, view: routing), so the per-sample values sum to the parameter's total.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
+from typing import Any
 
 from torch import Tensor
+
+
+def fold_graph(root, leaf: Callable[[Tensor], Any], combine: Callable[[list], Any], memo: dict) -> Any:
+    """A value for every autograd node below ``root``, bottom-up: ``leaf(variable)`` at the leaves
+    (AccumulateGrad nodes), ``combine(children's values)`` elsewhere. ``memo`` (id -> (node, value); the node
+    is kept so its id is not reused) carries over between calls; iterative (deep graphs)."""
+    stack = [root]
+    while stack:
+        node = stack[-1]
+        if id(node) in memo:
+            stack.pop()
+            continue
+        variable = getattr(node, "variable", None)
+        if variable is not None:
+            memo[id(node)] = (node, leaf(variable))
+            stack.pop()
+            continue
+        children = [child for child, _ in node.next_functions if child is not None]
+        pending = [child for child in children if id(child) not in memo]
+        if pending:
+            stack.extend(pending)
+            continue
+        memo[id(node)] = (node, combine([memo[id(child)][1] for child in children]))
+        stack.pop()
+    return memo[id(root)][1]
+
+
+def _only(parts: list) -> frozenset[str] | None:
+    """The sinks a node alone reaches: the union of its children's, None if any child reaches another leaf."""
+    return frozenset().union(*parts) if parts and all(p is not None for p in parts) else None
 
 
 class ParameterTaps:
@@ -21,13 +53,14 @@ class ParameterTaps:
     def __init__(self, output: Tensor, sinks: dict[str, Tensor], batch: int):
         self.batch, self.names = batch, list(sinks)
         ids = {id(p): name for name, p in sinks.items()}
-        below: dict[int, frozenset[str] | None] = {}  # node -> the sinks it alone reaches (None: reaches others)
+        memo: dict[int, tuple] = {}  # node -> (node, the sinks it alone reaches; None: it reaches other leaves)
         self.tapped: dict[str, list[Tensor]] = {name: [] for name in sinks}
         self.unsplit: set[str] = set()
         root = output.grad_fn
         if root is None:
             return
-        self._walk(root, ids, below)
+        fold_graph(root, lambda variable: frozenset({ids[id(variable)]}) if id(variable) in ids else None, _only, memo)
+        below = {key: value for key, (_, value) in memo.items()}
         seen: set[int] = set()
         stack = [root]
         while stack:
@@ -40,29 +73,6 @@ class ParameterTaps:
             if edges:
                 node.register_hook(self._hook(edges))
             stack.extend(child for child, _ in node.next_functions if child is not None)
-
-    @staticmethod
-    def _walk(root, ids: dict[int, str], below: dict) -> None:
-        stack = [root]
-        while stack:
-            node = stack[-1]
-            if id(node) in below:
-                stack.pop()
-                continue
-            variable = getattr(node, "variable", None)
-            if variable is not None:
-                name = ids.get(id(variable))
-                below[id(node)] = frozenset({name}) if name is not None else None
-                stack.pop()
-                continue
-            children = [child for child, _ in node.next_functions if child is not None]
-            pending = [child for child in children if id(child) not in below]
-            if pending:
-                stack.extend(pending)
-                continue
-            parts = [below[id(child)] for child in children]
-            below[id(node)] = frozenset().union(*parts) if parts and all(p is not None for p in parts) else None
-            stack.pop()
 
     def _hook(self, edges: dict[int, frozenset[str]]):
         def hook(grad_inputs, grad_outputs):
