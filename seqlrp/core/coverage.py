@@ -61,6 +61,8 @@ def graph_coverage(output: Tensor, inputs: tuple[Tensor, ...], rules: dict[str, 
         edges = node.next_functions
         call = getattr(node, "call", None)
         silent = getattr(getattr(call, "view", None), "silent", ()) if call is not None else ()
+        if not silent:
+            return iter(edges)
         return iter(edge for i, edge in enumerate(edges) if i not in silent)  # (one edge per tensor input)
 
     def visit(node) -> bool:
