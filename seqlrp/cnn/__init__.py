@@ -1,6 +1,16 @@
 """CNN side: canonization of torchvision ResNet/DenseNet/VGG, layers, composite presets."""
 
 from .canonize import CanonizationError, Concat, canonize
+from .canonizer import Canonizer, Place
+from .canonizers import (
+    DEFAULT_CANONIZERS,
+    ClassRebuild,
+    KeepAsAffine,
+    ProducerFusion,
+    SequentialFusion,
+    SplitNormAct,
+    ThreshReLUFusion,
+)
 from .composites import (
     EpsilonAlpha2Beta1,
     EpsilonGammaBox,
@@ -13,7 +23,16 @@ from .composites import (
 from .layers import ChannelAffine, Sum, TensorBiasedConv2d, TensorBiasedLinear, ThreshReLU
 
 __all__ = [
+    "DEFAULT_CANONIZERS",
     "CanonizationError",
+    "Canonizer",
+    "ClassRebuild",
+    "KeepAsAffine",
+    "Place",
+    "ProducerFusion",
+    "SequentialFusion",
+    "SplitNormAct",
+    "ThreshReLUFusion",
     "ChannelAffine",
     "Concat",
     "EpsilonAlpha2Beta1",

@@ -27,16 +27,18 @@ from torch import nn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from ..core.copying import structural_copy
-from .batchnorm import NAMES, check_replaceable
+from .batchnorm import check_replaceable
 
 
-def _timm_classes() -> dict[type, str]:
-    """The norm+act classes of the imported timm (none when timm is not imported)."""
+def split_classes() -> dict[type, str]:
+    """The classes :func:`split` knows, with their names: timm's (when timm is imported) and torchvision's
+    ``FrozenBatchNorm2d``."""
+    classes: dict[type, str] = {FrozenBatchNorm2d: "FrozenBatchNorm2d"}
     module = sys.modules.get("timm.layers.norm_act")
-    if module is None:
-        return {}
-    return {getattr(module, name): name for name in ("BatchNormAct2d", "SyncBatchNormAct", "FrozenBatchNormAct2d")
-            if hasattr(module, name)}
+    if module is not None:
+        classes.update({getattr(module, name): name for name in ("BatchNormAct2d", "SyncBatchNormAct",
+                                                                 "FrozenBatchNormAct2d") if hasattr(module, name)})
+    return classes
 
 
 def _plain_batchnorm(module: nn.Module, frozen: bool) -> nn.BatchNorm2d:
@@ -66,30 +68,3 @@ def split(module: nn.Module, kind: str) -> nn.Sequential:
     sequential = nn.Sequential(parts)
     sequential.__dict__["training"] = module.training
     return sequential
-
-
-def expand(model: nn.Module) -> nn.Module:
-    """``model`` itself when it holds no norm+act module; else a structural copy with each one :func:`split`.
-
-    A module used twice stays one module used twice (one split, shared).
-    """
-    classes = _timm_classes()
-    classes[FrozenBatchNorm2d] = "FrozenBatchNorm2d"
-    if not any(type(m) in classes for m in model.modules()):
-        return model
-    if type(model) in classes:
-        return split(model, classes[type(model)])
-    copy = structural_copy(model)
-    replaced: dict[int, nn.Module] = {}
-    token = NAMES.set({id(m): name for name, m in copy.named_modules()})  # (for messages)
-    try:
-        for module in list(copy.modules()):
-            children = module.__dict__["_modules"]  # (a fresh container of the copy: the user's model is untouched)
-            for name, child in list(children.items()):
-                if child is not None and type(child) in classes:
-                    if id(child) not in replaced:
-                        replaced[id(child)] = split(child, classes[type(child)])
-                    children[name] = replaced[id(child)]
-    finally:
-        NAMES.reset(token)
-    return copy
