@@ -9,6 +9,7 @@ from .canonizers import (
     ProducerFusion,
     SequentialFusion,
     SplitNormAct,
+    SplitTimmBlocks,
     ThreshReLUFusion,
 )
 from .composites import (
@@ -32,6 +33,7 @@ __all__ = [
     "ProducerFusion",
     "SequentialFusion",
     "SplitNormAct",
+    "SplitTimmBlocks",
     "ThreshReLUFusion",
     "ChannelAffine",
     "Concat",

@@ -4,6 +4,7 @@
 | canonizer | stage | pattern |
 |---|---|---|
 | :class:`SplitNormAct` | split | timm's ``BatchNormAct2d`` & co. -> ``Sequential(bn, drop, act)`` |
+| :class:`SplitTimmBlocks` | split | timm's "SAME" convs/pools, standardized convs, LayerNorm2d, norm+act |
 | :class:`ClassRebuild` | structure | exact classes with a known forward rebuilt (torchvision ResNet, DenseNet) |
 | :class:`SequentialFusion` | structure | Conv/Linear -> BN pairs of sequentials fused |
 | :class:`ProducerFusion` | graph | Conv/Linear -> BN fused (the layer feeds only the BN) |
@@ -27,6 +28,7 @@ from .graph import consumer_plans, is_relu
 from .layers import ChannelAffine, TensorBiasedConv2d, TensorBiasedLinear
 from .normact import split, split_classes
 from .rebuilt import REBUILT
+from .timm_blocks import rebuild_timm_block
 
 
 # ------------------------------------------------------------------------------------------- split
@@ -38,6 +40,16 @@ class SplitNormAct(Canonizer):
     def rebuild(self, module, place):
         kind = split_classes().get(type(module))
         return None if kind is None else split(module, kind)
+
+
+class SplitTimmBlocks(Canonizer):
+    """timm's convolutions with "SAME" padding or weight standardization, its "SAME" pools, its ``LayerNorm2d`` and
+    its group/layer norms with their activation inside, as plain modules (:mod:`seqlrp.cnn.timm_blocks`)."""
+
+    stages = frozenset({"split"})
+
+    def rebuild(self, module, place):
+        return rebuild_timm_block(module)
 
 
 # --------------------------------------------------------------------------------------- structure
@@ -146,5 +158,5 @@ class KeepAsAffine(Canonizer):
 
 
 #: the canonizers of the CNN presets, in order
-DEFAULT_CANONIZERS: tuple[Canonizer, ...] = (SplitNormAct(), ClassRebuild(), SequentialFusion(), ProducerFusion(),
-                                             ThreshReLUFusion(), KeepAsAffine())
+DEFAULT_CANONIZERS: tuple[Canonizer, ...] = (SplitNormAct(), SplitTimmBlocks(), ClassRebuild(), SequentialFusion(),
+                                             ProducerFusion(), ThreshReLUFusion(), KeepAsAffine())

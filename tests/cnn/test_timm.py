@@ -33,7 +33,7 @@ def assert_explained(model: nn.Module, x: torch.Tensor) -> None:
     with torch.no_grad():
         reference, ours = model(x), canonical(x)
     assert float((ours - reference).abs().max()) <= 1e-9 * float(reference.abs().max())
-    low, high = torch.full_like(x, -4.0), torch.full_like(x, 4.0)
+    low, high = torch.full((1, 3, 1, 1), -4.0, dtype=x.dtype), torch.full((1, 3, 1, 1), 4.0, dtype=x.dtype)
     with warnings.catch_warnings():
         warnings.simplefilter("error", seqlrp.CoverageWarning)
         for composite in (EpsilonGammaBox(low, high), EpsilonPlusFlat()):
@@ -105,3 +105,38 @@ def test_per_pixel_zbox_bounds_print_short():
     text = repr(result.coverage)
     assert "shape=(1, 3, 32, 32)" in text and "min=1" in text and "max=3" in text
     assert len(text) < 20_000
+
+
+def _blocks_model():
+    """One of each timm block that computes something other than its torch base class."""
+    from timm.layers import BatchNormAct2d, GroupNormAct, LayerNorm2d, ScaledStdConv2d, StdConv2dSame, create_conv2d
+    from timm.layers.pool2d_same import AvgPool2dSame, MaxPool2dSame
+
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        create_conv2d(3, 8, 3, stride=2, padding="same"), BatchNormAct2d(8, act_layer=nn.SiLU),
+        StdConv2dSame(8, 8, 3, stride=2), GroupNormAct(8, 2, act_layer=nn.ReLU),
+        MaxPool2dSame(3, stride=2), ScaledStdConv2d(8, 8, 3, padding=1), LayerNorm2d(8),
+        AvgPool2dSame(2, stride=2), nn.Flatten(), nn.LazyLinear(5))
+    x = torch.randn(2, 3, 37, 35, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    model(x.float())
+    from benchmarks.timm_models import randomize
+
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, (nn.GroupNorm, nn.LayerNorm)):
+                module.weight.normal_(1, 0.2), module.bias.normal_(0, 0.2)
+            if hasattr(module, "gain"):
+                module.gain.uniform_(0.5, 1.5)
+    return randomize(model).double().eval(), x
+
+
+def test_timm_blocks_that_change_their_base_class_forward_are_rebuilt():
+    """SAME padding (odd sizes: asymmetric pads), weight standardization, SAME pools, LayerNorm2d, GroupNormAct."""
+    from timm.layers import Conv2dSame
+
+    model, x = _blocks_model()
+    assert type(model[0]) is Conv2dSame
+    canonical = canonize(model, example_input=x, rtol=1e-12)
+    assert not any(type(m).__module__.startswith("timm.") for m in canonical.modules())
+    assert_explained(model, x)
