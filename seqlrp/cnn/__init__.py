@@ -1,6 +1,17 @@
 """CNN side: canonization of torchvision ResNet/DenseNet/VGG, layers, composite presets."""
 
 from .canonize import CanonizationError, Concat, canonize
+from .canonizer import Canonizer, Place
+from .canonizers import (
+    DEFAULT_CANONIZERS,
+    ClassRebuild,
+    KeepAsAffine,
+    ProducerFusion,
+    SequentialFusion,
+    SplitNormAct,
+    SplitTimmBlocks,
+    ThreshReLUFusion,
+)
 from .composites import (
     EpsilonAlpha2Beta1,
     EpsilonGammaBox,
@@ -13,7 +24,17 @@ from .composites import (
 from .layers import ChannelAffine, Sum, TensorBiasedConv2d, TensorBiasedLinear, ThreshReLU
 
 __all__ = [
+    "DEFAULT_CANONIZERS",
     "CanonizationError",
+    "Canonizer",
+    "ClassRebuild",
+    "KeepAsAffine",
+    "Place",
+    "ProducerFusion",
+    "SequentialFusion",
+    "SplitNormAct",
+    "SplitTimmBlocks",
+    "ThreshReLUFusion",
     "ChannelAffine",
     "Concat",
     "EpsilonAlpha2Beta1",

@@ -29,6 +29,8 @@ from ..core.copying import record_outputs, structural_copy
 from ..core.ops import Contraction, Product, Sum
 from ..core.rules.base import Rule, check_number
 from .canonize import canonize
+from .canonizer import Canonizer, check_canonizers
+from .canonizers import DEFAULT_CANONIZERS
 from .layers import ChannelAffine, ThreshReLU
 
 
@@ -57,7 +59,9 @@ class CNNComposite(Composite):
     """A composite that canonizes the model first (see :func:`seqlrp.cnn.canonize`)."""
 
     def __init__(self, conv: Rule | str | tuple, dense: Rule | str | tuple, first=None, epsilon: float = 1e-6,
-                 extra: dict | None = None):
+                 extra: dict | None = None, canonizers: Sequence[Canonizer] | None = None):
+        #: the canonization patterns, in order (:mod:`seqlrp.cnn.canonizers`; a user's canonizer is added here)
+        self.canonizers = DEFAULT_CANONIZERS if canonizers is None else check_canonizers(canonizers)
         stabilizer = ("epsilon", {"epsilon": epsilon})
         rules = dict(extra or {})
         if first is not None:
@@ -80,7 +84,7 @@ class CNNComposite(Composite):
     def canonize(self, model: nn.Module) -> nn.Module:
         # afresh on every call (never cached): an explanation can never describe a stale model. Unverified
         # here (the presets' canonization is tested on every torchvision family); ~2% of explain on resnet50
-        return canonize(model, verify=False)
+        return canonize(model, verify=False, canonizers=self.canonizers)
 
 
 class EpsilonOnly(CNNComposite):
@@ -92,41 +96,43 @@ class EpsilonOnly(CNNComposite):
     network: ε only damps the weak and contradictory contributions.
     """
 
-    def __init__(self, epsilon: float = 0.25, stabilizer: float = 1e-6):
+    def __init__(self, epsilon: float = 0.25, stabilizer: float = 1e-6, canonizers: Sequence[Canonizer] | None = None):
         rule = ("epsilon", {"epsilon": epsilon})
-        super().__init__(rule, rule, epsilon=stabilizer)
+        super().__init__(rule, rule, epsilon=stabilizer, canonizers=canonizers)
 
 
 class EpsilonPlusFlat(CNNComposite):
     """Flat on the first layer, z⁺ on convolutions, ε on dense layers (zennit's EpsilonPlusFlat)."""
 
-    def __init__(self, epsilon: float = 1e-6, stabilizer: float = 1e-6):
+    def __init__(self, epsilon: float = 1e-6, stabilizer: float = 1e-6, canonizers: Sequence[Canonizer] | None = None):
         super().__init__(("zplus", {"epsilon": stabilizer}), ("epsilon", {"epsilon": epsilon}),
-                         first=("flat", {"epsilon": stabilizer}), epsilon=stabilizer)
+                         first=("flat", {"epsilon": stabilizer}), epsilon=stabilizer, canonizers=canonizers)
 
 
 class EpsilonPlus(CNNComposite):
     """z⁺ on convolutions (the first too), ε on dense layers."""
 
-    def __init__(self, epsilon: float = 1e-6, stabilizer: float = 1e-6):
-        super().__init__(("zplus", {"epsilon": stabilizer}), ("epsilon", {"epsilon": epsilon}), epsilon=stabilizer)
+    def __init__(self, epsilon: float = 1e-6, stabilizer: float = 1e-6, canonizers: Sequence[Canonizer] | None = None):
+        super().__init__(("zplus", {"epsilon": stabilizer}), ("epsilon", {"epsilon": epsilon}), epsilon=stabilizer,
+                         canonizers=canonizers)
 
 
 class EpsilonAlpha2Beta1(CNNComposite):
     """α2β1 on convolutions, ε on dense layers."""
 
-    def __init__(self, epsilon: float = 1e-6, stabilizer: float = 1e-6):
+    def __init__(self, epsilon: float = 1e-6, stabilizer: float = 1e-6, canonizers: Sequence[Canonizer] | None = None):
         super().__init__(("alpha_beta", {"alpha": 2.0, "beta": 1.0, "epsilon": stabilizer}),
-                         ("epsilon", {"epsilon": epsilon}), epsilon=stabilizer)
+                         ("epsilon", {"epsilon": epsilon}), epsilon=stabilizer, canonizers=canonizers)
 
 
 class EpsilonGammaBox(CNNComposite):
     """zB(low, high) on the first layer, γ on convolutions, ε on dense layers (zennit's EpsilonGammaBox)."""
 
     def __init__(self, low: float | Tensor = -3.0, high: float | Tensor = 3.0, epsilon: float = 1e-6,
-                 gamma: float = 0.25, stabilizer: float = 1e-6):
+                 gamma: float = 0.25, stabilizer: float = 1e-6, canonizers: Sequence[Canonizer] | None = None):
         super().__init__(("gamma", {"gamma": gamma, "epsilon": stabilizer}), ("epsilon", {"epsilon": epsilon}),
-                         first=("zbox", {"low": low, "high": high, "epsilon": stabilizer}), epsilon=stabilizer)
+                         first=("zbox", {"low": low, "high": high, "epsilon": stabilizer}), epsilon=stabilizer,
+                         canonizers=canonizers)
 
 
 class GammaSchedule(CNNComposite):
@@ -140,7 +146,8 @@ class GammaSchedule(CNNComposite):
     """
 
     def __init__(self, low: float | Tensor = -3.0, high: float | Tensor = 3.0, gamma_first: float = 1.0,
-                 gamma_last: float = 1e-2, stabilizer: float = 1e-6, probe_size: int = 64):
+                 gamma_last: float = 1e-2, stabilizer: float = 1e-6, probe_size: int = 64,
+                 canonizers: Sequence[Canonizer] | None = None):
         self.low, self.high, self.stabilizer = low, high, stabilizer
         owner = "GammaSchedule"
         self.gamma_first = check_number(owner, "gamma_first", gamma_first, minimum=0.0)
@@ -152,7 +159,8 @@ class GammaSchedule(CNNComposite):
             raise ValueError(f"GammaSchedule: probe_size must be a positive int, got {probe_size!r}")
         self.probe_size = probe_size
         super().__init__(("gamma", {"gamma": gamma_first, "epsilon": stabilizer}), ("zero", {}),
-                         first=("zbox", {"low": low, "high": high, "epsilon": stabilizer}), epsilon=stabilizer)
+                         first=("zbox", {"low": low, "high": high, "epsilon": stabilizer}), epsilon=stabilizer,
+                         canonizers=canonizers)
 
     def stages(self, model: nn.Module) -> dict[str, int]:
         """Stage (number of downsamplings before it) of every convolution, by qualified name."""

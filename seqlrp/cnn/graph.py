@@ -1,10 +1,11 @@
 """Canonization from the traced graph (torch.fx), not from class names.
 
 The model is traced symbolically (a structural copy of it: the user's objects are never run or
-touched) and every batch norm is rewritten where the graph shows it, in this order:
+touched) and every batch norm called once is offered to the graph-stage canonizers
+(:mod:`seqlrp.cnn.canonizers`); by default, in this order:
 
 1. **Conv/Linear -> BN** -- the producer's output feeds only the batch norm (and the producer is
-   called once): both become one fused layer (:func:`seqlrp.cnn.canonize.fuse`).
+   called once): both become one fused layer (:class:`~seqlrp.cnn.canonizers.ProducerFusion`).
 2. **BN -> [ReLU ->] consumers**, each a Conv2d, a Linear, or *average pool to 1x1 -> flatten -> Linear*
    (DenseNet's layers and head; the ReLU a module or ``F.relu``): the batch norm is fused into every
    consumer, a :class:`TensorBiasedConv2d` (a spatial bias map: zero padding sees no shift) or a
@@ -27,6 +28,8 @@ from torch import nn
 from ..core.copying import structural_copy
 from ..core.ops import Contraction, Product, Sum
 from ..core.views import view_of
+from .batchnorm import NAMES, NORMS
+from .canonizer import Place, current
 from .layers import ChannelAffine, TensorBiasedConv2d, TensorBiasedLinear, ThreshReLU
 
 #: seqlrp's own modules are leaves of the trace (their views apply to them as a whole)
@@ -64,27 +67,27 @@ def trace(model: nn.Module) -> tuple[nn.Module, fx.Graph]:
 
 def canonize_graph(model: nn.Module) -> fx.GraphModule:
     """Trace ``model`` and rewrite its batch norms (see the module docstring)."""
-    from .canonize import _FUSABLE, _NAMES, _NORMS, _bn_affine, _threshold, fuse
-
     root, graph = trace(model)
-    token = _NAMES.set({id(m): name for name, m in root.named_modules()})
+    token = NAMES.set({id(m): name for name, m in root.named_modules()})
     try:
-        _rewrite(root, graph, _FUSABLE, _NORMS, fuse, _threshold, _bn_affine)
+        _rewrite(root, graph)
     finally:
-        _NAMES.reset(token)
+        NAMES.reset(token)
     # (built once, from the rewritten graph: it copies only the modules the graph still calls)
     return fx.GraphModule(root, graph, class_name=type(model).__name__)
 
 
-def _rewrite(root: nn.Module, graph: fx.Graph, fusable, norms, fuse, threshold, bn_affine) -> None:
-    """Rewrite the batch norms of ``graph`` in place; new modules go into ``root`` (the traced copy)."""
+def _rewrite(root: nn.Module, graph: fx.Graph) -> None:
+    """Offer each batch norm of ``graph`` called once to the graph-stage canonizers of the current canonization
+    (the first that returns a module has rewritten it); new modules go into ``root`` (the traced copy)."""
+    canonizers = current().stage["graph"]
     modules = dict(root.named_modules())
-    calls = {}
+    calls: dict[str, int] = {}
     for node in graph.nodes:
         if node.op == "call_module":
             calls[node.target] = calls.get(node.target, 0) + 1
 
-    def module(node):
+    def module_of(node):
         return modules.get(node.target) if isinstance(node, fx.Node) and node.op == "call_module" else None
 
     def set_module(target: str, new: nn.Module) -> None:
@@ -94,66 +97,41 @@ def _rewrite(root: nn.Module, graph: fx.Graph, fusable, norms, fuse, threshold, 
         modules[target] = new
 
     for node in list(graph.nodes):
-        bn = module(node)
-        if type(bn) not in norms or calls[node.target] != 1:
+        bn = module_of(node)
+        if type(bn) not in NORMS or calls[node.target] != 1:
             continue
-        producer = node.args[0]
-        layer = module(producer)
-        if type(layer) in fusable and len(producer.users) == 1 and calls[producer.target] == 1:
-            set_module(producer.target, fuse(layer, bn))
-            node.replace_all_uses_with(producer)
-            graph.erase_node(node)
-            continue
-        if _fuse_into_consumers(graph, node, bn, module, set_module, calls, threshold, bn_affine):
-            continue
-        set_module(node.target, ChannelAffine(*bn_affine(bn)))
+        place = Place(node=node, graph=graph, module_of=module_of, calls=calls, set_module=set_module)
+        for canonizer in canonizers:
+            if canonizer.rebuild(bn, place) is not None:
+                break
 
 
-def _is_relu(node: fx.Node, module) -> bool:
+def is_relu(node: fx.Node, module_of) -> bool:
+    """Whether ``node`` applies a ReLU (a module, ``F.relu``, ``torch.relu`` or ``x.relu()``)."""
     if node.op == "call_function":
         return node.target in _RELU_FUNCTIONS
     if node.op == "call_method":
         return node.target in ("relu", "relu_")
-    return type(module(node)) is nn.ReLU
+    return type(module_of(node)) is nn.ReLU
 
 
-def _fuse_into_consumers(graph, node, bn, module, set_module, calls, threshold, bn_affine) -> bool:
-    """BN -> [ReLU ->] consumers, each a Conv2d, a Linear, or avg-to-1x1 -> flatten -> Linear: the batch norm is
-    fused into every consumer (a tensor-biased layer); with the ReLU it becomes a :class:`ThreshReLU`."""
-    relu = None
-    if len(node.users) == 1 and _is_relu(next(iter(node.users)), module):
-        (relu,) = node.users
-    source = relu if relu is not None else node
+def consumer_plans(source: fx.Node, module_of, calls) -> list | None:
+    """``[(node, layer)]``: every user of ``source`` as a Conv2d or Linear called once on ``source`` alone, or the
+    Linear of *average pool to 1x1 -> flatten -> Linear*; None if ``source`` has no users or another one."""
     if not source.users:
-        return False
+        return None
     plans = []
     for user in source.users:
-        layer = module(user)
+        layer = module_of(user)
         if type(layer) in (nn.Conv2d, nn.Linear) and calls[user.target] == 1 and tuple(user.args) == (source,) \
                 and not user.kwargs:
             plans.append((user, layer))
             continue
-        head = _head_linear(user, module, calls)
+        head = _head_linear(user, module_of, calls)
         if head is None:
-            return False
-        plans.append((head, module(head)))
-    thresh, scale, shift = threshold(bn) if relu is not None else (None, *bn_affine(bn))
-    for target_node, layer in plans:
-        if isinstance(layer, nn.Conv2d):
-            new = TensorBiasedConv2d(layer, scale, shift)
-        else:
-            weight = layer.weight.detach()
-            bias = layer.bias.detach() if layer.bias is not None else torch.zeros_like(weight[:, 0])
-            new = TensorBiasedLinear(weight * scale[None, :], weight @ shift + bias)
-        set_module(target_node.target, new)
-    if relu is not None:
-        set_module(node.target, thresh)
-        relu.replace_all_uses_with(node)
-        graph.erase_node(relu)
-    else:
-        node.replace_all_uses_with(node.args[0])
-        graph.erase_node(node)
-    return True
+            return None
+        plans.append((head, module_of(head)))
+    return plans
 
 
 def _head_linear(node: fx.Node, module, calls) -> fx.Node | None:
