@@ -84,8 +84,8 @@ def main(argv=None) -> dict:
     result = seqlrp.explain_text(model, test_ids, predicted, lengths=test_lengths)
     relevance = {  # each method explains once; every comparison below reuses it
         "LRP ε=0.001 bf=0": result.token_relevance,
-        "LRP ε=0.001 bf=1": seqlrp.explain_text(model, test_ids, predicted, lengths=test_lengths,
-                                                bias_factor=1.0).token_relevance,
+        "LRP ε=0.001 bf=1": seqlrp.explain_text(model, test_ids, predicted, seqlrp.lstm.ArrasLSTM(bias_factor=1.0),
+                                                lengths=test_lengths).token_relevance,
         "gradient x input": seqlrp.baselines.text_gradient_x_input(model, test_ids, predicted,
                                                                    lengths=test_lengths).token_relevance,
         "sensitivity (gradient²)": seqlrp.baselines.text_gradient(model, test_ids, predicted,

@@ -77,7 +77,8 @@ class Attribution:
     method : {"lrp", "gradient", "gradient_x_input"}
         LRP, or one of the baselines with the same interface (for comparisons in Captum/Quantus code).
     **options
-        More keyword arguments of :func:`seqlrp.explain` / :func:`seqlrp.explain_text` (e.g. ``epsilon=``).
+        More keyword arguments of :func:`seqlrp.explain` / :func:`seqlrp.explain_text` (e.g. ``record=``,
+        ``fused=``).
     """
 
     def __init__(self, model: nn.Module, composite: Composite | Mapping | None = None, *, method: str = "lrp",
