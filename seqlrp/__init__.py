@@ -5,22 +5,33 @@
 >>> explanation = seqlrp.explain(model, torch.randn(2, 4), composite=seqlrp.ZeroEverywhere())
 """
 
-from . import baselines, cnn, dataset, evaluate, lstm, rules, viz
-from .attribution import Attribution, quantus_explain
-from .core import (
-    FIRST,
-    Composite,
-    Coverage,
-    CoverageWarning,
-    EpsilonEverywhere,
-    Explanation,
-    NoRuleError,
-    ZeroEverywhere,
-    explain,
-    groups,
-)
-from .dataset import explain_dataset, report_dataset
-from .lstm import TextExplanation, explain_text
+import importlib as _importlib
+
+# Imported on first use (PEP 562), so that ``seqlrp --version`` / ``--help`` answer without importing torch:
+# subpackages by name, and each public name -> the module that defines it.
+_SUBPACKAGES = ("baselines", "cnn", "dataset", "evaluate", "lstm", "rules", "viz")
+_NAMES = {
+    "Attribution": ".attribution", "quantus_explain": ".attribution",
+    **dict.fromkeys(("FIRST", "Composite", "Coverage", "CoverageWarning", "EpsilonEverywhere", "Explanation",
+                     "NoRuleError", "ZeroEverywhere", "explain", "groups"), ".core"),
+    "explain_dataset": ".dataset", "report_dataset": ".dataset",
+    "TextExplanation": ".lstm", "explain_text": ".lstm",
+}
+
+
+def __getattr__(name: str):
+    if name in _SUBPACKAGES:
+        return _importlib.import_module(f".{name}", __name__)
+    if name in _NAMES:
+        value = getattr(_importlib.import_module(_NAMES[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __version__ = "0.1.0"
 

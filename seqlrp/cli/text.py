@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from .common import (
     CliError,
@@ -22,6 +21,9 @@ from .common import (
     read_text,
     report_path,
 )
+
+if TYPE_CHECKING:
+    import torch
 
 EPILOG = """examples:
   seqlrp explain-text --model model.pt --model-class mymodels:BiLSTM --model-arg vocab_size=14756 \\
@@ -69,6 +71,19 @@ def load_text_model(args) -> torch.nn.Module:
     return load_weights(model, path, "model file", args.model_class)
 
 
+def lstm_rules(epsilon: float, bias_factor: float):
+    """The LSTM-LRP rules of ``--epsilon`` / ``--bias-factor`` as a text composite (``seqlrp.lstm.ArrasLSTM``
+    where this seqlrp has it; else an object carrying the two numbers, which explain_dataset reads)."""
+    from types import SimpleNamespace
+
+    from .. import lstm
+
+    preset = getattr(lstm, "ArrasLSTM", None)
+    if preset is not None:
+        return preset(epsilon=epsilon, bias_factor=bias_factor)
+    return SimpleNamespace(epsilon=epsilon, bias_factor=bias_factor)
+
+
 def read_vocabulary(path: str) -> dict[str, int]:
     index: dict[str, int] = {}
     for number, token in enumerate(read_text(path, "vocabulary file").split("\n")):
@@ -111,6 +126,8 @@ def token_ids(sentences: list[list[str]], index: dict[str, int], unk: str) -> li
 
 
 def run(args) -> Path:
+    import torch
+
     from ..lstm import explain_text
     from ..lstm.text import text_gradient, text_gradient_x_input
     from ..viz import Report
