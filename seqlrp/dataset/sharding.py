@@ -132,7 +132,8 @@ def _what_changed(old: dict, new: dict) -> str:
     if rest:
         key, _, detail = rest.partition(": ")
         names = {"model.state": "the model's parameters or buffers", "model.code": "the model's code",
-                 "options.vocabulary": "the vocabulary", "options": "the rule parameters",
+                 "options.vocabulary": "the vocabulary", "options.unk": "the unknown-word token",
+                 "options.lengths": "how the model is called (lengths)", "options": "the rule parameters",
                  "rows": "the number of input rows", "input": "how the input is read"}
         label = next((v for k, v in names.items() if key == k or key.startswith(k + ".")), key)
         return f"{label} changed ({key}: {detail})"
@@ -160,14 +161,16 @@ def check_out(out: Path, signature: dict, overwrite: bool, shards: int | None = 
         if overwrite:
             return None
         manifest = read_manifest(out)
+        parts = [name for name in _visible(out) if fnmatch.fnmatch(name, PART_GLOB)]
+        if manifest["signature"] != signature and not parts:
+            return None  # (a run that stopped before its first part: nothing of it to keep or to mix)
         if manifest["signature"] != signature:
             changed = _what_changed(manifest["signature"], signature)
             raise ValueError(f"out={out} holds a dataset of another run ({changed}), whose rows are not this run's; "
                              "run the same command to resume it, pass overwrite=True to recompute it, or choose "
                              "another out=")
         if shards is not None:
-            stray = [name for name in _visible(out) if fnmatch.fnmatch(name, PART_GLOB)
-                     and name not in {part_name(k) for k in range(shards)}]
+            stray = [name for name in parts if name not in {part_name(k) for k in range(shards)}]
             if stray:
                 raise ValueError(f"out={out} holds {', '.join(stray[:3])} beyond the {shards} shard(s) of this run "
                                  "(readers would see those rows too); delete it, or pass overwrite=True to recompute "

@@ -142,7 +142,8 @@ def test_report_mistakes(capsys, files):
     assert re.search(r"--min-count must be a positive integer, got 0",
                      error(capsys, "report-dataset", out, "--out", files / "r.html", "--min-count", "0"))
     (out / "_SUCCESS").unlink()
-    assert re.search(r"out-report is incomplete \(no _SUCCESS\): run the same command \(or explain_dataset call\) again",
+    assert re.search(r"out-report is incomplete \(no _SUCCESS\): run the same command \(or explain_dataset call\) "
+                     r"again",
                      error(capsys, "report-dataset", out, "--out", files / "r.html"))
 
 
