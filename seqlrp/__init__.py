@@ -7,8 +7,9 @@
 
 import importlib as _importlib
 
-# Imported on first use (PEP 562), so that ``seqlrp --version`` / ``--help`` answer without importing torch:
-# subpackages by name, and each public name -> the module that defines it.
+# Imported on first use (PEP 562), so that ``seqlrp --version`` / ``--help`` answer without importing torch.
+# The first public name used imports every subpackage below, in this order, as ``import seqlrp`` did before
+# (their registrations included); then each name is looked up in the module that defines it.
 _SUBPACKAGES = ("baselines", "cnn", "dataset", "evaluate", "lstm", "rules", "viz")
 _NAMES = {
     "Attribution": ".attribution", "quantus_explain": ".attribution",
@@ -19,11 +20,16 @@ _NAMES = {
 }
 
 
+def _load_all() -> None:
+    for name in _SUBPACKAGES:
+        _importlib.import_module(f".{name}", __name__)
+
+
 def __getattr__(name: str):
-    if name in _SUBPACKAGES:
-        return _importlib.import_module(f".{name}", __name__)
-    if name in _NAMES:
-        value = getattr(_importlib.import_module(_NAMES[name], __name__), name)
+    if name in _NAMES or name in _SUBPACKAGES or name in ("core", "attribution"):
+        _load_all()
+        value = getattr(_importlib.import_module(_NAMES.get(name, f".{name}"), __name__), name) \
+            if name in _NAMES else _importlib.import_module(f".{name}", __name__)
         globals()[name] = value
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

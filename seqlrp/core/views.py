@@ -370,5 +370,6 @@ register_view(*ACTIVATIONS)(ElementwiseView)
 #: override ``forward`` and is watched. Other modules add their own classes.
 DETERMINISTIC: set[type] = {*DENSE, *CONVOLUTIONS, *AVG_POOLS, *MAX_POOLS, *ACTIVATIONS}
 
-#: every affine layer type with a view (the CNN side adds its tensor-biased layers here)
+#: the dense and convolutional layer types (a tuple: fixed here; the CNN side's tensor-biased layers are subclasses
+#: of nn.Linear / nn.Conv2d, so they belong to it by isinstance)
 WEIGHTED: tuple[type, ...] = DENSE + CONVOLUTIONS
