@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import re
 import sys
 from collections.abc import Mapping
 from contextlib import suppress
@@ -53,10 +54,14 @@ def describe(value: Any, _depth: int = 0, _seen: frozenset = frozenset()) -> Any
         return {"tensor": tensor_digest(value)}
     if isinstance(value, np.ndarray):
         return {"array": tensor_digest(torch.from_numpy(np.ascontiguousarray(value)))}
-    if isinstance(value, (type, type(describe))) or inspect.isroutine(value):
-        return f"{getattr(value, '__module__', '?')}.{getattr(value, '__qualname__', repr(value))}"
+    if isinstance(value, type) or inspect.isroutine(value):
+        name = f"{getattr(value, '__module__', '?')}.{getattr(value, '__qualname__', _no_address(repr(value)))}"
+        code = getattr(getattr(value, "__func__", value), "__code__", None)
+        if code is not None:  # (a lambda or function edited between runs is another run)
+            name += ":" + hashlib.sha256(code.co_code + repr(code.co_consts).encode()).hexdigest()[:12]
+        return name
     if _depth > _DEPTH or id(value) in _seen:
-        return type(value).__qualname__
+        return type(value).__qualname__  # (a cycle, or deeper than any rule's parameters)
     seen = _seen | {id(value)}
     if isinstance(value, (list, tuple, set, frozenset)):
         items = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else value
@@ -71,14 +76,18 @@ def describe(value: Any, _depth: int = 0, _seen: frozenset = frozenset()) -> Any
                               for k, v in value.items()]
     state = getattr(value, "__dict__", None)
     if state:
-        described["attributes"] = {str(k): describe(v, _depth + 1, seen) for k, v in sorted(state.items())
-                                   if not callable(v) or isinstance(v, nn.Module)}
+        described["attributes"] = {str(k): describe(v, _depth + 1, seen) for k, v in sorted(state.items())}
     slots = [s for cls in type(value).__mro__ for s in getattr(cls, "__slots__", ()) if hasattr(value, s)]
     if slots:
         described["slots"] = {s: describe(getattr(value, s), _depth + 1, seen) for s in sorted(slots)}
     if len(described) == 1 and not isinstance(value, Mapping):
-        described["repr"] = repr(value)
+        described["repr"] = _no_address(repr(value))
     return described
+
+
+def _no_address(text: str) -> str:
+    """A repr without memory addresses (``<object object at 0x7f...>``), which differ between processes."""
+    return re.sub(r" at 0x[0-9a-fA-F]+", "", text)
 
 
 def model_digest(model: nn.Module) -> str:

@@ -152,11 +152,14 @@ def unknown_words(dataset: pads.Dataset) -> tuple[int, set[str]]:
     count, words = 0, set()
     for batch in dataset.to_batches(columns=["tokens", "unknown"], batch_size=BATCH):
         positions = batch.column("unknown")
-        if pc.sum(pc.list_value_length(positions)).as_py() in (None, 0):
+        parents = np.asarray(pc.list_parent_indices(positions))
+        if not len(parents):
             continue
-        for tokens, where in zip(batch.column("tokens").to_pylist(), positions.to_pylist(), strict=True):
-            count += len(where or [])
-            words.update(tokens[i] for i in where or [])
+        tokens = batch.column("tokens")
+        offsets = np.asarray(tokens.offsets)
+        where = offsets[parents] - offsets[0] + np.asarray(pc.list_flatten(positions))
+        count += len(where)
+        words.update(pc.list_flatten(tokens).take(pa.array(where)).to_pylist())
     return count, words
 
 

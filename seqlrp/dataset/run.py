@@ -501,7 +501,7 @@ def _options(source: Source, rows_of, composite, old_text: dict) -> dict:
         return {"rules": describe(composite)}
     parameters = inspect.signature(explain_text).parameters
     effective = {name: parameters[name].default for name in ("composite", "rules", "epsilon", "bias_factor")
-                 if name in parameters and parameters[name].default is not inspect.Parameter.empty}
+                 if name in parameters and isinstance(parameters[name].default, (type(None), bool, int, float, str))}
     return {"rules": describe(effective | rows_of.call), "lengths": source.lengths, "unk": source.unk,
             "vocabulary": rows_of.vocabulary_identity()}
 
