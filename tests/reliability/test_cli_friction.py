@@ -176,3 +176,15 @@ def test_image_report_help_has_no_token_bullet():
     report.add_image(seqlrp.explain(model, x, None, seqlrp.ZeroEverywhere()), 0, x[0])
     page = report.render()
     assert "Token values" not in page and "Σ relevance" in page
+
+
+def test_explain_text_marks_and_counts_unknown_words(tmp_path, capsys):
+    files = make_text_files(tmp_path, count=3)
+    (files / "input.tsv").write_text("sentence\tlabel\ngood film 2024\t1\nbad plot\t0\n")
+    args = text_args(files, tmp_path / "unused")
+    text = ["explain-text", "--model", files / "model.pt", *args[args.index("--model-class"):args.index("--vocab")],
+            "--vocab", files / "vocab.txt", "--input", files / "input.tsv", "--out", tmp_path / "r.html"]
+    assert main([str(a) for a in text]) == 0, capsys.readouterr().err
+    page = (tmp_path / "r.html").read_text()
+    assert "1 word(s) not in the vocabulary, explained as &lt;unk&gt; (marked ⟨unk⟩)" in page
+    assert "2024⟨unk⟩" in page and "good⟨unk⟩" not in page
