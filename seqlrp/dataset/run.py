@@ -471,11 +471,14 @@ def explain_dataset(
     done_rows = sum(len(plan.rows_of(k)) for k in range(plan.shards) if (ranks.rank == 0 or plan.owned(k, ranks))
                     and part_is_done(out, k, len(plan.rows_of(k))))
     progress_bar = Progress(ranks, plan.rows, done_rows if ranks.rank == 0 else 0, progress)
+    shards = manifest["signature"].get("shards") or []
     for k, handles in enumerate(source.chunks(shard_size)):
         if k >= plan.shards:
             break
         if plan.owned(k, ranks) and not part_is_done(out, k, len(plan.rows_of(k))):
-            write_part(out, k, rows_of(source.load(handles), k * shard_size, progress_bar.update))
+            rows = source.load(handles)
+            _check_shard(source, handles, rows, shards, k, plan, ranks)
+            write_part(out, k, rows_of(rows, k * shard_size, progress_bar.update))
     per_rank = progress_bar.finish()
     complete = all(part_path(out, k).exists() for k in range(plan.shards)) and \
         all(part_is_done(out, k, len(plan.rows_of(k))) for k in range(plan.shards))
@@ -484,6 +487,16 @@ def explain_dataset(
         write_success(out, {"rows": plan.rows, "shards": plan.shards, "bytes": size})
     return Summary(out, plan.rows, sum(per_rank), time.perf_counter() - started, per_rank, size, complete,
                    rows_of.unknown, torch.get_num_threads())
+
+
+def _check_shard(source: Source, handles: list, rows: list, shards: list, k: int, plan: Plan, ranks) -> None:
+    """The rows about to be explained are those the run's identity was computed from (rank 0, before the run)."""
+    if k < len(shards) and source.scan(handles, rows)[0] != shards[k]:
+        first, last = plan.rows_of(k)[0], plan.rows_of(k)[-1]
+        raise ValueError(f"shard {k} (rows {first} to {last}) reads differently on rank {ranks.rank} than when the run "
+                         "started: the input changed during the run, the ranks read different copies of it, or the "
+                         "data is random (a random transform or augmentation); explain data that reads the same "
+                         "every time")
 
 
 def _rows_of(model, source: Source, composite, old_text: dict, target, batch_size: int, labels: str):

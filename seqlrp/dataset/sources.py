@@ -69,13 +69,14 @@ class Source:
         """How the input is read, for the output's manifest (its content is identified by :meth:`scan`)."""
         return {"source": type(self).__name__}
 
-    def scan(self, handles: list) -> tuple[str, list]:
+    def scan(self, handles: list, rows: list[tuple] | None = None) -> tuple[str, list]:
         """The hash of the content of these rows and their labels (the run's identity, the label type).
 
-        This default loads the rows; a source with cheaper handles (a parsed line, a file path) overrides it.
+        This default hashes the loaded rows (``rows``, or ``load(handles)``); a source with cheaper handles
+        (a parsed line, a file path) overrides it and ignores ``rows``.
         """
         hasher = RowHasher()
-        rows = self.load(handles)
+        rows = self.load(handles) if rows is None else rows
         for row in rows:
             hasher.update(*(describe(part) if not isinstance(part, (torch.Tensor, str, bytes)) else part
                             for part in row))
@@ -211,7 +212,7 @@ class TextFile(Source):
             yield (_tokens(row[self.text_column], f"{where} of {self.path}"),
                    _label(row[self.label_column]) if self.label_column else None)
 
-    def scan(self, handles: list) -> tuple[str, list]:
+    def scan(self, handles: list, rows: list[tuple] | None = None) -> tuple[str, list]:
         hasher = RowHasher()
         for tokens, label in handles:
             hasher.update(tokens, label)
@@ -329,7 +330,7 @@ class ImageFolderSource(Source):
     def load(self, handles: list[tuple[str, int]]) -> list[tuple]:
         return [(self.loader(Path(path)), label, os.path.relpath(path, self.root)) for path, label in handles]
 
-    def scan(self, handles: list[tuple[str, int]]) -> tuple[str, list]:
+    def scan(self, handles: list[tuple[str, int]], rows: list[tuple] | None = None) -> tuple[str, list]:
         hasher = RowHasher()
         for path, label in handles:
             hasher.update(os.path.relpath(path, self.root), label, _file_digest(Path(path)))

@@ -144,3 +144,21 @@ def test_cli_input_content_changed_is_refused_even_with_size_and_mtime_kept(tmp_
     capsys.readouterr()
     assert main(args) == 3
     assert "the input's content changed (shard 0" in capsys.readouterr().err
+
+
+class _Augmented(torch.utils.data.Dataset):
+    """Images under a random transform: every read differs, so no run of it can be resumed or checked."""
+
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, index):
+        return torch.rand(3, 2, 2), index % 2
+
+
+def test_data_that_reads_differently_during_the_run_is_refused(tmp_path):
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 2)).eval()
+    with pytest.raises(ValueError, match=r"shard 0 \(rows 0 to 1\) reads differently on rank 0 than when the run "
+                                         r"started: .*random transform"):
+        seqlrp.explain_dataset(model, _Augmented(), out=tmp_path / "out", shard_size=2)
+    assert seqlrp.explain_dataset(model, _Augmented()).num_rows == 4  # (no out=: nothing to resume)
