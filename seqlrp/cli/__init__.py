@@ -70,7 +70,12 @@ def main(argv: list[str] | None = None) -> int:
             if os.environ.get("SEQLRP_TRACEBACK"):
                 raise
             if isinstance(error, (CliError, ValueError, TypeError, RuntimeError, OSError, LookupError)):
-                print(f"{prefix}: error: {one_line(str(error)) or type(error).__name__}", file=sys.stderr)
+                message = one_line(str(error)) or type(error).__name__
+                if "lengths" in vars(args) and not args.lengths and "required positional argument" in message \
+                        and "'lengths'" in message:
+                    message = ("the model's forward needs lengths (forward() missing 'lengths'): pass --lengths to "
+                               "call model(token_ids, lengths)")
+                print(f"{prefix}: error: {message}", file=sys.stderr)
                 return EXIT_INPUT
             print(f"{prefix}: internal error: {type(error).__name__}: {one_line(str(error))} (this looks like a bug "
                   "in seqlrp; rerun with SEQLRP_TRACEBACK=1 and report the traceback)", file=sys.stderr)

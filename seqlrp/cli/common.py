@@ -16,9 +16,10 @@ import sys
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
+if TYPE_CHECKING:
+    from torch import nn
 
 EXIT_USAGE, EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 2, 3, 1, 130
 
@@ -45,6 +46,16 @@ class Formatter(argparse.RawDescriptionHelpFormatter):
 
 class CliError(Exception):
     """A user-facing error: printed as one line, exit status :data:`EXIT_INPUT`."""
+
+
+def to_flags(message: str, flags: Mapping[str, str]) -> str:
+    """A library message in the command line's words: ``keyword=True`` -> ``--flag``, ``keyword=VALUE`` ->
+    ``--flag VALUE``, a bare ``keyword=`` -> ``--flag`` (``flags``: keyword -> flag)."""
+    for keyword, flag in flags.items():
+        message = re.sub(rf"(?<![\w.-]){keyword}=True\b", flag, message)
+        message = re.sub(rf"(?<![\w.-]){keyword}=(?=[^\s,;)])", flag + " ", message)
+        message = re.sub(rf"(?<![\w.-]){keyword}=", flag, message)
+    return message
 
 
 def one_line(message: str, limit: int = 800) -> str:
@@ -113,6 +124,8 @@ def parse_target(value: str | None, option: str = "--target") -> int | None:
 # --------------------------------------------------------------------------------------------- models
 def import_class(spec: str) -> type:
     """``module:Class`` or ``path/to/file.py:Class``; the current folder is importable, as for ``python``."""
+    from torch import nn
+
     module_name, sep, class_name = spec.rpartition(":")
     if not sep or not module_name or not class_name.isidentifier():
         raise CliError(f"--model-class must be module:Class or file.py:Class, got {spec!r}")
@@ -174,6 +187,8 @@ def load_weights(model: nn.Module, path: str | os.PathLike, what: str, name: str
 
     ``classes_option``: the option that sets the number of classes, suggested when only the last layer differs.
     """
+    import torch
+
     p = input_file(path, what)
     if is_torchscript(p):
         raise CliError(f"{p} is a TorchScript model: its compiled graph hides the layers LRP attaches rules to, so it "
@@ -226,9 +241,15 @@ def read_labels(path: str | os.PathLike | None) -> list[str] | None:
     return [line.strip() for line in lines]
 
 
-def check_label_count(labels: list[str] | None, classes: int, path) -> list[str] | None:
-    """The labels when there is one per class; else the CliError naming both counts and the fix."""
+def check_label_count(labels: list[str] | None, classes: int, path, classes_option: str | None = None
+                      ) -> list[str] | None:
+    """The labels when there is one per class; else the CliError naming both counts and the fix (with
+    ``classes_option``: the option that sets the class count, named first)."""
     if labels is not None and len(labels) != classes:
+        if classes_option is not None:
+            raise CliError(f"labels file {path} has {len(labels)} class names but {classes_option} is {classes}; "
+                           f"pass {classes_option} {len(labels)} if the model has {len(labels)} classes, else write "
+                           f"one name per class in {path}")
         raise CliError(f"labels file {path} has {len(labels)} lines but the model has {classes} classes; write "
                        "exactly one class name per line, in class-index order")
     return labels

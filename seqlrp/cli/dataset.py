@@ -11,12 +11,21 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import torch
-
 from . import image, text
-from .common import CliError, Formatter, input_file, parse_target, positive_int, report_path
+from .common import (
+    CliError,
+    Formatter,
+    input_file,
+    parse_target,
+    positive_int,
+    read_labels,
+    report_path,
+    to_flags,
+)
 
 if TYPE_CHECKING:
+    import torch
+
     from ..dataset.sources import Source
 
 EPILOG = """examples:
@@ -85,8 +94,43 @@ def add_parsers(sub) -> None:
     report.add_argument("--top", type=int, default=15, help="tokens per table")
     report.add_argument("--examples", type=int, default=3, help="sentences (images) shown per token (side)")
     report.add_argument("--context", type=int, default=8, help="tokens shown on each side of the token")
-    report.add_argument("--class-names", help="comma-separated class names by index, e.g. negative,positive")
+    report.add_argument("--labels", metavar="FILE", help="class names, one per line in class-index order (default: "
+                        "the image folder's classes, else indices)")
+    report.add_argument("--class-names", help=argparse.SUPPRESS)  # (deprecated: --labels FILE)
     report.set_defaults(func=run_report)
+
+
+def default_threads() -> int:
+    """Threads of a single process: torch's default, lowered to the cores that are free (the machine's load
+    average) so that a loaded machine is not oversubscribed; ``OMP_NUM_THREADS`` set by the user wins."""
+    import torch
+
+    threads = torch.get_num_threads()
+    if os.environ.get("OMP_NUM_THREADS") or threads <= 1:
+        return threads
+    try:
+        busy = os.getloadavg()[0]
+    except (OSError, AttributeError):  # (no load average on this system)
+        return threads
+    return max(1, min(threads, round((os.cpu_count() or 1) - busy)))
+
+
+def flags(args) -> dict[str, str]:
+    """The library's keywords as this command line's options (for its error messages)."""
+    field = getattr(args, "input", None) is not None and str(args.input).lower().endswith(".jsonl")
+    return {"text_column": "--text-field" if field else "--text-column",
+            "label_column": "--label-field" if field else "--label-column", "overwrite": "--overwrite",
+            "out": "--out", "unk": "--unk", "limit": "--limit", "batch_size": "--batch-size",
+            "shard_size": "--shard-size", "min_count": "--min-count", "top": "--top", "examples": "--examples",
+            "context": "--context", "class_names": "--labels", "lengths": "--lengths"}
+
+
+def _translated(function, args):
+    """Run ``function(args)``; a library error is re-raised in the command line's words."""
+    try:
+        return function(args)
+    except (ValueError, TypeError) as error:
+        raise CliError(to_flags(str(error), flags(args))) from None
 
 
 def _need(args, options: list[str], what: str) -> None:
@@ -96,14 +140,11 @@ def _need(args, options: list[str], what: str) -> None:
 
 
 def _fingerprint(args) -> dict:
-    """The options and files that make the result (not how it is run: --batch-size, --workers)."""
-    def stat(path):
-        info = Path(path).stat()
-        return {"path": str(Path(path).resolve()), "bytes": info.st_size, "mtime_ns": info.st_mtime_ns}
-
+    """The options of the command line that make the result (not how it is run: --batch-size, --workers); the
+    files' contents, the model's code and every rule parameter are in the run's identity already."""
     if args.input is not None:
         return {"command": "text", "model_class": args.model_class, "model_args": args.model_arg or [],
-                "vocab": stat(args.vocab), "limit": args.limit}
+                "limit": args.limit}
     return {"command": "images", "arch": args.arch, "num_classes": args.num_classes, "size": args.size,
             "composite": args.composite, "limit": args.limit}
 
@@ -120,11 +161,10 @@ def _job(args) -> tuple[torch.nn.Module, Source, dict]:
     options = {"target": parse_target(args.target), "batch_size": positive_int(args.batch_size, "--batch-size"),
                "shard_size": positive_int(args.shard_size, "--shard-size"), "fingerprint": _fingerprint(args)}
     if args.input is not None:
-        source = TextFile(input_file(args.input, "input file"), args.text_column, args.label_column, limit)
-        vocabulary = text.read_vocabulary(args.vocab)
+        source = TextFile(input_file(args.input, "input file"), args.text_column, args.label_column, limit,
+                          vocabulary=text.read_vocabulary(args.vocab), unk=args.unk, lengths=args.lengths)
         model = text.load_text_model(args)
-        options |= {"vocabulary": vocabulary, "unk": args.unk, "lengths": args.lengths, "epsilon": args.epsilon,
-                    "bias_factor": args.bias_factor}
+        options["composite"] = text.lstm_rules(args.epsilon, args.bias_factor)
     else:
         size = positive_int(args.size, "--size")
         source = ImageFolderSource(args.images, lambda path: image.normalize(image.load_image(path, size)),
@@ -136,10 +176,14 @@ def _job(args) -> tuple[torch.nn.Module, Source, dict]:
 
 def _explain(args) -> Path | None:
     """Explain on this process: alone, or as one rank of torchrun / ``--workers``; rank 0 returns --out."""
+    import torch
+
     from ..dataset import explain_dataset
     from ..dataset.sharding import init_from_env
 
     ranks = init_from_env()
+    if not ranks.distributed and getattr(args, "workers", 1) == 1:
+        torch.set_num_threads(default_threads())
     try:
         model, source, options = _job(args)
         summary = explain_dataset(model.to(ranks.device()), source, out=args.out, overwrite=args.overwrite,
@@ -149,7 +193,9 @@ def _explain(args) -> Path | None:
             torch.distributed.destroy_process_group()
     if ranks.rank != 0:
         return None
-    print(f"seqlrp explain-dataset: {summary}", file=sys.stderr)
+    print(f"seqlrp explain-dataset: {summary}" + (" (threads: OMP_NUM_THREADS)" if os.environ.get("OMP_NUM_THREADS")
+                                                  else " (threads: the free cores, from the load average)"),
+          file=sys.stderr)
     if not summary.complete:
         raise CliError(f"{args.out} is incomplete; run the same command again to finish it")
     return Path(args.out)
@@ -157,6 +203,8 @@ def _explain(args) -> Path | None:
 
 def _worker(settings: dict, threads: int) -> None:
     """One process of ``--workers`` (started by torch.distributed's elastic launcher, torchrun's API)."""
+    import torch
+
     from .common import one_line
 
     torch.set_num_threads(threads)
@@ -174,6 +222,7 @@ def _worker(settings: dict, threads: int) -> None:
 
 def _launch(args) -> Path:
     """``--workers N``: check and prepare --out here, then start N processes on this machine."""
+    import torch
     from torch.distributed.elastic.multiprocessing.api import DefaultLogsSpecs, SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
@@ -213,11 +262,17 @@ def _launch(args) -> Path:
 
 def run(args) -> Path | None:
     if args.workers != 1:
-        return _launch(args)
-    return _explain(args)
+        return _translated(_launch, args)
+    return _translated(_explain, args)
 
 
 def run_report(args) -> Path:
+    return _translated(_report, args)
+
+
+def _report(args) -> Path:
+    import warnings
+
     from ..dataset import report_dataset
 
     out = report_path(args.out)
@@ -227,7 +282,11 @@ def run_report(args) -> Path:
     if dataset.is_dir() and out.resolve().parent == dataset.resolve():
         raise CliError(f"--out {out} is inside the dataset folder, where Parquet readers would take it for a part "
                        "file; write the report elsewhere")
-    names = [n.strip() for n in args.class_names.split(",")] if args.class_names else None
+    names = read_labels(args.labels)
+    if args.class_names:
+        warnings.warn("--class-names is deprecated: pass --labels FILE (one class name per line), as in every "
+                      "other command", DeprecationWarning, stacklevel=1)
+        names = names or [n.strip() for n in args.class_names.split(",")]
     for option in ("min_count", "top", "examples"):
         positive_int(getattr(args, option), f"--{option.replace('_', '-')}")
     return report_dataset(dataset, out, min_count=args.min_count, top=args.top, examples=args.examples,

@@ -5,8 +5,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from .common import (
     CliError,
@@ -19,6 +18,9 @@ from .common import (
     read_labels,
     report_path,
 )
+
+if TYPE_CHECKING:
+    import torch
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 COMPOSITES = ("epsilon_gamma_box", "epsilon_plus_flat", "epsilon_alpha2_beta1", "gamma_schedule")
@@ -124,6 +126,7 @@ def load_image(path: Path, size: int | Preprocess) -> torch.Tensor:
     or a :class:`Preprocess`); no distortion."""
     preprocess = size if isinstance(size, Preprocess) else Preprocess.standard(size)
     import numpy as np
+    import torch
     from PIL import Image, ImageOps, UnidentifiedImageError
     from torchvision.transforms.v2 import functional as TF
 
@@ -143,6 +146,8 @@ def load_image(path: Path, size: int | Preprocess) -> torch.Tensor:
 
 def normalize(pictures: torch.Tensor, mean=MEAN, std=STD) -> torch.Tensor:
     """Pictures in [0, 1] (``(..., 3, H, W)``) normalized (default: the ImageNet statistics)."""
+    import torch
+
     return (pictures - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
 
 
@@ -166,7 +171,7 @@ def load_model(args) -> torch.nn.Module:
 
 def class_names(args, preprocess: Preprocess) -> tuple[list[str] | None, str]:
     """``--labels`` (checked against ``--num-classes``), else the ``--transform`` weights' names when they fit."""
-    labels = check_label_count(read_labels(args.labels), args.num_classes, args.labels)
+    labels = check_label_count(read_labels(args.labels), args.num_classes, args.labels, "--num-classes")
     if labels is not None:
         return labels, f"class names from {args.labels}"
     if preprocess.categories is not None and len(preprocess.categories) == args.num_classes:
@@ -175,6 +180,8 @@ def class_names(args, preprocess: Preprocess) -> tuple[list[str] | None, str]:
 
 
 def run(args) -> Path:
+    import torch
+
     from .. import baselines
     from ..core import explain
     from ..viz import Report

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from .common import (
     CliError,
@@ -22,6 +21,9 @@ from .common import (
     read_text,
     report_path,
 )
+
+if TYPE_CHECKING:
+    import torch
 
 EPILOG = """examples:
   seqlrp explain-text --model model.pt --model-class mymodels:BiLSTM --model-arg vocab_size=14756 \\
@@ -69,6 +71,16 @@ def load_text_model(args) -> torch.nn.Module:
     return load_weights(model, path, "model file", args.model_class)
 
 
+UNKNOWN_MARK = "⟨unk⟩"  # (after a word that was not in the vocabulary)
+
+
+def lstm_rules(epsilon: float, bias_factor: float):
+    """The LSTM-LRP rules of ``--epsilon`` / ``--bias-factor`` as a text composite (``seqlrp.lstm.ArrasLSTM``)."""
+    from ..lstm import ArrasLSTM
+
+    return ArrasLSTM(epsilon=epsilon, bias_factor=bias_factor)
+
+
 def read_vocabulary(path: str) -> dict[str, int]:
     index: dict[str, int] = {}
     for number, token in enumerate(read_text(path, "vocabulary file").split("\n")):
@@ -111,7 +123,9 @@ def token_ids(sentences: list[list[str]], index: dict[str, int], unk: str) -> li
 
 
 def run(args) -> Path:
-    from ..lstm import ArrasLSTM, explain_text
+    import torch
+
+    from ..lstm import explain_text
     from ..lstm.text import text_gradient, text_gradient_x_input
     from ..viz import Report
 
@@ -120,7 +134,11 @@ def run(args) -> Path:
     labels = read_labels(args.labels)
     model = load_text_model(args)
     sentences, true_labels = read_sentences(args.input)
-    ids = token_ids(sentences, read_vocabulary(args.vocab), args.unk)
+    vocabulary = read_vocabulary(args.vocab)
+    ids = token_ids(sentences, vocabulary, args.unk)
+    unknown = sum(word not in vocabulary for sentence in sentences for word in sentence)
+    shown = [[f"{word}{UNKNOWN_MARK}" if word not in vocabulary else word for word in sentence]
+             for sentence in sentences]
     # one batch per sentence length: no padding, so no line's explanation depends on the other lines
     by_length: dict[int, list[int]] = defaultdict(list)
     for row, sentence in enumerate(ids):
@@ -129,8 +147,8 @@ def run(args) -> Path:
     for length, rows in sorted(by_length.items()):
         batch = torch.tensor([ids[r] for r in rows], dtype=torch.long)
         lengths = torch.full((len(rows),), length, dtype=torch.long) if args.lengths else None
-        result = explain_text(model, batch, target, ArrasLSTM(epsilon=args.epsilon, bias_factor=args.bias_factor),
-                              lengths=lengths, tokens=[sentences[r] for r in rows])
+        result = explain_text(model, batch, target, lstm_rules(args.epsilon, args.bias_factor), lengths=lengths,
+                              tokens=[shown[r] for r in rows])
         check_label_count(labels, result.output.shape[1], args.labels)
         if args.compare:  # the baselines explain the class LRP explained
             result = {f"LRP ε={args.epsilon}": result,
@@ -138,9 +156,11 @@ def run(args) -> Path:
                       "gradient² (sensitivity)": text_gradient(model, batch, result.target, lengths=lengths)}
         results.update({r: (result, j) for j, r in enumerate(rows)})
     report = Report(f"seqlrp: {Path(args.model).name}", f"{len(sentences)} sentences from {args.input}"
-                    + ("" if labels else "; classes as indices (pass --labels FILE for names)"), labels=labels)
+                    + ("" if labels else "; classes as indices (pass --labels FILE for names)")
+                    + (f"; {unknown} word(s) not in the vocabulary, explained as {args.unk} (marked {UNKNOWN_MARK})"
+                       if unknown else ""), labels=labels)
     report.section("Token relevance")
-    for i, sentence in enumerate(sentences):
+    for i, sentence in enumerate(shown):
         result, j = results[i]
         if args.compare:
             report.add_comparison(result, j, sentence, true_label=true_labels[i], title=f"sentence {i + 1}")

@@ -15,6 +15,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .rules.base import Rule
 
 _REGISTRY: dict[str, type[Rule]] = {}
+_builtins_registered = False
 
 R = TypeVar("R", bound=type)
 
@@ -32,8 +33,24 @@ def register(name: str) -> Callable[[R], R]:
     return decorate
 
 
+def ensure_builtins() -> None:
+    """Register the built-in rules, views and handlers (:func:`seqlrp.builtins.register_builtins`) on first use.
+
+    Called by every registry lookup and by each :class:`~seqlrp.core.session.Session`, so that ``import seqlrp``
+    stays lazy (``seqlrp --version`` imports no torch) and a direct ``from seqlrp.core import explain`` finds
+    the built-ins too; the registrations themselves are listed in one place, :mod:`seqlrp.builtins`.
+    """
+    global _builtins_registered
+    if not _builtins_registered:
+        _builtins_registered = True
+        from .. import builtins  # (at call time: builtins imports the rule, view and handler modules)
+
+        builtins.register_builtins()
+
+
 def get(name: str, **params: Any) -> Rule:
     """Instantiate the rule registered under ``name`` with ``params``."""
+    ensure_builtins()
     try:
         cls = _REGISTRY[name]
     except (KeyError, TypeError):
@@ -60,6 +77,7 @@ def available_class(name: str) -> type[Rule] | None:
 
 def available() -> list[str]:
     """Names of all registered rules, sorted."""
+    ensure_builtins()
     return sorted(_REGISTRY)
 
 

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from .composites import Composite
 from .copying import is_private_copy, structural_copy
 from .function import LayerCall, LRPFunction
+from .registry import ensure_builtins
 from .rules.base import Rule
 from .views import DETERMINISTIC, ROUTING, View, view_of
 
@@ -48,6 +49,7 @@ class Session:
     """One explanation run: the composite, the wrapped copy, and the record of layer calls."""
 
     def __init__(self, composite: Composite, **options: Any):
+        ensure_builtins()
         self.composite = composite
         #: free-form switches for handlers (e.g. ``fused=False`` for the unrolled LSTM path)
         self.options = options

@@ -378,5 +378,6 @@ ROUTING: tuple[type, ...] = (
 #: override ``forward`` and is watched. Filled by :func:`deterministic` (the built-in classes: :mod:`seqlrp.builtins`).
 DETERMINISTIC: set[type] = set()
 
-#: every affine layer type with a view (the CNN side adds its tensor-biased layers here)
+#: the dense and convolutional layer types (a tuple: fixed here; the CNN side's tensor-biased layers are subclasses
+#: of nn.Linear / nn.Conv2d, so they belong to it by isinstance)
 WEIGHTED: tuple[type, ...] = DENSE + CONVOLUTIONS

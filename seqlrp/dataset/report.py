@@ -29,14 +29,14 @@ SCATTER_POINTS = 50_000
 
 def _open(path: Path) -> tuple[pads.Dataset, dict]:
     if not path.is_dir():
-        raise ValueError(f"{path} is not a folder; pass the --out folder of seqlrp explain-dataset")
+        raise ValueError(f"{path} is not a folder; pass the out= folder of explain_dataset")
     manifest = read_manifest(path)
     if manifest is None:
-        raise ValueError(f"{path} is not a seqlrp dataset (no _manifest.json); pass the --out folder of "
-                         "seqlrp explain-dataset")
+        raise ValueError(f"{path} is not a seqlrp dataset (no _manifest.json); pass the out= folder of "
+                         "explain_dataset")
     if not (path / SUCCESS).exists():
-        raise ValueError(f"{path} is incomplete (no {SUCCESS}): run the same seqlrp explain-dataset command again "
-                         "to finish it")
+        raise ValueError(f"{path} is incomplete (no {SUCCESS}): run the same command (or explain_dataset call) "
+                         "again to finish it")
     return pads.dataset(path, format="parquet"), manifest
 
 
@@ -145,8 +145,30 @@ def _contexts(rows: dict[int, dict], found: list[tuple], width: int, count: int)
     return Markup("").join(shown)
 
 
+def unknown_words(dataset: pads.Dataset) -> tuple[int, set[str]]:
+    """Occurrences of words that were not in the vocabulary (explained as the unknown-word token), and those words."""
+    if "unknown" not in dataset.schema.names:
+        return 0, set()
+    count, words = 0, set()
+    for batch in dataset.to_batches(columns=["tokens", "unknown"], batch_size=BATCH):
+        positions = batch.column("unknown")
+        parents = np.asarray(pc.list_parent_indices(positions))
+        if not len(parents):
+            continue
+        tokens = batch.column("tokens")
+        offsets = np.asarray(tokens.offsets)
+        where = offsets[parents] - offsets[0] + np.asarray(pc.list_flatten(positions))
+        count += len(where)
+        words.update(pc.list_flatten(tokens).take(pa.array(where)).to_pylist())
+    return count, words
+
+
 def _text_report(report: Report, dataset: pads.Dataset, names, *, min_count: int, top: int, examples: int,
                  context: int) -> None:
+    unknown_count, unknown = unknown_words(dataset)
+    if unknown_count:
+        report.section("Unknown words", f"{unknown_count} word occurrence(s) ({len(unknown)} distinct) were not in the "
+                       "vocabulary and were explained as the unknown-word token; they are marked (unknown) below")
     extremes = _extremes(token_table(dataset, min_count), top)
     chosen = {}
     for cls, parts in extremes.items():
@@ -159,17 +181,18 @@ def _text_report(report: Report, dataset: pads.Dataset, names, *, min_count: int
         if ids else []
     by_id = {row["id"]: row for row in rows}
     if not extremes:
-        report.section("Tokens", f"no token occurs at least {min_count} times (--min-count) in one class")
+        report.section("Tokens", f"no token occurs at least {min_count} times (min_count=) in one class")
     for cls, parts in extremes.items():
         for side in ("highest", "lowest"):
             table_rows = []
             columns = (parts[side][c].to_pylist() for c in ("token", "mean", "relevance_count"))
             for rank, (token, mean, count) in enumerate(zip(*columns, strict=True), 1):
                 shown = _contexts(by_id, occurrences[f"{cls}\x1f{token}"], context, examples)
-                table_rows.append([rank, token, float(mean), int(count), shown])
+                table_rows.append([rank, f"{token} (unknown)" if token in unknown else token, float(mean), int(count),
+                                   shown])
             report.add_table(["#", "token", "mean relevance", "count", "in context"], table_rows,
                              title=f"Class {_name(names, cls)}: tokens with the {side} mean relevance "
-                                   f"(at least {min_count} occurrences)")
+                                   f"(at least {min_count} occurrences)", contexts=True)
 
 
 def _conservation(report: Report, dataset: pads.Dataset, names, rows: int, text: bool) -> None:
@@ -194,7 +217,7 @@ def _conservation(report: Report, dataset: pads.Dataset, names, rows: int, text:
                ["correlation(logit, Σ relevance)", float(np.corrcoef(table["logit"], total)[0, 1])
                 if len(table) > 1 else float("nan")]]
     labelled = table["label"].notna()
-    if labelled.any():
+    if labelled.any() and dataset.schema.field("label").type == pa.int64():
         summary.append(["accuracy (predicted = label)",
                         float((table["predicted"][labelled] == table["label"][labelled]).mean())])
     report.add_table(["", "value"], summary, title="Conservation at scale")
@@ -272,16 +295,18 @@ def report_dataset(path: str | os.PathLike, out: str | os.PathLike, *, min_count
     Path
         The report file.
     """
-    for name, value in (("min_count", min_count), ("top", top), ("examples", examples)):
-        if value < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+    for name, value, least in (("min_count", min_count, 1), ("top", top, 1), ("examples", examples, 1),
+                               ("context", context, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            what = "a positive integer" if least else "an integer >= 0 (tokens on each side)"
+            raise ValueError(f"{name}= must be {what}, got {value!r}")
     path = Path(path)
     dataset, manifest = _open(path)
     names = class_names or manifest.get("class_names")
     kind = manifest.get("kind", "text")
     report = Report(f"seqlrp dataset report: {path.name}",
                     f"{manifest['rows']} {'sentences' if kind == 'text' else 'images'} from "
-                    f"{manifest['signature'].get('input', {}).get('path', '?')}")
+                    f"{manifest.get('input_path') or '?'}")
     _conservation(report, dataset, names, manifest["rows"], kind == "text")
     if kind == "text":
         _text_report(report, dataset, names, min_count=min_count, top=top, examples=examples, context=context)

@@ -3,10 +3,10 @@
 - **Shards** are fixed-size runs of the input order: shard ``k`` holds rows ``[k*S, (k+1)*S)``, and
   rank ``r`` of ``W`` explains the shards with ``k % W == r``. Which rank explains a shard never
   changes its rows or its part file, so a run may be resumed with another number of processes.
-- **The manifest** ``_manifest.json`` records what the output is made of (the options that change
-  the result, the input's and the model's fingerprints, the row count and the shard size). A re-run
-  with the same manifest completes the shards whose part file is missing; another one is refused
-  unless ``overwrite``.
+- **The manifest** ``_manifest.json`` records the run's identity (:mod:`seqlrp.dataset.identity`: the
+  input's content shard by shard, the vocabulary, every rule parameter, the model's parameters, buffers
+  and code, the row count and the shard size). A re-run with the same identity completes the shards
+  whose part file is missing; another one is refused, naming what changed, unless ``overwrite``.
 - **Ranks** come from ``torch.distributed`` when a process group is initialized (torchrun sets the
   environment; :func:`init_from_env` joins it: gloo on CPU, nccl with one GPU per local rank).
 """
@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -23,13 +22,13 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from torch import nn
 
 from ..files import atomic_write
-from .writer import PART_GLOB, SUCCESS, remove_temporaries
+from .identity import first_difference
+from .writer import PART_GLOB, SUCCESS, part_name, remove_temporaries
 
 MANIFEST = "_manifest.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -77,7 +76,7 @@ def current() -> Ranks:
 
 
 def barrier(ranks: Ranks) -> None:
-    """Wait for every rank; a rank that stopped (rank 0 refusing ``--out``) is named instead of gloo's error."""
+    """Wait for every rank; a rank that stopped (rank 0 refusing ``out``) is named instead of gloo's error."""
     if not ranks.distributed:
         return
     try:
@@ -108,28 +107,6 @@ class Plan:
         return shard % ranks.world == ranks.rank
 
 
-def model_fingerprint(model: nn.Module) -> str:
-    """SHA-256 of the model's class and state (names, dtypes, shapes, values)."""
-    digest = hashlib.sha256(f"{type(model).__module__}.{type(model).__qualname__}".encode())
-    for name, tensor in model.state_dict().items():
-        value = tensor.detach().cpu().reshape(-1)  # (0-d tensors too: num_batches_tracked)
-        digest.update(f"{name}:{value.dtype}:{tuple(tensor.shape)}".encode())
-        digest.update(value.view(torch.uint8).numpy().tobytes() if value.numel() else b"")
-    return digest.hexdigest()
-
-
-def _first_difference(old: dict, new: dict, prefix: str = "") -> str:
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key, "(absent)"), new.get(key, "(absent)")
-        if isinstance(a, dict) and isinstance(b, dict):
-            found = _first_difference(a, b, f"{prefix}{key}.")
-            if found:
-                return found
-        elif a != b:
-            return f"{prefix}{key}: {a!r} there, {b!r} now"
-    return ""
-
-
 def _visible(out: Path) -> list[str]:
     return sorted(p.name for p in out.iterdir() if not p.name.startswith((".", "_")))
 
@@ -143,37 +120,70 @@ def read_manifest(out: Path) -> dict | None:
         manifest["signature"], manifest["rows"], manifest["shard_size"]  # noqa: B018 - the keys must be there
         return manifest
     except (ValueError, KeyError, TypeError) as error:
-        raise ValueError(f"{path} is not a seqlrp manifest ({type(error).__name__}: {error}); pass --overwrite to "
-                         "start the output afresh, or choose another --out") from None
+        raise ValueError(f"{path} is not a seqlrp manifest ({type(error).__name__}: {error}); pass overwrite=True to "
+                         "start the output afresh, or choose another out=") from None
 
 
-def check_out(out: Path, signature: dict, overwrite: bool) -> dict | None:
+def _what_changed(old: dict, new: dict) -> str:
+    """What differs between two run identities, in words (the first shard whose input differs, by rows)."""
+    old_shards, new_shards = old.get("shards"), new.get("shards")
+    rest = first_difference({k: v for k, v in old.items() if k != "shards"},
+                            {k: v for k, v in new.items() if k != "shards"})
+    if rest:
+        key, _, detail = rest.partition(": ")
+        names = {"model.state": "the model's parameters or buffers", "model.code": "the model's code",
+                 "options.vocabulary": "the vocabulary", "options.unk": "the unknown-word token",
+                 "options.lengths": "how the model is called (lengths)", "options": "the rule parameters",
+                 "rows": "the number of input rows", "input": "how the input is read"}
+        label = next((v for k, v in names.items() if key == k or key.startswith(k + ".")), key)
+        return f"{label} changed ({key}: {detail})"
+    if isinstance(old_shards, list) and isinstance(new_shards, list):
+        for k, (a, b) in enumerate(zip(old_shards, new_shards, strict=False)):
+            if a != b:
+                size = old.get("shard_size") or 0
+                return f"the input's content changed (shard {k}, rows {k * size} to {(k + 1) * size - 1}, reads " \
+                       "differently)"
+    return "the run's identity changed"
+
+
+def check_out(out: Path, signature: dict, overwrite: bool, shards: int | None = None) -> dict | None:
     """Refuse an ``out`` that cannot take this run; returns the manifest to resume, or None (a fresh start).
 
-    ``overwrite`` replaces a seqlrp dataset (also one of another command line); it never deletes files
-    that seqlrp did not write, so a folder holding other files is refused.
+    ``overwrite`` replaces a seqlrp dataset (also one of another run); it never deletes files that seqlrp did
+    not write, so a folder holding other files is refused. A resumed dataset must have the same identity
+    (:mod:`seqlrp.dataset.identity`) and no part file beyond its ``shards``.
     """
     if out.is_symlink() or (out.exists() and not out.is_dir()):
-        raise ValueError(f"--out {out} exists and is not a folder; pass a folder for the Parquet dataset")
+        raise ValueError(f"out={out} exists and is not a folder; pass a folder for the Parquet dataset")
     if not out.exists():
         return None
     if (out / MANIFEST).exists():
         if overwrite:
             return None
         manifest = read_manifest(out)
+        parts = [name for name in _visible(out) if fnmatch.fnmatch(name, PART_GLOB)]
+        if manifest["signature"] != signature and not parts:
+            return None  # (a run that stopped before its first part: nothing of it to keep or to mix)
         if manifest["signature"] != signature:
-            raise ValueError(f"--out {out} holds a dataset made with another command line or input "
-                             f"({_first_difference(manifest['signature'], signature)}); run the same command to "
-                             "resume it, pass --overwrite to replace it, or choose another --out")
+            changed = _what_changed(manifest["signature"], signature)
+            raise ValueError(f"out={out} holds a dataset of another run ({changed}), whose rows are not this run's; "
+                             "run the same command to resume it, pass overwrite=True to recompute it, or choose "
+                             "another out=")
+        if shards is not None:
+            stray = [name for name in parts if name not in {part_name(k) for k in range(shards)}]
+            if stray:
+                raise ValueError(f"out={out} holds {', '.join(stray[:3])} beyond the {shards} shard(s) of this run "
+                                 "(readers would see those rows too); delete it, or pass overwrite=True to recompute "
+                                 "the dataset")
         return manifest
     visible = _visible(out)
     foreign = [name for name in visible if not fnmatch.fnmatch(name, PART_GLOB)]
     if foreign:
-        raise ValueError(f"--out {out} is not empty ({', '.join(foreign[:3])}) and holds no seqlrp dataset (no "
+        raise ValueError(f"out={out} is not empty ({', '.join(foreign[:3])}) and holds no seqlrp dataset (no "
                          f"{MANIFEST}); pass a new or empty folder")
     if visible and not overwrite:
-        raise ValueError(f"--out {out} holds part files but no {MANIFEST} (an interrupted --overwrite?); pass "
-                         "--overwrite to start it afresh")
+        raise ValueError(f"out={out} holds part files but no {MANIFEST} (an interrupted overwrite?); pass "
+                         "overwrite=True to start it afresh")
     return None
 
 

@@ -11,17 +11,20 @@ ids; image rows ``(image tensor, label, path)``.
 
 from __future__ import annotations
 
-import csv
+import hashlib
 import itertools
-import json
 import os
+import re
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-FORMATS = (".txt", ".tsv", ".csv", ".jsonl", ".parquet")
+from .identity import RowHasher, describe
+from .readers import READERS, reader_for
+
+FORMATS = tuple(READERS)
 DEFAULT_TEXT_COLUMNS = ("text", "sentence")
 
 
@@ -33,15 +36,25 @@ class Source:
     kind : {"text", "image"}
     class_names : list of str or None
         Names of the label classes, when the input has them (an image folder's class folders).
+    vocabulary : mapping or sequence, optional
+        Text: token -> id (or the list of tokens by id): looks token strings up and names token ids in the
+        ``tokens`` column (without it, ids are written as strings).
+    unk : str
+        Text: the vocabulary's unknown-word token (an unknown word without it is an error).
+    lengths : bool
+        Text: call ``model(token_ids, lengths)`` on mixed-length sorted batches (the model must pack its
+        sequences); False: one length per batch, no padding at all.
     """
 
     kind = "text"
     class_names: list[str] | None = None
+    where: str | None = None  # (the file or folder read, shown in reports; not part of the run's identity)
 
-    def __init__(self, limit: int | None = None):
-        if limit is not None and limit < 1:
-            raise ValueError(f"limit must be a positive number of rows, got {limit}")
+    def __init__(self, limit: int | None = None, *, vocabulary=None, unk: str = "<unk>", lengths: bool = False):
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise ValueError(f"limit must be a positive whole number of rows, got {limit!r}")
         self.limit = limit
+        self.vocabulary, self.unk, self.lengths = vocabulary, unk, bool(lengths)
         self._count: int | None = None
 
     def handles(self) -> Iterator[Any]:
@@ -53,8 +66,21 @@ class Source:
         return handles
 
     def describe(self) -> dict:
-        """What identifies the input, for the output's manifest (a different input is a different run)."""
+        """How the input is read, for the output's manifest (its content is identified by :meth:`scan`)."""
         return {"source": type(self).__name__}
+
+    def scan(self, handles: list, rows: list[tuple] | None = None) -> tuple[str, list]:
+        """The hash of the content of these rows and their labels (the run's identity, the label type).
+
+        This default hashes the loaded rows (``rows``, or ``load(handles)``); a source with cheaper handles
+        (a parsed line, a file path) overrides it and ignores ``rows``.
+        """
+        hasher = RowHasher()
+        rows = self.load(handles) if rows is None else rows
+        for row in rows:
+            hasher.update(*(describe(part) if not isinstance(part, (torch.Tensor, str, bytes)) else part
+                            for part in row))
+        return hasher.hexdigest(), [row[1] for row in rows]
 
     def _limited(self) -> Iterator[Any]:
         return itertools.islice(self.handles(), self.limit)
@@ -72,33 +98,67 @@ class Source:
 
 
 # ------------------------------------------------------------------------------------------ text files
-def _label(value) -> int | None:
-    """An integer class label, or None (missing or not an integer)."""
-    if isinstance(value, bool) or value is None:
+_INT64 = range(-(2**63), 2**63)
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+
+
+def _label(value) -> int | str | None:
+    """A class label as written: an integer (within int64) stays one; any other value is kept as its text
+    (``"positive"``, ``"1.0"``); missing or empty is None. A dataset whose labels are not all integers
+    stores them all as strings (see :func:`label_type`)."""
+    if value is None:
         return None
+    if isinstance(value, bool):
+        return str(value).lower()
     if isinstance(value, int):
-        return value
+        return value if value in _INT64 else str(value)
     text = str(value).strip()
-    return int(text) if text.lstrip("-").isdigit() else None
+    if not text:
+        return None
+    if _INTEGER.fullmatch(text):
+        number = int(text)
+        return number if number in _INT64 else text
+    return text
 
 
-def _tokens(value) -> list[str]:
+def label_type(labels) -> str:
+    """``"int64"`` when every label is an integer (or missing), else ``"string"``."""
+    return "string" if any(isinstance(label, str) for label in labels) else "int64"
+
+
+def _tokens(value, where: str) -> list[str]:
+    """The tokens of a text value: a string split on whitespace, or a list of strings; anything else is refused
+    (a JSON object, a number or a bool is not text)."""
     if value is None:
         return []
-    if isinstance(value, (list, tuple)):
-        return [str(v) for v in value]
-    return str(value).split()
+    if isinstance(value, str):
+        return value.split()
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return list(value)
+    kind = type(value).__name__ if not isinstance(value, (list, tuple)) else \
+        f"list holding a {type(next(v for v in value if not isinstance(v, str))).__name__}"
+    raise ValueError(f"{where}: the text is a {kind} ({_shorten(value)}), not a string or a list of strings; "
+                     "write the text as a string")
 
 
-def _stat(path: Path) -> dict:
-    info = path.stat()
-    return {"path": str(path.resolve()), "bytes": info.st_size, "mtime_ns": info.st_mtime_ns}
+def _shorten(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while block := file.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()[:32]
 
 
 class TextFile(Source):
-    """A text file streamed row by row: ``.txt`` (one sentence per line), ``.tsv``/``.csv`` (a header row,
-    the text in ``text_column``), ``.jsonl`` (one object per line, the text in field ``text_column``),
-    ``.parquet`` (a string or list-of-strings column).
+    """A text file streamed row by row; its suffix picks the reader (:data:`seqlrp.dataset.readers.READERS`):
+    ``.txt`` (one sentence per line), ``.tsv``/``.csv`` (a header row, the text in ``text_column``;
+    RFC 4180 quotes), ``.jsonl`` (one object per line, the text in field ``text_column``), ``.parquet``
+    (a string or list-of-strings column).
 
     Parameters
     ----------
@@ -107,144 +167,58 @@ class TextFile(Source):
     text_column : str, optional
         Column or field of the text (default: ``text``, else ``sentence``).
     label_column : str, optional
-        Column of integer labels; ``None``: ``label`` when present.
+        Column of the labels; ``None``: ``label`` when present. Integer labels are stored as integers;
+        when any label is not an integer (``positive``, ``1.0``) all are stored as strings.
     limit : int, optional
         Read only the first ``limit`` rows.
+    vocabulary, unk, lengths
+        How rows become the model's input (see :class:`Source`).
     """
 
     def __init__(self, path: str | os.PathLike, text_column: str | None = None, label_column: str | None = None,
-                 limit: int | None = None):
-        super().__init__(limit)
+                 limit: int | None = None, *, vocabulary=None, unk: str = "<unk>", lengths: bool = False):
+        super().__init__(limit, vocabulary=vocabulary, unk=unk, lengths=lengths)
         self.path = Path(path)
-        self.format = self.path.suffix.lower()
-        if self.format not in FORMATS:
-            raise ValueError(f"input file {self.path} has an unknown format {self.path.suffix or '(no suffix)'!r}; "
-                             f"expected one of {', '.join(FORMATS)}")
+        self.where = str(self.path.resolve())
+        self.reader = reader_for(self.path)
+        what = self.reader.what
         self.text_column, self.label_column = text_column, label_column
-        if self.format != ".txt":
-            columns = self._columns()
+        if self.reader.has_columns:
+            columns = self.reader.columns()
             self.text_column = self._pick_text_column(columns)
             if label_column is not None and label_column not in columns:
-                raise ValueError(f"--label-column {label_column!r} is not a {self._what()} of {self.path} "
-                                 f"({self._what()}s: {', '.join(columns)}); pass --label-column NAME")
+                raise ValueError(f"label_column={label_column!r} is not a {what} of {self.path} ({what}s: "
+                                 f"{', '.join(columns)}); pass label_column=NAME")
             self.label_column = label_column if label_column is not None else ("label" if "label" in columns else None)
-        self._check_binary()
-
-    def _what(self) -> str:
-        return "field" if self.format == ".jsonl" else "column"
+        else:
+            self.text_column, self.label_column = "text", None
 
     def _pick_text_column(self, columns: list[str]) -> str:
-        option = "--text-field" if self.format == ".jsonl" else "--text-column"
+        what = self.reader.what
         if self.text_column is not None:
             if self.text_column not in columns:
-                raise ValueError(f"{option} {self.text_column!r} is not a {self._what()} of {self.path} "
-                                 f"({self._what()}s: {', '.join(columns) or 'none'}); pass {option} NAME")
+                raise ValueError(f"text_column={self.text_column!r} is not a {what} of {self.path} ({what}s: "
+                                 f"{', '.join(columns) or 'none'}); pass text_column=NAME")
             return self.text_column
         for name in DEFAULT_TEXT_COLUMNS:
             if name in columns:
                 return name
-        raise ValueError(f"{self.path} has no 'text' or 'sentence' {self._what()} ({self._what()}s: "
-                         f"{', '.join(columns) or 'none'}); pass {option} NAME")
+        raise ValueError(f"{self.path} has no 'text' or 'sentence' {what} ({what}s: {', '.join(columns) or 'none'}); "
+                         "pass text_column=NAME")
 
-    def _check_binary(self) -> None:
-        if self.format == ".parquet":
-            return
-        with open(self.path, "rb") as file:
-            if b"\x00" in file.read(65536):
-                raise ValueError(f"input file {self.path} looks binary (it contains NUL bytes); expected UTF-8 "
-                                 f"text in the {self.format} format")
-
-    def _lines(self) -> Iterator[tuple[int, str]]:
-        """(line number, line) of the UTF-8 file, without line ends."""
-        with open(self.path, "rb") as file:
-            for number, raw in enumerate(file, 1):
-                try:
-                    line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
-                except UnicodeDecodeError as error:
-                    raise ValueError(f"input file {self.path} is not UTF-8 text (byte 0x{raw[error.start]:02x} on "
-                                     f"line {number}); re-encode it as UTF-8 (e.g. iconv -t UTF-8)") from None
-                yield number, line.rstrip("\r\n")
-
-    def _columns(self) -> list[str]:
-        if self.format == ".parquet":
-            import pyarrow.parquet as pq
-
-            try:
-                return list(pq.ParquetFile(self.path).schema_arrow.names)
-            except Exception as error:  # noqa: BLE001 - any unreadable file is a user error
-                raise ValueError(f"input file {self.path} is not a readable Parquet file ({error})") from None
-        for number, line in self._lines():
-            if not line.strip():
-                continue
-            if self.format == ".jsonl":
-                return list(self._object(number, line))
-            return next(csv.reader([line], **self._dialect()))
-        raise ValueError(f"no rows in {self.path} (the file is empty)")
-
-    def _dialect(self) -> dict:
-        return {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if self.format == ".tsv" else {}
-
-    def _object(self, number: int, line: str) -> dict:
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"line {number} of {self.path} is not JSON ({error.msg}); .jsonl holds one JSON "
-                             "object per line") from None
-        if not isinstance(value, dict):
-            raise ValueError(f"line {number} of {self.path} is a JSON {type(value).__name__}, not an object; "
-                             "each line must be an object such as {\"text\": \"...\"}")
-        return value
-
-    def handles(self) -> Iterator[tuple[list[str], int | None]]:
-        if self.format == ".parquet":
-            yield from self._parquet_rows()
-        elif self.format == ".jsonl":
-            for number, line in self._lines():
-                if line.strip():
-                    row = self._object(number, line)
-                    if self.text_column not in row:
-                        raise ValueError(f"line {number} of {self.path} has no field {self.text_column!r} (fields: "
-                                         f"{', '.join(row) or 'none'}); every line needs it (--text-field NAME)")
-                    yield _tokens(row[self.text_column]), _label(row.get(self.label_column))
-        elif self.format == ".txt":
-            for _, line in self._lines():
-                if line.strip():
-                    yield line.split(), None
-        else:
-            yield from self._table_rows()
-
-    def _table_rows(self) -> Iterator[tuple[list[str], int | None]]:
-        lines = ((n, line) for n, line in self._lines() if line.strip())
-        numbers = []
-
-        def numbered():
-            for number, line in lines:
-                numbers.append(number)
-                yield line
-
-        reader = csv.reader(numbered(), **self._dialect())
-        header = next(reader)
-        text = header.index(self.text_column)
-        label = header.index(self.label_column) if self.label_column is not None else None
-        for row in reader:
-            if len(row) != len(header):
-                raise ValueError(f"line {numbers[-1]} of {self.path} has {len(row)} field(s) but the header has "
-                                 f"{len(header)}; check the delimiter ({'TAB' if self.format == '.tsv' else ','})")
-            numbers.clear()
-            yield row[text].split(), (_label(row[label]) if label is not None else None)
-
-    def _parquet_rows(self) -> Iterator[tuple[list[str], int | None]]:
-        import pyarrow.parquet as pq
-
+    def handles(self) -> Iterator[tuple[list[str], int | str | None]]:
         columns = [self.text_column] + ([self.label_column] if self.label_column else [])
-        for batch in pq.ParquetFile(self.path).iter_batches(batch_size=8192, columns=columns):
-            texts = batch.column(0).to_pylist()
-            labels = batch.column(1).to_pylist() if self.label_column else [None] * len(texts)
-            for value, label in zip(texts, labels, strict=True):
-                yield _tokens(value), _label(label)
+        for where, row in self.reader.rows(columns):
+            yield (_tokens(row[self.text_column], f"{where} of {self.path}"),
+                   _label(row[self.label_column]) if self.label_column else None)
+
+    def scan(self, handles: list, rows: list[tuple] | None = None) -> tuple[str, list]:
+        # (one string per shard: tokens joined by US, the label after RS, rows ended by GS; every token is a str)
+        text = "".join(f"{chr(31).join(tokens)}{chr(30)}{label!r}{chr(29)}" for tokens, label in handles)
+        return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32], [label for _, label in handles]
 
     def describe(self) -> dict:
-        return {"source": "text file", **_stat(self.path), "text_column": self.text_column,
+        return {"source": "text file", "format": self.path.suffix.lower(), "text_column": self.text_column,
                 "label_column": self.label_column}
 
 
@@ -252,10 +226,10 @@ class TextFile(Source):
 class DatasetSource(Source):
     """A ``torch.utils.data.Dataset`` or a sequence: items are token ids / token strings / image tensors,
     or ``(item, label)`` tuples (as ``ImageFolder`` gives). Paths come from ``dataset.samples`` when the
-    dataset has them (``ImageFolder``)."""
+    dataset has them (``ImageFolder``). ``vocabulary``, ``unk``, ``lengths``: see :class:`Source`."""
 
-    def __init__(self, data, limit: int | None = None):
-        super().__init__(limit)
+    def __init__(self, data, limit: int | None = None, *, vocabulary=None, unk: str = "<unk>", lengths: bool = False):
+        super().__init__(limit, vocabulary=vocabulary, unk=unk, lengths=lengths)
         try:
             size = len(data)
         except TypeError:
@@ -266,7 +240,7 @@ class DatasetSource(Source):
             raise ValueError("data is empty: nothing to explain")
         self.data, self._count = data, min(size, limit) if limit else size
         first, _ = _split(data[0])
-        self.kind = "image" if isinstance(first, torch.Tensor) and first.is_floating_point() else "text"
+        self.kind = input_kind(first)
         samples = getattr(data, "samples", None)
         self.paths = [str(p) for p, *_ in samples] if isinstance(samples, list) and len(samples) == size else None
         self.class_names = list(getattr(data, "classes", None) or []) or None
@@ -289,12 +263,18 @@ class DatasetSource(Source):
         return {"source": type(self.data).__name__, "rows": len(self.data)}
 
 
-def _split(item) -> tuple[Any, int | None]:
+def input_kind(item) -> str:
+    """``"image"`` for a floating-point tensor, else ``"text"`` (token ids or token strings): the one place in
+    seqlrp.dataset that decides what an item is."""
+    return "image" if isinstance(item, torch.Tensor) and item.is_floating_point() else "text"
+
+
+def _split(item) -> tuple[Any, int | str | None]:
     if isinstance(item, tuple):
         if len(item) != 2:
             raise ValueError(f"dataset items must be x or (x, label), got a tuple of {len(item)}")
         x, label = item
-        return x, _label(int(label) if isinstance(label, torch.Tensor) and label.numel() == 1 else label)
+        return x, _label(label.item() if isinstance(label, torch.Tensor) and label.numel() == 1 else label)
     return item, None
 
 
@@ -306,8 +286,16 @@ def _ids_or_tokens(item, index: int) -> list:
             raise ValueError(f"text item {index} must be a 1-D tensor of token ids, got {item.dtype} of shape "
                              f"{tuple(item.shape)}")
         return item.tolist()
-    if isinstance(item, Sequence):
-        return list(item)
+    if isinstance(item, Sequence) and not isinstance(item, (bytes, bytearray)):
+        tokens = list(item)
+        words = [isinstance(t, str) for t in tokens]
+        ids = [isinstance(t, int) and not isinstance(t, bool) for t in tokens]
+        if all(words) or all(ids):
+            return tokens
+        other = next((t for t, w, d in zip(tokens, words, ids, strict=True) if not (w or d)), None)
+        mixed = "token ids and words" if other is None else f"a {type(other).__name__}"
+        raise ValueError(f"text item {index} mixes {mixed}; an item is either token ids (ints) or words (strings), "
+                         "not both")
     raise TypeError(f"text item {index} must be token ids or token strings, got {type(item).__name__}")
 
 
@@ -318,15 +306,16 @@ class ImageFolderSource(Source):
 
     def __init__(self, root: str | os.PathLike, loader: Callable[[Path], torch.Tensor], extensions: Sequence[str],
                  limit: int | None = None):
+        self.where = str(Path(root).resolve())
         from torchvision.datasets.folder import make_dataset
 
         super().__init__(limit)
         self.root, self.loader = Path(root), loader
         if not self.root.is_dir():
-            raise ValueError(f"--images {self.root} is not a folder; expected the ImageFolder layout DIR/class/image")
+            raise ValueError(f"{self.root} is not a folder; expected the ImageFolder layout DIR/class/image")
         self.class_names = sorted(entry.name for entry in os.scandir(self.root) if entry.is_dir())
         if not self.class_names:
-            raise ValueError(f"--images {self.root} has no class folders; expected the ImageFolder layout "
+            raise ValueError(f"{self.root} has no class folders; expected the ImageFolder layout "
                              "DIR/class/image.jpg (one folder per class)")
         index = {name: i for i, name in enumerate(self.class_names)}
         self.samples = make_dataset(str(self.root), index, extensions=tuple(extensions), allow_empty=True)
@@ -340,11 +329,17 @@ class ImageFolderSource(Source):
     def load(self, handles: list[tuple[str, int]]) -> list[tuple]:
         return [(self.loader(Path(path)), label, os.path.relpath(path, self.root)) for path, label in handles]
 
+    def scan(self, handles: list[tuple[str, int]], rows: list[tuple] | None = None) -> tuple[str, list]:
+        hasher = RowHasher()
+        for path, label in handles:
+            hasher.update(os.path.relpath(path, self.root), label, _file_digest(Path(path)))
+        return hasher.hexdigest(), [label for _, label in handles]
+
     def describe(self) -> dict:
-        return {"source": "image folder", "path": str(self.root.resolve()), "images": len(self.samples),
-                "classes": self.class_names}
+        return {"source": "image folder", "classes": self.class_names}
 
 
-def as_source(data, limit: int | None = None) -> Source:
-    """``data`` as a :class:`Source` (a Source is returned as it is; its own limit applies)."""
-    return data if isinstance(data, Source) else DatasetSource(data, limit)
+def as_source(data, limit: int | None = None, **text) -> Source:
+    """``data`` as a :class:`Source` (a Source is returned as it is; its own limit applies). ``text``:
+    ``vocabulary``, ``unk``, ``lengths`` of a new :class:`DatasetSource`."""
+    return data if isinstance(data, Source) else DatasetSource(data, limit, **text)

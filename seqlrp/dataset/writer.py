@@ -9,7 +9,6 @@ any point leaves complete parts and at most a hidden temporary, which the next r
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pyarrow as pa
@@ -21,9 +20,14 @@ SUCCESS = "_SUCCESS"
 PART_GLOB = "part-*.parquet"
 
 
+def part_name(shard: int) -> str:
+    """``part-00003.parquet`` for shard 3."""
+    return f"part-{shard:05d}.parquet"
+
+
 def part_path(out: Path, shard: int) -> Path:
     """``out/part-00003.parquet`` for shard 3."""
-    return out / f"part-{shard:05d}.parquet"
+    return out / part_name(shard)
 
 
 def write_part(out: Path, shard: int, table: pa.Table) -> int:
@@ -68,6 +72,3 @@ def write_success(out: Path, summary: dict) -> Path:
     """``out/_SUCCESS`` (a small JSON summary), written atomically: the dataset is complete."""
     return atomic_write(out / SUCCESS, json.dumps(summary, indent=1, sort_keys=True) + "\n")
 
-
-def is_complete(out: str | os.PathLike) -> bool:
-    return (Path(out) / SUCCESS).exists()

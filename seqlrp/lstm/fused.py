@@ -18,7 +18,7 @@ nothing (neither in the per-step loop nor in the work done for all steps at once
 gets no relevance. The directions of a bidirectional layer are stacked on a leading axis ``D`` (the
 reverse direction's input reversed within each sequence) and run in ONE loop: every per-step op
 (a batched matmul, a few element-wise ops) serves both directions. The loop is bound by per-op
-overhead, not arithmetic, so the number of ops per step is what counts: 7 in the forward, 4 in the
+overhead, not arithmetic, so the number of ops per step is what counts: 9 in the forward, 4 in the
 backward with ε and no bias shares (docs/lstm.md, "Speed"). Everything that does not depend on the
 recursion (input projections, stabilized denominators, gate ⊙ signal products, the input relevance)
 is computed for all steps at once.

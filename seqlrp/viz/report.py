@@ -60,16 +60,32 @@ def _panel(explanation, index: int, method: str) -> dict[str, Any]:
             delta += float(initial[index])
     else:
         seed = delta = None
+    magnitude = float(explanation.relevance[index].abs().sum())
+    share = f"{abs(delta) / magnitude:.0%} of Σ|R|" if delta is not None and magnitude > 0 else None
     return {"method": method, "relevance_sum": number(relevance_sum), "seed": None if seed is None else number(seed),
-            "logit": number(logit), "delta": None if delta is None else number(delta),
+            "logit": number(logit), "delta": None if delta is None else number(delta), "delta_share": share,
             "coverage": list(explanation.coverage.rules.items())}
+
+
+def _true_label(true_label, names) -> str:
+    """A class index (shown as ``name (index)``) or a class name as written (``"pos"``; with names, it must be
+    one of them)."""
+    if isinstance(true_label, str):
+        if names is not None and true_label not in names:
+            raise ValueError(f"true_label={true_label!r} is not one of the class names ({', '.join(names)}); pass the "
+                             "class index or one of the names")
+        return f"{true_label} ({list(names).index(true_label)})" if names is not None else true_label
+    if true_label is not None and (isinstance(true_label, bool) or not isinstance(true_label, (int, np.integer))
+                                   and not (isinstance(true_label, torch.Tensor) and true_label.numel() == 1)):
+        raise ValueError(f"true_label must be a class index or a class name, got {true_label!r}")
+    return class_name(names, true_label)
 
 
 def _meta(explanation, index: int, true_label, names) -> dict[str, Any]:
     output = explanation.output[index]
     target = int(explanation.target[index])
     probability = float(torch.softmax(output.double(), -1)[target])
-    return {"true_label": class_name(names, true_label), "predicted": class_name(names, int(output.argmax())),
+    return {"true_label": _true_label(true_label, names), "predicted": class_name(names, int(output.argmax())),
             "explained": class_name(names, target), "probability": number(probability)}
 
 
@@ -116,6 +132,8 @@ class Report:
                  labels: Sequence[str] | None = None, scale: str = "per-example", show_values: bool = False):
         if scale not in SCALES:
             raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
+        if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1:
+            raise ValueError(f"page_size must be a positive integer (examples per page), got {page_size!r}")
         self.title, self.subtitle, self.cmap, self.page_size = title, subtitle, cmap, page_size
         self.labels = None if labels is None else [str(name) for name in labels]
         self.scale, self.show_values = scale, show_values
@@ -180,10 +198,12 @@ class Report:
             "picture": None if image is None else _picture(image),
         })
 
-    def add_table(self, header: list[str], rows: list[list], title: str | None = None) -> None:
-        """A table; floats are written with the report's one number format (three significant digits)."""
+    def add_table(self, header: list[str], rows: list[list], title: str | None = None, *,
+                  contexts: bool = False) -> None:
+        """A table; floats are written with the report's one number format (three significant digits).
+        ``contexts``: its cells hold coloured token windows (each scaled to its own largest |R|)."""
         section = self.section(title) if title else self._current()
-        section.table = {"header": header, "rows": [[_cell(c) for c in row] for row in rows]}
+        section.table = {"header": header, "rows": [[_cell(c) for c in row] for row in rows], "contexts": contexts}
 
     def add_figure(self, fig, title: str = "") -> None:
         self._current().figures.append({"title": title, "uri": figure_data_uri(fig)})
@@ -253,7 +273,9 @@ class Report:
         return env.get_template("report.html.j2").render(
             title=self.title, subtitle=self.subtitle, sections=sections, show_values=self.show_values,
             scale=self.scale, has_tokens=any("tokens" in p for s in self.sections for e in s.examples
-                                             for p in e["panels"]))
+                                             for p in e["panels"]),
+            has_examples=any(s.examples for s in self.sections),
+            has_contexts=any(s.table and s.table.get("contexts") for s in self.sections))
 
     def save(self, path: str | Path) -> Path:
         """Write the report to ``path`` atomically (see :func:`seqlrp.files.atomic_write`)."""

@@ -75,6 +75,7 @@ def test_labels_and_comparison_in_the_image_report(setup):
 def test_labels_file_with_the_wrong_count_is_one_clear_error(setup, capsys):
     assert _run(setup, "--labels", str(setup / "two.txt")) == 3
     error = capsys.readouterr().err
-    assert error.count("\n") == 1 and "has 2 lines but the model has 3 classes" in error and "one class name" in error
+    assert error.count("\n") == 1 and "has 2 class names but --num-classes is 3; pass --num-classes 2 if the model " \
+        "has 2 classes, else write one name per class" in error
     assert _run(setup, "--transform", "nosuchnet") == 3
     assert "unknown --transform 'nosuchnet'" in capsys.readouterr().err
