@@ -72,6 +72,7 @@ def _parameters(cls: type) -> list[str]:
 
 def available_class(name: str) -> type[Rule] | None:
     """The rule class registered under ``name``, or None."""
+    ensure_builtins()
     return _REGISTRY.get(name)
 
 

@@ -34,6 +34,7 @@ def register_handler(*types: type) -> Callable:
 
 def handler_of(module: nn.Module) -> Callable | None:
     """The handler registered for ``module``'s class or its nearest base, or None."""
+    ensure_builtins()
     for cls in type(module).__mro__:
         handler = _HANDLERS.get(cls)
         if handler is not None:

@@ -24,6 +24,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
 
+from .registry import ensure_builtins
+
 #: module class -> ``factory(module) -> View`` (filled by :func:`register_view`)
 _VIEW_FACTORIES: dict[type, Callable[[nn.Module], View]] = {}
 
@@ -46,6 +48,7 @@ def register_view(*types: type) -> Callable:
 def view_of(module: nn.Module) -> View | None:
     """The view of ``module`` (that of the most specific registered class in its MRO), or ``None`` when no
     rule can apply to its type."""
+    ensure_builtins()
     for cls in type(module).__mro__:
         factory = _VIEW_FACTORIES.get(cls)
         if factory is not None:

@@ -499,7 +499,9 @@ def _options(source: Source, rows_of, composite, old_text: dict) -> dict:
     if source.kind != "text":
         return {"rules": describe(composite)}
     composite = rows_of.call["composite"]
-    return {"rules": describe({"composite": ArrasLSTM() if composite is None else composite}),
+    composite = ArrasLSTM() if composite is None else composite
+    summary = {name: getattr(composite, name) for name in ("epsilon", "bias_factor") if hasattr(composite, name)}
+    return {"rules": describe({**summary, "composite": composite}),
             "lengths": source.lengths, "unk": source.unk,
             "vocabulary": rows_of.vocabulary_identity()}
 
