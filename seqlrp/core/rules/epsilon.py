@@ -20,7 +20,8 @@ class Epsilon(Rule):
                           {z_k + \varepsilon\sigma_k} R_k,
         \qquad z_k = \sum_j a_j w_{jk} + b_k,\quad \sigma_k = \mathrm{sign}(z_k)\ (\mathrm{sign}(0)=1)
 
-    ``N_k`` is the number of inputs connected to unit ``k`` (the fan-in, padding excluded). With
+    ``N_k`` is the number of inputs connected to unit ``k`` (the fan-in, padding excluded; for poolings
+    and sums over time the inputs that are not exactly 0, see :meth:`_pool_share`). With
     ``bias_factor = 0`` the bias and ε shares are absorbed; with ``bias_factor = 1`` they are
     spread evenly over the connected inputs and relevance is conserved exactly (Arras et al. 2017).
     The forward's own ``z`` is reused: no recomputation.
@@ -78,11 +79,25 @@ class Epsilon(Rule):
         s = self._divide(relevance, out)
         result = x * view.vjp(s, x.shape)
         if self.bias_factor:
-            # all weights of one window are equal: share_k / N_k per connected input is
-            # vjp(share_k / sum_j w_jk)
-            share = self.bias_factor * self.epsilon * sign0(out) * s
-            result = result + view.vjp(safe_divide(share, view.weight_sum(x)), x.shape)
+            result = result + self._pool_share(view, x, self.bias_factor * self.epsilon * sign0(out) * s)
         return result
+
+    @staticmethod
+    def _pool_share(view: PoolView, x: Tensor, share: Tensor) -> Tensor:
+        r"""The ε share of a pooling (a sum over time, a mean, an average pool) split over the inputs that
+        contribute, :math:`N_k = \#\{j : w_{jk} \neq 0,\ a_j \neq 0\}`.
+
+        An input that is exactly 0 adds nothing to the pooled value and takes no share: a padded position of
+        a sequence (``pad_packed_sequence`` fills it with 0, a mask multiplies it by 0) gets no relevance, so a
+        sentence is explained alone as in a padded batch. Where every input of a unit is 0 the share goes to all
+        of them (Arras's :math:`1/N`), so nothing is lost. All weights of one window are equal, so
+        :math:`\mathrm{share}_k / N_k` per counted input is ``vjp(share_k / Σ_j w_jk [a_j ≠ 0])``.
+        """
+        nonzero = (x != 0).to(x.dtype)
+        counted = view.forward(nonzero)  # Σ_j w_jk [a_j != 0]
+        spread = nonzero * view.vjp(safe_divide(share, counted), x.shape)
+        empty = share * (counted == 0)  # (units whose every input is 0: to all of them)
+        return spread + view.vjp(safe_divide(empty, view.weight_sum(x)), x.shape)
 
     def _sum(self, view: SumView, inputs, out: Tensor, relevance: Tensor) -> tuple[Tensor | None, ...]:
         # z = sum_m a_m (signed; constants are biases): R_m = a_m R / stab(z) (+ the ε share, per unit or dense
