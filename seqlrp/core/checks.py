@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numbers
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -109,6 +109,45 @@ def _target_tensor(target, batch: int, device) -> Tensor:
     if tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool:
         raise TypeError(f"target must hold class indices (integers), got dtype {tensor.dtype}")
     return tensor
+
+
+def target_indices(target) -> Tensor:
+    """A target that is not a callable or None as a tensor of class indices; the same TypeError as
+    :func:`resolve_target` for strings, bools, floats and other non-integers (shared by every entry point)."""
+    return _target_tensor(target, 0, None)
+
+
+def check_tokens(tokens, shape: tuple[int, int], lengths: Tensor | None) -> list[list[str]] | None:
+    """``tokens=`` of a text explanation: one list of strings per sequence, as long as the sequence.
+
+    With ``lengths``, a row holds ``lengths[b]`` tokens (the words the reports show), or ``T`` (padding words
+    included, dropped here). A flat list of strings is accepted for a single sequence.
+    """
+    if tokens is None:
+        return None
+    batch, steps = shape
+    if isinstance(tokens, Sequence) and not isinstance(tokens, str) and batch == 1 and tokens \
+            and all(isinstance(t, str) for t in tokens):
+        tokens = [tokens]
+    if isinstance(tokens, str) or not isinstance(tokens, Sequence) or len(tokens) != batch \
+            or any(isinstance(row, str) or not isinstance(row, Sequence) for row in tokens):
+        count = len(tokens) if isinstance(tokens, Sequence) and not isinstance(tokens, str) else type(tokens).__name__
+        raise ValueError(f"tokens must hold one list of strings per sequence ({batch}), got {count}; "
+                         "e.g. tokens=[['a', 'fine', 'film'], ...] matching the token ids")
+    rows = []
+    for b, row in enumerate(tokens):
+        bad = next((t for t in row if not isinstance(t, str)), None)
+        if bad is not None:
+            raise ValueError(f"tokens[{b}] must be strings, got {type(bad).__name__} ({bad!r})")
+        length = steps if lengths is None else int(lengths[b])
+        if len(row) == length or (lengths is not None and len(row) == steps):
+            rows.append(list(row[:length]))
+            continue
+        expected = (f"{steps} positions" if lengths is None
+                    else f"length {length}" + (f" (or {steps} with padding)" if length != steps else ""))
+        raise ValueError(f"tokens[{b}] has {len(row)} tokens but the sequence has {expected}; pass the words of "
+                         "the explained token ids, one per id")
+    return rows
 
 
 def resolve_target(output: Tensor, target: int | Tensor | Callable | None) -> Tensor:

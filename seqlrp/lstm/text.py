@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
 from ..core import groups
-from ..core.checks import check_eval_mode, check_output, make_seed, resolve_target
+from ..core.checks import check_eval_mode, check_output, check_tokens, make_seed, resolve_target
 from ..core.composites import Composite
 from ..core.copying import release, structural_copy, unwrap
 from ..core.coverage import Coverage, graph_coverage
@@ -194,6 +194,7 @@ def run_text(model: nn.Module, token_ids: Tensor, target, *, lengths, session: S
     embedding_name = _find_embedding(model, embedding)
     emb_module = model.get_submodule(embedding_name)
     token_ids, lengths = check_token_ids(token_ids, emb_module.num_embeddings, lengths)
+    tokens = check_tokens(tokens, tuple(token_ids.shape), lengths)
     wrapped = session.wrap(model) if session is not None else structural_copy(model)
     try:
         leaves: list[Tensor] = []
