@@ -23,8 +23,48 @@ def mode_dependent(module: nn.Module) -> bool:
     return False
 
 
+_META = "on the meta device (shapes only, no values)"
+
+
+def check_not_meta(tensor: Tensor, what: str = "inputs") -> None:
+    """Refuse a tensor on the meta device (PyTorch would fail later with a message about ``.item()``)."""
+    if isinstance(tensor, Tensor) and tensor.is_meta:
+        raise ValueError(f"{what} are {_META}: create them on a real device (cpu or cuda), e.g. "
+                         f"{what}.to_empty(device='cpu') is uninitialized memory, so build them from data")
+
+
+def check_materialized(model: nn.Module) -> None:
+    """Refuse a model with parameters or buffers on the meta device (built under ``torch.device('meta')``,
+    or loaded lazily): it has no values to explain."""
+    for kind, tensors in (("parameter", model.named_parameters()), ("buffer", model.named_buffers())):
+        for name, tensor in tensors:
+            if tensor.is_meta:
+                raise ValueError(f"the model's {kind} {name!r} is {_META}: materialize the model first, e.g. "
+                                 "model.to_empty(device='cpu') then model.load_state_dict(weights)")
+
+
+def in_place_input(error: BaseException) -> str | None:
+    """The message for a forward that failed because the model changed its (explained) input in place."""
+    text = str(error)
+    if "leaf Variable that requires grad is being used in an in-place operation" not in text:
+        return None
+    return ("the model changed its input in place (x.mul_(), x += ..., x[...] = ...); seqlrp explains the input as "
+            "it was given, so its forward must not overwrite it: write that operation out of place (x = x * 2) or "
+            "copy first (x = x.clone())")
+
+
+def check_index(index, batch: int) -> int:
+    """``index`` of one example of a batch of ``batch`` (negative counts from the end), or one line naming why not."""
+    if isinstance(index, bool) or not isinstance(index, numbers.Integral):
+        raise TypeError(f"index must be an int (the example's position in the batch), got {index!r}")
+    index = int(index)
+    if not -batch <= index < batch:
+        raise IndexError(f"index {index} is past the batch: the explanation holds {batch} examples (0..{batch - 1})")
+    return index % batch
+
+
 def check_eval_mode(model: nn.Module) -> None:
-    """Refuse a model in training mode whose output depends on the mode.
+    """Refuse a model in training mode whose output depends on the mode (and a model on the meta device).
 
     Dropout (also inside ``nn.MultiheadAttention`` and stacked RNNs) and ``nn.RReLU`` are random and
     batch normalization uses the batch's statistics in training mode, so an explanation would describe
@@ -32,6 +72,7 @@ def check_eval_mode(model: nn.Module) -> None:
     warning: the result would be silently wrong. Random ops called functionally (``F.dropout(x,
     training=True)``, ``torch.rand``) are caught while the forward runs (:mod:`seqlrp.core.stochastic`).
     """
+    check_materialized(model)
     for name, module in model.named_modules():
         if module.training and mode_dependent(module):
             raise RuntimeError(
@@ -49,6 +90,7 @@ def check_inputs(inputs: Tensor, what: str = "inputs") -> None:
                         "convert with .float() (for token ids use seqlrp.explain_text)")
     if inputs.dim() == 0 or inputs.shape[0] == 0:
         raise ValueError(f"{what} must have a non-empty batch dimension, got shape {tuple(inputs.shape)}")
+    check_not_meta(inputs, what)
     finite = torch.isfinite(inputs)
     if not bool(finite.all()):
         nan = int(torch.isnan(inputs).sum())

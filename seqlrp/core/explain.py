@@ -8,7 +8,15 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from .checks import check_eval_mode, check_inputs, check_output, input_mismatch, make_seed, resolve_target
+from .checks import (
+    check_eval_mode,
+    check_inputs,
+    check_output,
+    in_place_input,
+    input_mismatch,
+    make_seed,
+    resolve_target,
+)
 from .composites import Composite, as_composite
 from .copying import release, unwrap
 from .coverage import Coverage, graph_coverage
@@ -118,6 +126,8 @@ def _propagate(model, inputs, target, seed, session, times_input, warn_coverage)
         except (NoRuleError, StochasticForwardError):
             raise
         except RuntimeError as error:
+            if in_place_input(error) is not None:
+                raise ValueError(in_place_input(error)) from error
             mismatch = input_mismatch(model, x) if isinstance(model, nn.Module) else None
             if mismatch is not None:
                 raise TypeError(f"{mismatch} (the forward failed: {error})") from error

@@ -13,7 +13,15 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
 from ..core import groups
-from ..core.checks import check_eval_mode, check_output, check_tokens, make_seed, resolve_target
+from ..core.checks import (
+    check_eval_mode,
+    check_not_meta,
+    check_output,
+    check_tokens,
+    in_place_input,
+    make_seed,
+    resolve_target,
+)
 from ..core.composites import Composite
 from ..core.copying import release, structural_copy, unwrap
 from ..core.coverage import Coverage, graph_coverage
@@ -77,6 +85,7 @@ def check_token_ids(token_ids: Tensor, vocabulary: int, lengths: Tensor | None) 
     if token_ids.is_floating_point() or token_ids.is_complex() or token_ids.dtype == torch.bool:
         raise TypeError(f"token_ids must be integer ids (torch.long), got dtype {token_ids.dtype}; "
                         "look tokens up in your vocabulary first")
+    check_not_meta(token_ids, "token_ids")
     token_ids = token_ids.long()  # (uint8 / int32 ids index an embedding once widened)
     if token_ids.dim() == 1:
         token_ids = token_ids[None]
@@ -224,6 +233,8 @@ def run_text(model: nn.Module, token_ids: Tensor, target, *, lengths, session: S
                                     "call without lengths or let forward accept (token_ids, lengths)") from error
                 raise
             except RuntimeError as error:
+                if in_place_input(error) is not None:
+                    raise ValueError(in_place_input(error)) from error
                 shape = tuple(token_ids.shape)
                 raise ValueError(f"the model's forward failed on token_ids of shape {shape}: {error}") from error
             if len(leaves) != 1:
