@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+import warnings
 from collections.abc import Callable, Sequence
 
 import torch
@@ -51,6 +52,15 @@ def in_place_input(error: BaseException) -> str | None:
     return ("the model changed its input in place (x.mul_(), x += ..., x[...] = ...); seqlrp explains the input as "
             "it was given, so its forward must not overwrite it: write that operation out of place (x = x * 2) or "
             "copy first (x = x.clone())")
+
+
+def needs_lengths(error: BaseException, model: str = "the model") -> str | None:
+    """The message for a text model's forward that failed for want of ``lengths`` (or None for another error)."""
+    text = str(error)
+    if "missing 1 required positional argument" not in text or "length" not in text.rsplit(":", 1)[-1]:
+        return None
+    return (f"{model}.forward needs lengths: pass lengths=(B,) true lengths (explain_text(..., lengths=...); "
+            "Attribution: additional_forward_args=(lengths,)); the model's error: " + text)
 
 
 def check_index(index, batch: int) -> int:
@@ -229,3 +239,35 @@ def make_seed(output: Tensor, target: Tensor, seed: str | Callable) -> Tensor:
     if seed == "one":
         return onehot
     raise ValueError(f"seed must be 'logit', 'one' or a callable (output, target) -> tensor; got {seed!r}")
+
+
+class RelevanceScaleWarning(UserWarning):
+    """The relevance is many orders of magnitude larger than the explained score (ε too small)."""
+
+
+#: Σ|R| of a sample above this many times |explained score| warns (see :func:`warn_relevance_scale`)
+SCALE_LIMIT = 1e6
+
+
+def warn_relevance_scale(relevance: Tensor, seed: Tensor, calls: list, stacklevel: int = 5) -> None:
+    r"""Warn when :math:`\sum|R|` of a sample exceeds :data:`SCALE_LIMIT` (10⁶) times the explained score.
+
+    Relevance sums to the explained score up to what ε and biases absorb; positive and negative parts far
+    larger than the score mean that ε-stabilized denominators close to 0 amplified them (a long recurrence,
+    cancelling contributions, a tiny ε): the heatmap shows those amplified terms, not the model's evidence.
+    The warning names the smallest ε of the rules that ran and the fix (a larger ε). Samples with a score
+    of exactly 0 are skipped.
+    """
+    magnitude = relevance.detach().reshape(relevance.shape[0], -1).abs().sum(1)
+    score = seed.detach().reshape(seed.shape[0], -1).sum(1).abs().to(magnitude)
+    ratio = torch.where(score > 0, magnitude / torch.where(score > 0, score, 1), 0)
+    if not bool((ratio > SCALE_LIMIT).any()):
+        return
+    b = int(ratio.argmax())
+    epsilons = [call.rule.params()["epsilon"] for call in calls if "epsilon" in call.rule.params()]
+    eps = f"the smallest epsilon of the rules is {min(epsilons):g}" if epsilons else "epsilon"
+    warnings.warn(
+        f"sample {b}: Σ|R| = {float(magnitude[b]):.3g} is {float(ratio[b]):.2g} times the explained score "
+        f"|{float(score[b]):.3g}| (limit {SCALE_LIMIT:.0e}): near-zero denominators amplified the relevance; "
+        f"{eps}: raise epsilon (e.g. 1e-3, or to 0.1-1 times the typical pre-activation) for a faithful heatmap",
+        RelevanceScaleWarning, stacklevel=stacklevel)

@@ -16,6 +16,7 @@ from .checks import (
     input_mismatch,
     make_seed,
     resolve_target,
+    warn_relevance_scale,
 )
 from .composites import Composite, as_composite
 from .copying import release, unwrap
@@ -149,7 +150,7 @@ def _propagate(model, inputs, target, seed, session, times_input, warn_coverage)
     if warn_coverage:
         warn_unruled(coverage, stacklevel=5)
     relevance = (grad * x.detach() if times_input else grad).contiguous()
-    check_finite_relevance(relevance, session.calls if session else [])
+    check_finite_relevance(relevance, session.calls if session else [], seed_tensor)
     return Explanation(relevance.detach(), output.detach(), target, coverage, seed_tensor,
                        session.calls if session else [])
 
@@ -164,9 +165,12 @@ def run_forward(model: Callable, args: tuple, session: Session | None):
             return model(*args)
 
 
-def check_finite_relevance(relevance: Tensor, calls: list) -> None:
-    """Never a NaN heatmap: non-finite relevance is an error naming the first layer (backward order) it came from."""
+def check_finite_relevance(relevance: Tensor, calls: list, seed: Tensor | None = None) -> None:
+    """Never a NaN heatmap: non-finite relevance is an error naming the first layer (backward order) it came from;
+    relevance far above the explained score (``seed``) warns (:func:`~.checks.warn_relevance_scale`)."""
     if bool(torch.isfinite(relevance).all()):
+        if seed is not None and calls:
+            warn_relevance_scale(relevance, seed, calls)
         return
     culprit = next((call for call in reversed(calls) if call.relevance_in is not None
                     and not bool(torch.isfinite(call.relevance_in).all())), None)

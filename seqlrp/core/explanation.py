@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import torch
 from torch import Tensor
 
 from .coverage import Coverage
 from .function import LayerCall
+from .reprs import summary
 
 
 @dataclass
@@ -28,7 +29,7 @@ class LayerConservation:
         return self.relevance_in - self.relevance_out
 
 
-@dataclass
+@dataclass(repr=False)
 class Explanation:
     """Relevance of the inputs for the target outputs.
 
@@ -55,6 +56,30 @@ class Explanation:
     seed: Tensor | None = None
     calls: list[LayerCall] = field(default_factory=list, repr=False)
     labels: list[str] | None = None
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # (set before @dataclass runs on the subclass, which then keeps it: TextExplanation's repr is short too)
+        cls.__repr__ = Explanation.__repr__
+
+    def __repr__(self) -> str:
+        """Short: shapes, dtypes and ranges of the tensors, the targets, the coverage in one phrase."""
+        parts = [f"{len(self.output)} examples"]
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None or f.name in ("calls", "coverage", "target"):
+                continue
+            if isinstance(value, list) and f.name != "labels":
+                value = f"<{len(value)} lists>"
+                parts.append(f"{f.name}={value}")
+                continue
+            parts.append(f"{f.name}={summary(value)}")
+        targets = self.target.tolist()
+        parts.append("target=" + (repr(targets) if len(targets) <= 8 else f"[{', '.join(map(str, targets[:8]))}, ...]"))
+        unruled = sum(self.coverage.unruled.values())
+        parts.append(f"coverage=<{len(self.coverage.rules)} rules, "
+                     + ("complete>" if not unruled else f"{unruled} ops without a rule>"))
+        return f"{type(self).__name__}(" + ", ".join(parts) + ")"
 
     @property
     def relevance_sum(self) -> Tensor:
@@ -91,4 +116,4 @@ class Explanation:
         """The notebook view (Jupyter): heatmaps or tokens with their colour scales, self-contained HTML."""
         from ..viz.notebook import explanation_html
 
-        return explanation_html(self)
+        return str(explanation_html(self))  # (a plain str: a Markup would escape HTML it is concatenated with)

@@ -20,6 +20,7 @@ from ..core.checks import (
     check_tokens,
     in_place_input,
     make_seed,
+    needs_lengths,
     resolve_target,
 )
 from ..core.composites import Composite
@@ -228,6 +229,8 @@ def run_text(model: nn.Module, token_ids: Tensor, target, *, lengths, session: S
             except (NoRuleError, StochasticForwardError):
                 raise
             except TypeError as error:
+                if lengths is None and needs_lengths(error):
+                    raise TypeError(needs_lengths(error, type(model).__name__)) from error
                 if lengths is not None and _takes_one_argument(model):
                     raise TypeError(f"lengths were given but {type(model).__name__}.forward takes only token ids; "
                                     "call without lengths or let forward accept (token_ids, lengths)") from error
@@ -253,7 +256,7 @@ def run_text(model: nn.Module, token_ids: Tensor, target, *, lengths, session: S
             warn_unruled(coverage, stacklevel=4)
         gradient = relevance.detach()
         relevance = gradient * leaves[0].detach() if mode == "gradient_x_input" else gradient
-        check_finite_relevance(relevance, session.calls if session is not None else [])
+        check_finite_relevance(relevance, session.calls if session is not None else [], seed_tensor)
         if lengths is None:
             _warn_read_padding(token_ids, emb_module.padding_idx, packed)
         else:

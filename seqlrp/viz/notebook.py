@@ -8,7 +8,7 @@ matplotlib figure with a colorbar.
 from __future__ import annotations
 
 import numpy as np
-from markupsafe import Markup, escape
+from markupsafe import escape
 
 from ..core.checks import check_index
 from ..core.labels import class_name
@@ -88,7 +88,7 @@ def explanation_html(explanation, max_examples: int = 8, cmap="bwr") -> str:
     kind = "token" if _is_text(explanation) else "pixel" if _is_image(explanation) else "feature"
     head = (f'<div class="meta">{type(explanation).__name__}: {kind} relevance of {count} example(s); red = for the '
             "explained class, blue = against</div>")
-    return Markup(STYLE + '<div class="seqlrp">' + head + "".join(parts) + "</div>")
+    return str(STYLE + '<div class="seqlrp">' + head + "".join(parts) + "</div>")  # (plain str, not Markup)
 
 
 def show(explanation, index: int = 0, image=None, cmap="bwr", ax=None):
