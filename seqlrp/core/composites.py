@@ -99,12 +99,14 @@ class Composite(Mapping):
         return self
 
 
-def check_names(composite: Mapping, model: nn.Module, root: str | None = None) -> None:
+def check_names(composite: Mapping, model: nn.Module, root: str | None = None,
+                original: nn.Module | None = None) -> None:
     """Refuse a name key of ``composite`` that matches no module of ``model`` (a typo would be ignored silently).
 
     A key matches a qualified module name as a glob (``"features.*"``), the model itself by ``root`` (its class
     name), or a part of a module that seqlrp explains in parts (``"attn.v_proj"`` of an ``nn.MultiheadAttention``
-    named ``attn``: any ``"<module>.<part>"``). The error names the key and the closest module names.
+    named ``attn``: any ``"<module>.<part>"``). The error names the key and the closest module names; a key that
+    names a module of ``original`` (the user's model) that canonization replaced says so.
     """
     names = [name for name, _ in model.named_modules() if name]
     names.append(root or type(model).__name__)
@@ -116,6 +118,10 @@ def check_names(composite: Mapping, model: nn.Module, root: str | None = None) -
         owner, _, part = key.rpartition(".")
         if owner in names and part and not any(c in part for c in "*?["):  # a part of a module (virtual name)
             continue
+        if original is not None and any(fnmatch.fnmatchcase(name, key) for name, _ in original.named_modules()):
+            raise ValueError(f"composite key {key!r} names module(s) of your model that canonization replaced (e.g. "
+                             "a batch norm fused into its convolution), so its rule would not apply; give the rule to "
+                             "the layer it was fused into, or use seqlrp.cnn.canonize(model) and name its modules")
         closest = difflib.get_close_matches(key, names, n=3, cutoff=0.5) or names[:3]
         raise ValueError(f"composite key {key!r} matches no module of {names[-1]}; closest module names: "
                          + ", ".join(repr(name) for name in closest)

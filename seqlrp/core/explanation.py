@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 import torch
 from torch import Tensor
 
+from .checks import check_index
 from .coverage import Coverage
 from .function import LayerCall
 from .reprs import summary
@@ -80,6 +81,29 @@ class Explanation:
         parts.append(f"coverage=<{len(self.coverage.rules)} rules, "
                      + ("complete>" if not unruled else f"{unruled} ops without a rule>"))
         return f"{type(self).__name__}(" + ", ".join(parts) + ")"
+
+    def __getitem__(self, index: int) -> Explanation:
+        """Example ``index`` (negative: from the end) as an explanation of a batch of one, of the same class.
+
+        Every per-sample field is cut to that example (tokens, lengths, the conservation rows too); an index past
+        the batch is an ``IndexError`` naming the batch size.
+        """
+        batch = self.output.shape[0]
+        i = check_index(index, batch)
+
+        def one(name: str, value):
+            if isinstance(value, Tensor) and value.dim():
+                if name == "direction_relevance":  # (D, B, T, E)
+                    return value[:, i:i + 1]
+                return value[i:i + 1] if value.shape[0] == batch else value
+            if name == "tokens" and value is not None:
+                return [value[i]]
+            return value
+
+        calls = [replace(call, **{name: one(name, getattr(call, name))
+                                  for name in ("relevance_out", "relevance_in", "magnitude")}) for call in self.calls]
+        return replace(self, **{f.name: one(f.name, getattr(self, f.name)) for f in fields(self) if f.init
+                                and f.name != "calls"}, calls=calls)
 
     @property
     def relevance_sum(self) -> Tensor:

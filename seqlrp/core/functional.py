@@ -166,6 +166,13 @@ class AttentionView(View):
     def signal_vjp(self, inputs, grad):
         return 2, self.weights.transpose(-2, -1) @ grad
 
+    def support(self, inputs):
+        """This attention with its weights replaced by their non-zero pattern (for the ε share)."""
+        return AttentionView(self.options, (self.weights != 0).to(inputs[2].dtype)), list(inputs)
+
+    def signal_apply(self, inputs):
+        return self.weights @ inputs[2]
+
 
 # --------------------------------------------------------------------------------------- operands
 def _carries_relevance(t: Any) -> bool:

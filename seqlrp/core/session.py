@@ -60,7 +60,7 @@ class Session:
         """
         private = private_to is not None and is_private_copy(model, private_to)
         copy = model if private else structural_copy(model)
-        check_names(self.composite, copy)  # (a typo in a name key would be ignored silently)
+        check_names(self.composite, copy, original=private_to)  # (a typo in a name key would be ignored silently)
         for name, module in copy.named_modules(remove_duplicate=True):
             _detach_parameters(module)
             self._wrap_module(name or type(model).__name__, module)

@@ -49,7 +49,7 @@ def test_sentence_alone_equals_the_sentence_in_a_padded_batch(cls, rnn, fused, b
         assert bool((batch.token_relevance[row, length:] == 0).all())  # no share on padding
 
 
-@pytest.mark.parametrize("cls", [ProductPooled, MaskedMean])
+@pytest.mark.parametrize("cls", [ProductPooled, MaskedMean, AttentionRNNClassifier])
 def test_bias_factor_one_still_conserves_in_a_padded_batch(cls):
     torch.manual_seed(1)
     model = cls(12, 5, 4, 3).double().eval()
@@ -87,3 +87,31 @@ def test_pooling_share_goes_to_the_nonzero_inputs_only():
                     expected[b, t, k] += eps * (1.0 if z[b, k] >= 0 else -1.0) * s[b, k] / len(spread)
     torch.testing.assert_close(result.relevance, expected, rtol=1e-12, atol=1e-14)
     torch.testing.assert_close(result.relevance.sum((1, 2)), relevance_out.sum(1), rtol=1e-12, atol=1e-14)
+
+
+class SelfAttention(torch.nn.Module):
+    """``F.scaled_dot_product_attention`` with a key padding mask, mean over the valid positions, Linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.qk, self.v, self.out = torch.nn.Linear(3, 4), torch.nn.Linear(3, 4), torch.nn.Linear(4, 2)
+
+    def forward(self, x):
+        valid = x.abs().sum(-1) != 0  # (rows of zeros are padding)
+        q = self.qk(x)
+        mask = valid[:, None, :].expand(-1, x.shape[1], -1)
+        a = torch.nn.functional.scaled_dot_product_attention(q, q, self.v(x), attn_mask=mask) * valid[..., None]
+        return self.out(a.sum(1) / valid.sum(1, keepdim=True))
+
+
+def test_gated_contractions_share_epsilon_and_conserve():
+    torch.manual_seed(3)
+    model = SelfAttention().double().eval()
+    x = torch.randn(2, 5, 3, dtype=torch.float64)
+    x[1, 3:] = 0
+    result = seqlrp.explain(model, x, target=0, composite=seqlrp.EpsilonEverywhere(0.05, bias_factor=1.0))
+    assert result.coverage.complete, result.coverage
+    torch.testing.assert_close(result.relevance_sum, result.output[:, 0], rtol=1e-10, atol=1e-12)
+    assert bool((result.relevance[1, 3:] == 0).all())
+    alone = seqlrp.explain(model, x[1:, :3], target=0, composite=seqlrp.EpsilonEverywhere(0.05, bias_factor=1.0))
+    torch.testing.assert_close(result.relevance[1, :3], alone.relevance[0], rtol=1e-12, atol=1e-12)

@@ -106,3 +106,29 @@ def test_attribution_refuses_the_targets_explain_refuses(target, error, match):
         seqlrp.explain(model, X, target=target)
     with untouched(model), pytest.raises(error, match=match):
         seqlrp.Attribution(model).attribute(X, target=target)
+
+
+def test_a_key_naming_a_module_that_canonization_fused_says_so():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
+    model = model.double().eval()
+    composite = seqlrp.cnn.EpsilonPlusFlat()
+    x = torch.rand(1, 3, 8, 8, dtype=torch.float64)
+    canonical = composite.canonize(model)
+    names = {name for name, _ in canonical.named_modules()}
+    if "1" in names:
+        pytest.skip("the batch norm is kept by this canonization")
+    with pytest.raises(ValueError, match=r"composite key '1' names module\(s\) of your model that canonization "
+                                         r"replaced"):
+        seqlrp.explain(model, x, composite=_with_key(composite, "1"))
+
+
+def _with_key(composite, key):
+    """The preset with one more name key in front (its canonization kept)."""
+
+    class WithKey(type(composite)):
+        def __init__(self):
+            super().__init__()
+            self._rules = {key: self._rules[next(iter(self._rules))], **self._rules}
+
+    return WithKey()

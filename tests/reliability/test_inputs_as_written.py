@@ -101,3 +101,20 @@ def test_a_negative_index_within_the_batch_is_the_last_example():
     report = seqlrp.viz.Report()
     report.add_text(text, -1)
     assert report.sections[0].examples[0]["panels"][0]["values"].shape == (4,)
+
+
+def test_indexing_a_result_gives_one_example_and_refuses_an_index_past_the_batch():
+    ids = torch.tensor([[1, 2, 3, 4], [5, 6, 0, 0]])
+    text = seqlrp.explain_text(text_model(padding_idx=0), ids, lengths=torch.tensor([4, 2]),
+                               tokens=[list("abcd"), list("ef")])
+    last = text[-1]
+    assert type(last) is type(text) and last.tokens == [list("ef")] and last.lengths.tolist() == [2]
+    assert torch.equal(last.token_relevance, text.token_relevance[1:]) and torch.equal(last.output, text.output[1:])
+    assert torch.equal(last.direction_relevance, text.direction_relevance[:, 1:])
+    rows, all_rows = last.conservation(), text.conservation()
+    assert len(rows) == len(all_rows) and all(torch.equal(a.relevance_out, b.relevance_out[1:])
+                                              for a, b in zip(rows, all_rows, strict=True))
+    result = seqlrp.explain(mlp(), X)
+    assert torch.equal(result[0].relevance, result.relevance[:1])
+    with pytest.raises(IndexError, match=r"index 2 is past the batch: the explanation holds 2 examples \(0\.\.1\)"):
+        result[2]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from ..ops import SumView, per_sample_total
@@ -127,8 +128,33 @@ class Epsilon(Rule):
 
     def _contraction(self, view, inputs, out: Tensor, relevance: Tensor) -> tuple[Tensor | None, ...]:
         # z = f(gate, signal), linear in the signal: R_signal = signal * f^T_gate(R / stab(z)); the gate gets none
-        index, g = view.signal_vjp(inputs, self._divide(relevance, out))
-        return tuple(inputs[i] * g if i == index else None for i in range(len(inputs)))
+        s = self._divide(relevance, out)
+        index, g = view.signal_vjp(inputs, s)
+        result = inputs[index] * g
+        if self.bias_factor and hasattr(view, "support"):
+            result = result + self._contraction_share(view, inputs, index, self.bias_factor * self.epsilon
+                                                      * sign0(out) * s)
+        return tuple(result if i == index else None for i in range(len(inputs)))
+
+    @staticmethod
+    def _contraction_share(view, inputs, index: int, share: Tensor) -> Tensor:
+        r"""The ε share of a gate-weighted contraction :math:`z_k = \sum_j g_{kj} v_j`, split evenly over the
+        signal entries that contribute (:math:`g_{kj} \neq 0` and :math:`v_j \neq 0`) as in
+        :meth:`_pool_share` (to every entry with :math:`g_{kj} \neq 0` where none contributes): attention weights
+        of 0 (masked positions) and zero signal (padding) take none. ``view.support(inputs)`` is the same map with
+        the gate replaced by its non-zero pattern."""
+        support, support_inputs = view.support(inputs)
+        signal = inputs[index]
+        nonzero = (signal != 0).to(signal.dtype)
+
+        def apply(v):
+            return support.signal_apply([v if i == index else x for i, x in enumerate(support_inputs)])
+
+        counted = apply(nonzero)  # #{j: g_kj != 0, v_j != 0}
+        _, spread = support.signal_vjp(support_inputs, safe_divide(share, counted))
+        connected = apply(torch.ones_like(signal))  # #{j: g_kj != 0}
+        _, empty = support.signal_vjp(support_inputs, safe_divide(share * (counted == 0), connected))
+        return nonzero * spread + empty
 
     def _norm(self, view, x: Tensor, out: Tensor, relevance: Tensor) -> Tensor:
         # the normalization's scale held constant: z = J x + b is linear in x (J centres, then scales)
