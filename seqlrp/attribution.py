@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from .core import explain
+from .core.checks import target_indices
 from .core.composites import Composite
 from .core.inputs import input_kind
 from .core.pipeline import MODES
@@ -37,13 +38,11 @@ METHODS = MODES  # (the explainer choice: one name everywhere, seqlrp.core.pipel
 
 def _target(target, batch: int) -> int | Tensor | None:
     """Captum's target forms: None, an int for all samples, or one class per sample (list, tuple, array, tensor)."""
-    if target is None or isinstance(target, (int, np.integer)) and not isinstance(target, bool):
-        return None if target is None else int(target)
-    if isinstance(target, Tensor) and target.dim() == 0:
-        return int(target)
-    values = torch.as_tensor(np.asarray(target) if not isinstance(target, Tensor) else target)
-    if values.is_floating_point() or values.is_complex() or values.dtype == torch.bool:
-        raise TypeError(f"target must hold integer class indices, got dtype {values.dtype}")
+    if target is None:
+        return None
+    values = target_indices(target)  # (the check explain makes: no strings, bools, floats)
+    if values.dim() == 0:
+        return int(values)
     if values.dim() == 2 and values.shape[1] == 1:
         values = values[:, 0]
     if values.shape != (batch,):

@@ -94,7 +94,7 @@ def test_bad_targets_and_inputs_are_clear_errors():
     attribution = seqlrp.Attribution(model)
     with pytest.raises(ValueError, match=r"one class index per sample \(2,\)"):
         attribution.attribute(x, target=[1, 2, 3])
-    with pytest.raises(TypeError, match="integer class indices"):
+    with pytest.raises(TypeError, match=r"class indices \(integers\)"):
         attribution.attribute(x, target=torch.tensor([0.5, 1.0]))
     with pytest.raises(ValueError, match="out of range"):
         attribution.attribute(x, target=7)

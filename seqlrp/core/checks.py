@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import numbers
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -23,8 +24,57 @@ def mode_dependent(module: nn.Module) -> bool:
     return False
 
 
+_META = "on the meta device (shapes only, no values)"
+
+
+def check_not_meta(tensor: Tensor, what: str = "inputs") -> None:
+    """Refuse a tensor on the meta device (PyTorch would fail later with a message about ``.item()``)."""
+    if isinstance(tensor, Tensor) and tensor.is_meta:
+        raise ValueError(f"{what} are {_META}: create them on a real device (cpu or cuda), e.g. "
+                         f"{what}.to_empty(device='cpu') is uninitialized memory, so build them from data")
+
+
+def check_materialized(model: nn.Module) -> None:
+    """Refuse a model with parameters or buffers on the meta device (built under ``torch.device('meta')``,
+    or loaded lazily): it has no values to explain."""
+    for kind, tensors in (("parameter", model.named_parameters()), ("buffer", model.named_buffers())):
+        for name, tensor in tensors:
+            if tensor.is_meta:
+                raise ValueError(f"the model's {kind} {name!r} is {_META}: materialize the model first, e.g. "
+                                 "model.to_empty(device='cpu') then model.load_state_dict(weights)")
+
+
+def in_place_input(error: BaseException) -> str | None:
+    """The message for a forward that failed because the model changed its (explained) input in place."""
+    text = str(error)
+    if "leaf Variable that requires grad is being used in an in-place operation" not in text:
+        return None
+    return ("the model changed its input in place (x.mul_(), x += ..., x[...] = ...); seqlrp explains the input as "
+            "it was given, so its forward must not overwrite it: write that operation out of place (x = x * 2) or "
+            "copy first (x = x.clone())")
+
+
+def needs_lengths(error: BaseException, model: str = "the model") -> str | None:
+    """The message for a text model's forward that failed for want of ``lengths`` (or None for another error)."""
+    text = str(error)
+    if "missing 1 required positional argument" not in text or "length" not in text.rsplit(":", 1)[-1]:
+        return None
+    return (f"{model}.forward needs lengths: pass lengths=(B,) true lengths (explain_text(..., lengths=...); "
+            "Attribution: additional_forward_args=(lengths,)); the model's error: " + text)
+
+
+def check_index(index, batch: int) -> int:
+    """``index`` of one example of a batch of ``batch`` (negative counts from the end), or one line naming why not."""
+    if isinstance(index, bool) or not isinstance(index, numbers.Integral):
+        raise TypeError(f"index must be an int (the example's position in the batch), got {index!r}")
+    index = int(index)
+    if not -batch <= index < batch:
+        raise IndexError(f"index {index} is past the batch: the explanation holds {batch} examples (0..{batch - 1})")
+    return index % batch
+
+
 def check_eval_mode(model: nn.Module) -> None:
-    """Refuse a model in training mode whose output depends on the mode.
+    """Refuse a model in training mode whose output depends on the mode (and a model on the meta device).
 
     Dropout (also inside ``nn.MultiheadAttention`` and stacked RNNs) and ``nn.RReLU`` are random and
     batch normalization uses the batch's statistics in training mode, so an explanation would describe
@@ -32,6 +82,7 @@ def check_eval_mode(model: nn.Module) -> None:
     warning: the result would be silently wrong. Random ops called functionally (``F.dropout(x,
     training=True)``, ``torch.rand``) are caught while the forward runs (:mod:`seqlrp.core.stochastic`).
     """
+    check_materialized(model)
     for name, module in model.named_modules():
         if module.training and mode_dependent(module):
             raise RuntimeError(
@@ -49,6 +100,7 @@ def check_inputs(inputs: Tensor, what: str = "inputs") -> None:
                         "convert with .float() (for token ids use seqlrp.explain_text)")
     if inputs.dim() == 0 or inputs.shape[0] == 0:
         raise ValueError(f"{what} must have a non-empty batch dimension, got shape {tuple(inputs.shape)}")
+    check_not_meta(inputs, what)
     finite = torch.isfinite(inputs)
     if not bool(finite.all()):
         nan = int(torch.isnan(inputs).sum())
@@ -111,6 +163,45 @@ def _target_tensor(target, batch: int, device) -> Tensor:
     return tensor
 
 
+def target_indices(target) -> Tensor:
+    """A target that is not a callable or None as a tensor of class indices; the same TypeError as
+    :func:`resolve_target` for strings, bools, floats and other non-integers (shared by every entry point)."""
+    return _target_tensor(target, 0, None)
+
+
+def check_tokens(tokens, shape: tuple[int, int], lengths: Tensor | None) -> list[list[str]] | None:
+    """``tokens=`` of a text explanation: one list of strings per sequence, as long as the sequence.
+
+    With ``lengths``, a row holds ``lengths[b]`` tokens (the words the reports show), or ``T`` (padding words
+    included, dropped here). A flat list of strings is accepted for a single sequence.
+    """
+    if tokens is None:
+        return None
+    batch, steps = shape
+    if isinstance(tokens, Sequence) and not isinstance(tokens, str) and batch == 1 and tokens \
+            and all(isinstance(t, str) for t in tokens):
+        tokens = [tokens]
+    if isinstance(tokens, str) or not isinstance(tokens, Sequence) or len(tokens) != batch \
+            or any(isinstance(row, str) or not isinstance(row, Sequence) for row in tokens):
+        count = len(tokens) if isinstance(tokens, Sequence) and not isinstance(tokens, str) else type(tokens).__name__
+        raise ValueError(f"tokens must hold one list of strings per sequence ({batch}), got {count}; "
+                         "e.g. tokens=[['a', 'fine', 'film'], ...] matching the token ids")
+    rows = []
+    for b, row in enumerate(tokens):
+        bad = next((t for t in row if not isinstance(t, str)), None)
+        if bad is not None:
+            raise ValueError(f"tokens[{b}] must be strings, got {type(bad).__name__} ({bad!r})")
+        length = steps if lengths is None else int(lengths[b])
+        if len(row) == length or (lengths is not None and len(row) == steps):
+            rows.append(list(row[:length]))
+            continue
+        expected = (f"{steps} positions" if lengths is None
+                    else f"length {length}" + (f" (or {steps} with padding)" if length != steps else ""))
+        raise ValueError(f"tokens[{b}] has {len(row)} tokens but the sequence has {expected}; pass the words of "
+                         "the explained token ids, one per id")
+    return rows
+
+
 def resolve_target(output: Tensor, target: int | Tensor | Callable | None) -> Tensor:
     """Target class per sample: predicted class (None), an int, a (B,) tensor, or a callable on the output."""
     batch, classes = output.shape
@@ -148,3 +239,35 @@ def make_seed(output: Tensor, target: Tensor, seed: str | Callable) -> Tensor:
     if seed == "one":
         return onehot
     raise ValueError(f"seed must be 'logit', 'one' or a callable (output, target) -> tensor; got {seed!r}")
+
+
+class RelevanceScaleWarning(UserWarning):
+    """The relevance is many orders of magnitude larger than the explained score (ε too small)."""
+
+
+#: Σ|R| of a sample above this many times |explained score| warns (see :func:`warn_relevance_scale`)
+SCALE_LIMIT = 1e6
+
+
+def warn_relevance_scale(relevance: Tensor, seed: Tensor, calls: list, stacklevel: int = 5) -> None:
+    r"""Warn when :math:`\sum|R|` of a sample exceeds :data:`SCALE_LIMIT` (10⁶) times the explained score.
+
+    Relevance sums to the explained score up to what ε and biases absorb; positive and negative parts far
+    larger than the score mean that ε-stabilized denominators close to 0 amplified them (a long recurrence,
+    cancelling contributions, a tiny ε): the heatmap shows those amplified terms, not the model's evidence.
+    The warning names the smallest ε of the rules that ran and the fix (a larger ε). Samples with a score
+    of exactly 0 are skipped.
+    """
+    magnitude = relevance.detach().reshape(relevance.shape[0], -1).abs().sum(1)
+    score = seed.detach().reshape(seed.shape[0], -1).sum(1).abs().to(magnitude)
+    ratio = torch.where(score > 0, magnitude / torch.where(score > 0, score, 1), 0)
+    if not bool((ratio > SCALE_LIMIT).any()):
+        return
+    b = int(ratio.argmax())
+    epsilons = [call.rule.params()["epsilon"] for call in calls if "epsilon" in call.rule.params()]
+    eps = f"the smallest epsilon of the rules is {min(epsilons):g}" if epsilons else "epsilon"
+    warnings.warn(
+        f"sample {b}: Σ|R| = {float(magnitude[b]):.3g} is {float(ratio[b]):.2g} times the explained score "
+        f"|{float(score[b]):.3g}| (limit {SCALE_LIMIT:.0e}): near-zero denominators amplified the relevance; "
+        f"{eps}: raise epsilon (e.g. 1e-3, or to 0.1-1 times the typical pre-activation) for a faithful heatmap",
+        RelevanceScaleWarning, stacklevel=stacklevel)

@@ -21,6 +21,7 @@ Rules are instances, registered names or ``(name, params)``.
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import functools
 from collections.abc import Iterator, Mapping
@@ -102,6 +103,35 @@ class Composite(Mapping):
     def bind(self, model: nn.Module) -> Composite:
         """Hook for composites whose rules depend on the model (e.g. a γ schedule by depth); self here."""
         return self
+
+
+def check_names(composite: Mapping, model: nn.Module, root: str | None = None,
+                original: nn.Module | None = None) -> None:
+    """Refuse a name key of ``composite`` that matches no module of ``model`` (a typo would be ignored silently).
+
+    A key matches a qualified module name as a glob (``"features.*"``), the model itself by ``root`` (its class
+    name), or a part of a module that seqlrp explains in parts (``"attn.v_proj"`` of an ``nn.MultiheadAttention``
+    named ``attn``: any ``"<module>.<part>"``). The error names the key and the closest module names; a key that
+    names a module of ``original`` (the user's model) that canonization replaced says so.
+    """
+    names = [name for name, _ in model.named_modules() if name]
+    names.append(root or type(model).__name__)
+    for key in composite:
+        if not isinstance(key, str) or key.startswith("<"):
+            continue
+        if any(fnmatch.fnmatchcase(name, key) for name in names):
+            continue
+        owner, _, part = key.rpartition(".")
+        if owner in names and part and not any(c in part for c in "*?["):  # a part of a module (virtual name)
+            continue
+        if original is not None and any(fnmatch.fnmatchcase(name, key) for name, _ in original.named_modules()):
+            raise ValueError(f"composite key {key!r} names module(s) of your model that canonization replaced (e.g. "
+                             "a batch norm fused into its convolution), so its rule would not apply; give the rule to "
+                             "the layer it was fused into, or use seqlrp.cnn.canonize(model) and name its modules")
+        closest = difflib.get_close_matches(key, names, n=3, cutoff=0.5) or names[:3]
+        raise ValueError(f"composite key {key!r} matches no module of {names[-1]}; closest module names: "
+                         + ", ".join(repr(name) for name in closest)
+                         + " (keys are qualified names from model.named_modules(), globs allowed)")
 
 
 def as_composite(composite: Composite | Mapping | None) -> Composite:

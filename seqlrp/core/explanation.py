@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 
 import torch
 from torch import Tensor
 
+from .checks import check_index
 from .coverage import Coverage
 from .function import LayerCall
+from .reprs import summary
 
 
 @dataclass
@@ -28,7 +30,7 @@ class LayerConservation:
         return self.relevance_in - self.relevance_out
 
 
-@dataclass
+@dataclass(repr=False)
 class Explanation:
     """Relevance of the inputs for the target outputs.
 
@@ -60,6 +62,53 @@ class Explanation:
     calls: list[LayerCall] = field(default_factory=list, repr=False)
     labels: list[str] | None = None
     parameter_relevance: dict[str, Tensor] = field(default_factory=dict)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # (set before @dataclass runs on the subclass, which then keeps it: TextExplanation's repr is short too)
+        cls.__repr__ = Explanation.__repr__
+
+    def __repr__(self) -> str:
+        """Short: shapes, dtypes and ranges of the tensors, the targets, the coverage in one phrase."""
+        parts = [f"{len(self.output)} examples"]
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None or f.name in ("calls", "coverage", "target"):
+                continue
+            if isinstance(value, list) and f.name != "labels":
+                value = f"<{len(value)} lists>"
+                parts.append(f"{f.name}={value}")
+                continue
+            parts.append(f"{f.name}={summary(value)}")
+        targets = self.target.tolist()
+        parts.append("target=" + (repr(targets) if len(targets) <= 8 else f"[{', '.join(map(str, targets[:8]))}, ...]"))
+        unruled = sum(self.coverage.unruled.values())
+        parts.append(f"coverage=<{len(self.coverage.rules)} rules, "
+                     + ("complete>" if not unruled else f"{unruled} ops without a rule>"))
+        return f"{type(self).__name__}(" + ", ".join(parts) + ")"
+
+    def __getitem__(self, index: int) -> Explanation:
+        """Example ``index`` (negative: from the end) as an explanation of a batch of one, of the same class.
+
+        Every per-sample field is cut to that example (tokens, lengths, the conservation rows too); an index past
+        the batch is an ``IndexError`` naming the batch size.
+        """
+        batch = self.output.shape[0]
+        i = check_index(index, batch)
+
+        def one(name: str, value):
+            if isinstance(value, Tensor) and value.dim():
+                if name == "direction_relevance":  # (D, B, T, E)
+                    return value[:, i:i + 1]
+                return value[i:i + 1] if value.shape[0] == batch else value
+            if name == "tokens" and value is not None:
+                return [value[i]]
+            return value
+
+        calls = [replace(call, **{name: one(name, getattr(call, name))
+                                  for name in ("relevance_out", "relevance_in", "magnitude")}) for call in self.calls]
+        return replace(self, **{f.name: one(f.name, getattr(self, f.name)) for f in fields(self) if f.init
+                                and f.name != "calls"}, calls=calls)
 
     @property
     def relevance_sum(self) -> Tensor:
@@ -109,4 +158,4 @@ class Explanation:
         """The notebook view (Jupyter): heatmaps or tokens with their colour scales, self-contained HTML."""
         from ..viz.notebook import explanation_html
 
-        return explanation_html(self)
+        return str(explanation_html(self))  # (a plain str: a Markup would escape HTML it is concatenated with)

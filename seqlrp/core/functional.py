@@ -18,7 +18,9 @@ softmax (found on the autograd graph)                                        get
 ``F.linear(x, W)``, ``x @ W``, ``F.conv*d``     ``nn.Linear`` / ``nn.ConvNd`` the layer rule
 with constant weights
 ``torch.mean``/``sum``, ``F.avg_pool*``,        ``nn.AvgPool1d``             ε (fixed non-negative map)
-``F.adaptive_avg_pool*``, ``x * c``, ``x / c``
+``F.adaptive_avg_pool*``
+``-x``, ``x * c``, ``x / c`` (``c`` constant,   none (always)                identity, :math:`R_x = R_y`
+also in place: ``x *= c``, ``x.neg_()``)                                     (:class:`~.rules.passthrough.Rescale`)
 ``F.relu``, ``F.silu``, ``F.gelu``,             the activation module        pass
 ``torch.sigmoid``, ``torch.tanh``, ...
 =============================================  ==========================  =============================
@@ -45,6 +47,7 @@ from torch.overrides import TorchFunctionMode
 from .function import LayerCall, LRPFunction
 from .nodes import GATE_NODES, GATE_THROUGH
 from .ops import Contraction, ContractionView, Product, ProductView, Sum, SumView
+from .rules.passthrough import Rescale
 from .sinks import fold_graph
 from .views import ConvView, DenseView, ElementwiseView, PoolView, View
 
@@ -62,6 +65,22 @@ class FunctionView(PoolView):
 
     def output_nonnegative(self, inputs_nonnegative):
         return self.nonnegative_weights and all(inputs_nonnegative)
+
+
+class ScaleView(View):
+    """``y = c x`` for a constant ``c`` (``-x``, ``x * c``, ``x / c``): routed unchanged by :class:`Rescale`."""
+
+    kind = "scale"
+
+    def __init__(self, fn, nonnegative_factor: bool):
+        super().__init__(None)
+        self.fn, self.nonnegative_factor = fn, nonnegative_factor
+
+    def forward(self, *inputs: Tensor) -> Tensor:
+        return self.fn(*inputs)
+
+    def output_nonnegative(self, inputs_nonnegative):
+        return self.nonnegative_factor and all(inputs_nonnegative)
 
 
 class FunctionActivationView(ElementwiseView):
@@ -149,6 +168,13 @@ class AttentionView(View):
     def signal_vjp(self, inputs, grad):
         return 2, self.weights.transpose(-2, -1) @ grad
 
+    def support(self, inputs):
+        """This attention with its weights replaced by their non-zero pattern (for the ε share)."""
+        return AttentionView(self.options, (self.weights != 0).to(inputs[2].dtype)), list(inputs)
+
+    def signal_apply(self, inputs):
+        return self.weights @ inputs[2]
+
 
 # --------------------------------------------------------------------------------------- operands
 def _carries_relevance(t: Any) -> bool:
@@ -186,8 +212,17 @@ _REDUCTIONS = {torch.mean: "mean", Tensor.mean: "mean", torch.sum: "sum", Tensor
 _POOLS = {F.avg_pool1d: "F.avg_pool1d", F.avg_pool2d: "F.avg_pool2d", F.avg_pool3d: "F.avg_pool3d",
           F.adaptive_avg_pool1d: "F.adaptive_avg_pool1d", F.adaptive_avg_pool2d: "F.adaptive_avg_pool2d",
           F.adaptive_avg_pool3d: "F.adaptive_avg_pool3d"}
-_MULS = {torch.mul: "mul", Tensor.mul: "mul", Tensor.__mul__: "mul", Tensor.__rmul__: "mul"}
-_DIVS = {torch.div: "div", Tensor.div: "div", Tensor.__truediv__: "div", torch.true_divide: "div"}
+_MULS = {torch.mul: "mul", Tensor.mul: "mul", Tensor.__mul__: "mul", Tensor.__rmul__: "mul", torch.multiply: "mul",
+         Tensor.multiply: "mul"}
+_DIVS = {torch.div: "div", Tensor.div: "div", Tensor.__truediv__: "div", torch.true_divide: "div",
+         Tensor.true_divide: "div", torch.divide: "div", Tensor.divide: "div"}
+_NEGS = {torch.neg, Tensor.neg, Tensor.__neg__, torch.negative, Tensor.negative}
+#: in-place scalings -> their out-of-place twin (computed by the rule on a copy, then copied back)
+_IN_PLACE_SCALES = {Tensor.__imul__: Tensor.__mul__, Tensor.mul_: Tensor.__mul__,
+                    Tensor.__itruediv__: Tensor.__truediv__, Tensor.div_: Tensor.__truediv__,
+                    Tensor.neg_: Tensor.__neg__, torch.neg_: Tensor.__neg__}
+#: the rule of every scaling by a constant (not a composite choice: see Rescale)
+_RESCALE = Rescale()
 _ADDS = {torch.add: 1, Tensor.add: 1, Tensor.__add__: 1, Tensor.__radd__: 1,
          torch.sub: -1, Tensor.sub: -1, Tensor.__sub__: -1}
 _RSUBS = {Tensor.__rsub__}
@@ -279,6 +314,15 @@ class FunctionalRules(TorchFunctionMode):
             return NotImplemented
         if func in _MULS or func in _DIVS:
             return self._scale_or_gate(func, args, kwargs)
+        if func in _NEGS:
+            if len(args) != 1 or kwargs or not self._carries(args[0]):
+                return NotImplemented
+            return self._call(_RESCALE, ScaleView(func, False), "torch.neg", args[0])
+        if func in _IN_PLACE_SCALES:
+            if not (args and isinstance(args[0], Tensor)):
+                return NotImplemented
+            out = self._dispatch(_IN_PLACE_SCALES[func], (args[0].clone(), *args[1:]), kwargs)
+            return NotImplemented if out is NotImplemented else args[0].copy_(out)
         if func in _ADDS or func in _RSUBS:
             return self._add(func, args, kwargs)
         if func in _IN_PLACE_ADDS:
@@ -318,12 +362,14 @@ class FunctionalRules(TorchFunctionMode):
             return NotImplemented
         a, b = args
         is_mul = func in _MULS
+        if kwargs:  # (rounding_mode= is not a scaling)
+            return NotImplemented
         if self._carries(a) and self._constant(b):
-            return self._pool(lambda x: func(x, b, **kwargs), f"torch.{'mul' if is_mul else 'div'}", a,
-                              _positive_constant(b))
+            return self._call(_RESCALE, ScaleView(lambda x: func(x, b), _positive_constant(b)),
+                              f"torch.{'mul' if is_mul else 'div'}", a)
         if is_mul and self._carries(b) and self._constant(a):
-            return self._pool(lambda x: func(a, x, **kwargs), "torch.mul", b, _positive_constant(a))
-        if is_mul and self._carries(a) and self._carries(b) and not kwargs:
+            return self._call(_RESCALE, ScaleView(lambda x: func(a, x), _positive_constant(a)), "torch.mul", b)
+        if is_mul and self._carries(a) and self._carries(b):
             gates = gate_of(a), gate_of(b)
             if (gates[0] is None) == (gates[1] is None):
                 return NotImplemented  # two signals (or two gates): no rule, the coverage report names it

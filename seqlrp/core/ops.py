@@ -131,6 +131,15 @@ class ContractionView(View):
             (g,) = torch.autograd.grad(self.module.fn(gate.detach(), s), s, grad)
         return 1, g
 
+    def support(self, inputs: Sequence[Tensor]) -> tuple[ContractionView, list[Tensor]]:
+        """This map with the gate replaced by its non-zero pattern (for the ε share, see the ε rule)."""
+        gate, signal = inputs
+        return self, [(gate != 0).to(signal.dtype), signal]
+
+    def signal_apply(self, inputs: Sequence[Tensor]) -> Tensor:
+        """``fn(gate, signal)``: the map applied to ``inputs``."""
+        return self.module.fn(*inputs)
+
 
 
 

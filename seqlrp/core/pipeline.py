@@ -24,7 +24,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from .checks import check_output, input_mismatch, make_seed, resolve_target
+from .checks import check_output, in_place_input, input_mismatch, make_seed, resolve_target, warn_relevance_scale
 from .copying import release
 from .coverage import Coverage, graph_coverage
 from .explanation import Explanation
@@ -156,6 +156,9 @@ def _propagate(model, inputs: Inputs, target, seed, session: Session | None, mod
         except (NoRuleError, StochasticForwardError):
             raise
         except (TypeError, RuntimeError) as error:
+            in_place = in_place_input(error) if isinstance(error, RuntimeError) else None
+            if in_place is not None:
+                raise ValueError(in_place) from error
             translated = inputs.forward_failed(model, error)
             if translated is None:
                 raise
@@ -181,7 +184,7 @@ def _propagate(model, inputs: Inputs, target, seed, session: Session | None, mod
         warn_unruled(coverage)
     gradient = grad.detach()
     relevance = (gradient * leaf.detach() if mode == "gradient_x_input" else gradient).contiguous()
-    check_finite_relevance(relevance, calls)
+    check_finite_relevance(relevance, calls, seed_tensor)
     result = Explanation(relevance, output.detach(), target, coverage, seed_tensor, calls)
     if taps is not None:
         result.parameter_relevance = taps.per_sample(parameter_totals)
@@ -198,9 +201,12 @@ def run_forward(model: Callable, args: tuple, session: Session | None):
             return model(*args)
 
 
-def check_finite_relevance(relevance: Tensor, calls: list) -> None:
-    """Never a NaN heatmap: non-finite relevance is an error naming the first layer (backward order) it came from."""
+def check_finite_relevance(relevance: Tensor, calls: list, seed: Tensor | None = None) -> None:
+    """Never a NaN heatmap: non-finite relevance is an error naming the first layer (backward order) it came from;
+    relevance far above the explained score (``seed``) warns (:func:`~.checks.warn_relevance_scale`)."""
     if bool(torch.isfinite(relevance).all()):
+        if seed is not None and calls:
+            warn_relevance_scale(relevance, seed, calls)
         return
     culprit = next((call for call in reversed(calls) if call.relevance_in is not None
                     and not bool(torch.isfinite(call.relevance_in).all())), None)

@@ -7,7 +7,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from .composites import Composite
+from .composites import Composite, check_names
 from .copying import is_private_copy, structural_copy
 from .function import LayerCall, LRPFunction
 from .registry import ensure_builtins
@@ -79,6 +79,7 @@ class Session:
         """
         private = private_to is not None and is_private_copy(model, private_to)
         copy = model if private else structural_copy(model)
+        check_names(self.composite, copy, original=private_to)  # (a typo in a name key would be ignored silently)
         for name, module in copy.named_modules(remove_duplicate=True):
             _detach_parameters(module)
             self._wrap_module(name or type(model).__name__, module)

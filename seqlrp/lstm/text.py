@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
-from ..core.checks import check_eval_mode
+from ..core.checks import check_eval_mode, check_not_meta, check_tokens, needs_lengths
 from ..core.composites import Composite
 from ..core.copying import structural_copy, unwrap
 from ..core.explanation import Explanation
@@ -64,6 +64,7 @@ def check_token_ids(token_ids: Tensor, vocabulary: int, lengths: Tensor | None) 
     if token_ids.is_floating_point() or token_ids.is_complex() or token_ids.dtype == torch.bool:
         raise TypeError(f"token_ids must be integer ids (torch.long), got dtype {token_ids.dtype}; "
                         "look tokens up in your vocabulary first")
+    check_not_meta(token_ids, "token_ids")
     token_ids = token_ids.long()  # (uint8 / int32 ids index an embedding once widened)
     if token_ids.dim() == 1:
         token_ids = token_ids[None]
@@ -259,6 +260,8 @@ class EmbeddingLeaf(Inputs):
 
     def forward_failed(self, model, error: Exception) -> Exception | None:
         if isinstance(error, TypeError):
+            if self.lengths is None and needs_lengths(error):
+                return TypeError(needs_lengths(error, type(self.model).__name__))
             if self.lengths is not None and _takes_one_argument(self.model):
                 return TypeError(f"lengths were given but {type(self.model).__name__}.forward takes only token ids; "
                                  "call without lengths or let forward accept (token_ids, lengths)")
@@ -305,6 +308,7 @@ def run_text(model: nn.Module, token_ids: Tensor, target, *, lengths, session: S
     check_eval_mode(model)
     embedding_name = _find_embedding(model, embedding)
     token_ids, lengths = check_token_ids(token_ids, model.get_submodule(embedding_name).num_embeddings, lengths)
+    tokens = check_tokens(tokens, tuple(token_ids.shape), lengths)
     wrapped = session.wrap(model) if session is not None else structural_copy(model)
     inputs = EmbeddingLeaf(wrapped, model, embedding_name, token_ids, lengths, tokens)
     return propagate(wrapped, inputs, target, seed, session, mode=mode, warn_coverage=session is not None)

@@ -8,8 +8,9 @@ matplotlib figure with a colorbar.
 from __future__ import annotations
 
 import numpy as np
-from markupsafe import Markup, escape
+from markupsafe import escape
 
+from ..core.checks import check_index
 from ..core.labels import class_name
 from .colormaps import full_scale, get_cmap
 from .image import _as_map, heat_scale, heatmap, picture_rgb, png_data_uri
@@ -82,11 +83,12 @@ def explanation_html(explanation, max_examples: int = 8, cmap="bwr") -> str:
     shown = min(count, max_examples)
     parts = [_example_html(explanation, i, cmap) for i in range(shown)]
     if count > shown:
-        parts.append(f'<div class="meta">… and {count - shown} more (index the result or use seqlrp.viz.Report)</div>')
+        parts.append(f'<div class="meta">… and {count - shown} more (seqlrp.viz.show(result, index) or '
+                     'seqlrp.viz.Report)</div>')
     kind = "token" if _is_text(explanation) else "pixel" if _is_image(explanation) else "feature"
     head = (f'<div class="meta">{type(explanation).__name__}: {kind} relevance of {count} example(s); red = for the '
             "explained class, blue = against</div>")
-    return Markup(STYLE + '<div class="seqlrp">' + head + "".join(parts) + "</div>")
+    return str(STYLE + '<div class="seqlrp">' + head + "".join(parts) + "</div>")  # (plain str, not Markup)
 
 
 def show(explanation, index: int = 0, image=None, cmap="bwr", ax=None):
@@ -97,6 +99,7 @@ def show(explanation, index: int = 0, image=None, cmap="bwr", ax=None):
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
 
+    index = check_index(index, explanation.target.shape[0])
     colormap = get_cmap(cmap)
     target = int(explanation.target[index])
     title = f"explained: {class_name(explanation.labels, target)}"

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from ..core.checks import check_index
 from ..core.labels import class_name
 from ..files import atomic_write
 from .colormaps import full_scale
@@ -175,6 +176,7 @@ class Report:
         if not explanations:
             raise ValueError("explanations is empty; pass {method name: explanation}")
         first = next(iter(explanations.values()))
+        index = check_index(index, first.output.shape[0])
         names = self._names(first, class_names)
         panels = []
         for method, explanation in explanations.items():

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from ..reprs import summary
 from ..stabilize import safe_divide, sign0, stabilize
 from ..views import LinearView, View
 
@@ -59,7 +60,8 @@ class Rule(abc.ABC):
         return {"epsilon": self.epsilon, "ignore_bias": self.ignore_bias}
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
+        # (tensor parameters, e.g. zB bounds per pixel, as shape and range: the values are in params())
+        args = ", ".join(f"{k}={summary(v)}" for k, v in self.params().items())
         return f"{self.name}({args})"
 
     def applies_to(self, view: View) -> bool:

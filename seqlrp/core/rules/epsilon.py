@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from ..ops import SumView, per_sample_total
@@ -18,7 +19,8 @@ class Epsilon(Rule):
                           {z_k + \varepsilon\sigma_k} R_k,
         \qquad z_k = \sum_j a_j w_{jk} + b_k,\quad \sigma_k = \mathrm{sign}(z_k)\ (\mathrm{sign}(0)=1)
 
-    ``N_k`` is the number of inputs connected to unit ``k`` (the fan-in, padding excluded). With
+    ``N_k`` is the number of inputs connected to unit ``k`` (the fan-in, padding excluded; for poolings
+    and sums over time the inputs that are not exactly 0, see :meth:`_pool_share`). With
     ``bias_factor = 0`` the bias and ε shares are absorbed; with ``bias_factor = 1`` they are
     spread evenly over the connected inputs and relevance is conserved exactly (Arras et al. 2017).
     The forward's own ``z`` is reused: no recomputation.
@@ -78,11 +80,25 @@ class Epsilon(Rule):
         s = self._divide(relevance, out)
         result = x * view.vjp(s, x.shape)
         if self.bias_factor:
-            # all weights of one window are equal: share_k / N_k per connected input is
-            # vjp(share_k / sum_j w_jk)
-            share = self.bias_factor * self.epsilon * sign0(out) * s
-            result = result + view.vjp(safe_divide(share, view.weight_sum(x)), x.shape)
+            result = result + self._pool_share(view, x, self.bias_factor * self.epsilon * sign0(out) * s)
         return result
+
+    @staticmethod
+    def _pool_share(view: PoolView, x: Tensor, share: Tensor) -> Tensor:
+        r"""The ε share of a pooling (a sum over time, a mean, an average pool) split over the inputs that
+        contribute, :math:`N_k = \#\{j : w_{jk} \neq 0,\ a_j \neq 0\}`.
+
+        An input that is exactly 0 adds nothing to the pooled value and takes no share: a padded position of
+        a sequence (``pad_packed_sequence`` fills it with 0, a mask multiplies it by 0) gets no relevance, so a
+        sentence is explained alone as in a padded batch. Where every input of a unit is 0 the share goes to all
+        of them (Arras's :math:`1/N`), so nothing is lost. All weights of one window are equal, so
+        :math:`\mathrm{share}_k / N_k` per counted input is ``vjp(share_k / Σ_j w_jk [a_j ≠ 0])``.
+        """
+        nonzero = (x != 0).to(x.dtype)
+        counted = view.forward(nonzero)  # Σ_j w_jk [a_j != 0]
+        spread = nonzero * view.vjp(safe_divide(share, counted), x.shape)
+        empty = share * (counted == 0)  # (units whose every input is 0: to all of them)
+        return spread + view.vjp(safe_divide(empty, view.weight_sum(x)), x.shape)
 
     def _sum(self, view: SumView, inputs, out: Tensor, relevance: Tensor) -> tuple[Tensor | None, ...]:
         # z = sum_m a_m (signed; constants are biases): R_m = a_m R / stab(z) (+ the ε share, per unit or dense
@@ -112,8 +128,33 @@ class Epsilon(Rule):
 
     def _contraction(self, view, inputs, out: Tensor, relevance: Tensor) -> tuple[Tensor | None, ...]:
         # z = f(gate, signal), linear in the signal: R_signal = signal * f^T_gate(R / stab(z)); the gate gets none
-        index, g = view.signal_vjp(inputs, self._divide(relevance, out))
-        return tuple(inputs[i] * g if i == index else None for i in range(len(inputs)))
+        s = self._divide(relevance, out)
+        index, g = view.signal_vjp(inputs, s)
+        result = inputs[index] * g
+        if self.bias_factor and hasattr(view, "support"):
+            result = result + self._contraction_share(view, inputs, index, self.bias_factor * self.epsilon
+                                                      * sign0(out) * s)
+        return tuple(result if i == index else None for i in range(len(inputs)))
+
+    @staticmethod
+    def _contraction_share(view, inputs, index: int, share: Tensor) -> Tensor:
+        r"""The ε share of a gate-weighted contraction :math:`z_k = \sum_j g_{kj} v_j`, split evenly over the
+        signal entries that contribute (:math:`g_{kj} \neq 0` and :math:`v_j \neq 0`) as in
+        :meth:`_pool_share` (to every entry with :math:`g_{kj} \neq 0` where none contributes): attention weights
+        of 0 (masked positions) and zero signal (padding) take none. ``view.support(inputs)`` is the same map with
+        the gate replaced by its non-zero pattern."""
+        support, support_inputs = view.support(inputs)
+        signal = inputs[index]
+        nonzero = (signal != 0).to(signal.dtype)
+
+        def apply(v):
+            return support.signal_apply([v if i == index else x for i, x in enumerate(support_inputs)])
+
+        counted = apply(nonzero)  # #{j: g_kj != 0, v_j != 0}
+        _, spread = support.signal_vjp(support_inputs, safe_divide(share, counted))
+        connected = apply(torch.ones_like(signal))  # #{j: g_kj != 0}
+        _, empty = support.signal_vjp(support_inputs, safe_divide(share * (counted == 0), connected))
+        return nonzero * spread + empty
 
     def _norm(self, view, x: Tensor, out: Tensor, relevance: Tensor) -> Tensor:
         # the normalization's scale held constant: z = J x + b is linear in x (J centres, then scales)
