@@ -5,7 +5,7 @@
 >>> explanation = seqlrp.explain(model, torch.randn(2, 4), composite=seqlrp.ZeroEverywhere())
 """
 
-from . import baselines, cnn, dataset, evaluate, lstm, rules, viz
+from . import baselines, cnn, dataset, evaluate, lstm, recurrent, rules, viz
 from .attribution import Attribution, quantus_explain
 from .core import (
     FIRST,
@@ -45,6 +45,7 @@ __all__ = [
     "groups",
     "lstm",
     "quantus_explain",
+    "recurrent",
     "report_dataset",
     "rules",
     "viz",
