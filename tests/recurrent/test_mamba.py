@@ -117,3 +117,15 @@ def test_import_without_transformers():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "MambaLRP"
+
+
+def test_the_docs_example_runs():
+    from pathlib import Path
+
+    text = (Path(__file__).parents[2] / "docs" / "recurrent.md").read_text()
+    block = text.split("```python\n", 1)[1].split("```", 1)[0]
+    scope: dict = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", seqlrp.CoverageWarning)
+        exec(compile(block, "docs/recurrent.md", "exec"), scope)  # noqa: S102
+    assert scope["result"].relevance.shape == (1, 5, 16)
