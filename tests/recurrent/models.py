@@ -42,3 +42,18 @@ def tiny_mamba(seed: int = 0, conv_bias: bool = True, head_bias: bool = True, po
             block.mixer.out_proj.weight.normal_(0.0, 0.5)
             block.mixer.dt_proj.bias.normal_()  # (Δ ~ 0.7: the scan mixes the tokens, not only the residual)
     return model.eval().double()
+
+
+def tiny_recurrent_gemma(seed: int = 0, pool: str = "last") -> nn.Module:
+    from transformers import RecurrentGemmaConfig, RecurrentGemmaModel
+
+    config = RecurrentGemmaConfig(num_hidden_layers=2, vocab_size=16, hidden_size=8, intermediate_size=16,
+                                  num_attention_heads=2, lru_width=8, attention_window_size=16, conv1d_width=3,
+                                  block_types=["recurrent"], use_cache=False)
+    torch.manual_seed(seed)
+    model = EmbeddingClassifier(RecurrentGemmaModel(config), 8, pool=pool)
+    with torch.no_grad():
+        for layer in model.backbone.layers:
+            layer.temporal_pre_norm.weight.normal_(0.0, 0.2)
+            layer.temporal_block.rg_lru.recurrent_param.normal_(0.0, 0.5)
+    return model.eval().double()
