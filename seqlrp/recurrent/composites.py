@@ -14,7 +14,7 @@ from .norms import FAMILY_NORMS
 from .ops import OUTPUT_GATE
 
 #: the family modules whose import registers their handlers and views (they import transformers)
-FAMILIES = ("mamba", "recurrent_gemma")
+FAMILIES = ("mamba", "recurrent_gemma", "rwkv")
 
 
 def register_families() -> None:
@@ -61,6 +61,9 @@ class RecurrentLRP(Composite):
 
     def canonize(self, model: nn.Module) -> nn.Module:
         register_families()
+        from .rwkv import check_rescaled
+
+        check_rescaled(model)
         return model
 
 

@@ -57,3 +57,22 @@ def tiny_recurrent_gemma(seed: int = 0, pool: str = "last") -> nn.Module:
             layer.temporal_pre_norm.weight.normal_(0.0, 0.2)
             layer.temporal_block.rg_lru.recurrent_param.normal_(0.0, 0.5)
     return model.eval().double()
+
+
+def tiny_rwkv(seed: int = 0, pool: str = "last") -> nn.Module:
+    from transformers import RwkvConfig, RwkvModel
+
+    config = RwkvConfig(vocab_size=16, hidden_size=8, num_hidden_layers=2, attention_hidden_size=8,
+                        intermediate_size=16, context_length=32, use_cache=False)
+    torch.manual_seed(seed)
+    model = EmbeddingClassifier(RwkvModel(config), 8, pool=pool)
+    with torch.no_grad():
+        for block in model.backbone.blocks:
+            for name in ("time_mix_key", "time_mix_value", "time_mix_receptance"):
+                for part in (block.attention, block.feed_forward):
+                    if hasattr(part, name):
+                        getattr(part, name).uniform_(0.2, 0.8)
+            block.attention.time_decay.normal_(0.0, 0.5)
+            block.attention.time_first.normal_(0.0, 0.5)
+            block.attention.output.weight.normal_(0.0, 0.3)
+    return model.eval().double()

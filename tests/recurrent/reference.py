@@ -224,3 +224,99 @@ def recurrent_gemma_reference(model, x, target, eps):
         r = r_res0 + norm_relevance(layer.temporal_pre_norm, s["res0"], s["n1"], r_n1)
     c0 = backbone.normalizer.to(torch.float64)
     return x * c0 * r / stab(h_in, eps), logits
+
+
+def layer_norm(module, x):
+    mu = x.mean(-1, keepdim=True)
+    sigma = torch.sqrt(((x - mu) ** 2).mean(-1, keepdim=True) + module.eps)
+    return module.weight * (x - mu) / sigma + module.bias
+
+
+def layer_norm_relevance(module, x, y, relevance, eps):
+    """ε on the centring-and-scaling map (σ constant): R_x = x ⊙ Jᵀ (R / stab(y))."""
+    mu = x.mean(-1, keepdim=True)
+    sigma = torch.sqrt(((x - mu) ** 2).mean(-1, keepdim=True) + module.eps)
+    c = module.weight / sigma * relevance / stab(y, eps)
+    return x * (c - c.mean(-1, keepdim=True))
+
+
+def shift(x):
+    out = torch.zeros_like(x)
+    out[:, 1:] = x[:, :-1]
+    return out
+
+
+def shift_relevance(x, mu, mixed, relevance, eps):
+    """ε over ``μ x_t + (1 − μ) x_{t−1}``: both shares go back to x (the second one step earlier)."""
+    q = relevance / stab(mixed, eps)
+    r = x * mu * q
+    r[:, :-1] += (shift(x) * (1 - mu) * q)[:, 1:]
+    return r
+
+
+@torch.no_grad()
+def rwkv_reference(model, x, target, eps):
+    """LRP (RecurrentLRP) of ``model.head(model.backbone(inputs_embeds=x).last_hidden_state[:, -1])``."""
+    backbone, head = model.backbone, model.head
+    batch, steps, _ = x.shape
+    h, tape = x.double(), []
+    for block in backbone.blocks:
+        att, ff = block.attention, block.feed_forward
+        s = {}
+        if block.layer_id == 0:
+            s["pre_in"], h = h, layer_norm(block.pre_ln, h)
+            s["pre_out"] = h
+        s["h"] = h
+        a = layer_norm(block.ln1, h)
+        s["a"] = a
+        mix = {n: a * getattr(att, f"time_mix_{n}") + shift(a) * (1 - getattr(att, f"time_mix_{n}"))
+               for n in ("key", "value", "receptance")}
+        k, v = mix["key"] @ att.key.weight.T, mix["value"] @ att.value.weight.T
+        r = torch.sigmoid(mix["receptance"] @ att.receptance.weight.T)
+        w, u = -torch.exp(att.time_decay), att.time_first
+        alpha = torch.zeros(batch, steps, steps, k.shape[-1], dtype=x.dtype)
+        for t in range(steps):
+            logits = torch.stack([(t - 1 - i) * w + k[:, i] if i < t else u + k[:, t] for i in range(t + 1)], 1)
+            e = torch.exp(logits - logits.max(1, keepdim=True).values)
+            alpha[:, t, :t + 1] = e / e.sum(1, keepdim=True)
+        wkv = torch.stack([sum(alpha[:, t, i] * v[:, i] for i in range(t + 1)) for t in range(steps)], 1)
+        o = r * wkv
+        out = o @ att.output.weight.T
+        h1 = h + out
+        b = layer_norm(block.ln2, h1)
+        km = b * ff.time_mix_key + shift(b) * (1 - ff.time_mix_key)
+        rm = b * ff.time_mix_receptance + shift(b) * (1 - ff.time_mix_receptance)
+        kk = torch.relu(km @ ff.key.weight.T) ** 2
+        val = kk @ ff.value.weight.T
+        f = torch.sigmoid(rm @ ff.receptance.weight.T) * val
+        s.update(vm=mix["value"], v=v, alpha=alpha, wkv=wkv, o=o, out=out, h1=h1, b=b, km=km, kk=kk, f=f)
+        tape.append(s)
+        h = h1 + f
+    hf = layer_norm(backbone.ln_out, h)
+    logits = hf[:, -1] @ head.weight.T + head.bias
+    seed = torch.zeros_like(logits)
+    seed[torch.arange(batch), target] = logits[torch.arange(batch), target]
+    r_hf = torch.zeros_like(hf)
+    r_hf[:, -1] = eps_linear(hf[:, -1], head.weight, head.bias, seed, eps)
+    rel = layer_norm_relevance(backbone.ln_out, h, hf, r_hf, eps)
+    for block, s in zip(reversed(backbone.blocks), reversed(tape), strict=True):
+        att, ff = block.attention, block.feed_forward
+        total = s["h1"] + s["f"]
+        r_h1, r_f = s["h1"] * rel / stab(total, eps), s["f"] * rel / stab(total, eps)
+        r_kk = eps_linear(s["kk"], ff.value.weight, None, r_f, eps)  # (receptance: a gate; ReLU²: pass)
+        r_km = eps_linear(s["km"], ff.key.weight, None, r_kk, eps)
+        r_b = shift_relevance(s["b"], ff.time_mix_key, s["km"], r_km, eps)
+        r_h1 = r_h1 + layer_norm_relevance(block.ln2, s["h1"], s["b"], r_b, eps)
+        r_h, r_out = s["h"] * r_h1 / stab(s["h1"], eps), s["out"] * r_h1 / stab(s["h1"], eps)
+        r_wkv = eps_linear(s["o"], att.output.weight, None, r_out, eps)
+        q = r_wkv / stab(s["wkv"], eps)
+        r_v = torch.zeros_like(s["v"])
+        for t in range(steps):
+            for i in range(t + 1):
+                r_v[:, i] += s["alpha"][:, t, i] * s["v"][:, i] * q[:, t]
+        r_vm = eps_linear(s["vm"], att.value.weight, None, r_v, eps)
+        r_a = shift_relevance(s["a"], att.time_mix_value, s["vm"], r_vm, eps)
+        rel = r_h + layer_norm_relevance(block.ln1, s["h"], s["a"], r_a, eps)
+        if block.layer_id == 0:
+            rel = layer_norm_relevance(block.pre_ln, s["pre_in"], s["pre_out"], rel, eps)
+    return rel, logits
