@@ -40,10 +40,13 @@ class FamilyRMSNormView(RMSNormView):
 
     def weight_term(self, x: Tensor) -> Tensor | float:
         weight = self.module.weight
+        if weight is None:
+            return 1.0 + self.offset
         return weight.to(x.dtype) + self.offset if self.offset else weight.to(x.dtype)
 
     def forward(self, x: Tensor) -> Tensor:
-        return x * self.scale(x)
+        y = x * self.scale(x)
+        return y if self.bias is None else y + self.bias.to(x.dtype)
 
     def scale(self, x: Tensor) -> Tensor:
         return self.weight_term(x) * torch.rsqrt(self.mean(x * x) + self.eps(x))

@@ -31,7 +31,8 @@ from ..lstm.recurrent import cell_rules
 #: composite key: the rule of a product of two signals (Mamba's ``y ⊙ SiLU(z)``); default the half rule
 OUTPUT_GATE = "<recurrent output gate>"
 
-_CONTRACTION, _SILU = Contraction(), nn.SiLU()  # (probes: the composite's rule for these types)
+# (probes: the composite's rule for these types)
+_CONTRACTION, _SILU, _LAYER_NORM = Contraction(), nn.SiLU(), nn.LayerNorm.__new__(nn.LayerNorm)
 
 
 class SignalProductView(ProductView):
@@ -49,6 +50,7 @@ class RecurrentRules:
     contraction: Rule
     activation: Rule
     output_gate: Rule
+    norm: Rule
 
     @classmethod
     def of(cls, session: Session) -> RecurrentRules:
@@ -56,7 +58,8 @@ class RecurrentRules:
         cell = cell_rules(session, None)  # (the LSTM's: the same gate-rule object)
         contraction = composite.by_type(_CONTRACTION) or Epsilon()
         activation = composite.by_type(_SILU) or Pass()
-        return cls(cell.sum, cell.product, contraction, activation, composite.get(OUTPUT_GATE) or HalfProduct())
+        norm = composite.by_type(_LAYER_NORM) or Epsilon()
+        return cls(cell.sum, cell.product, contraction, activation, composite.get(OUTPUT_GATE) or HalfProduct(), norm)
 
 
 class Ops:

@@ -76,3 +76,18 @@ def tiny_rwkv(seed: int = 0, pool: str = "last") -> nn.Module:
             block.attention.time_first.normal_(0.0, 0.5)
             block.attention.output.weight.normal_(0.0, 0.3)
     return model.eval().double()
+
+
+def tiny_xlstm(seed: int = 0, pool: str = "last") -> nn.Module:
+    from transformers import xLSTMConfig, xLSTMModel
+
+    config = xLSTMConfig(vocab_size=16, hidden_size=8, embedding_dim=8, num_hidden_layers=2, num_heads=2,
+                         qk_dim_factor=1.0, v_dim_factor=1.0, use_cache=False, chunk_size=4)
+    torch.manual_seed(seed)
+    model = EmbeddingClassifier(xLSTMModel(config), 8, pool=pool)
+    with torch.no_grad():
+        for block in model.backbone.blocks:
+            block.mlstm_layer.igate_preact.bias.normal_()
+            block.mlstm_layer.fgate_preact.bias.normal_(1.0, 1.0)
+            block.mlstm_layer.multihead_norm.weight.normal_(1.0, 0.2)
+    return model.eval().double()

@@ -320,3 +320,93 @@ def rwkv_reference(model, x, target, eps):
         if block.layer_id == 0:
             rel = layer_norm_relevance(block.pre_ln, s["pre_in"], s["pre_out"], rel, eps)
     return rel, logits
+
+
+def rms_norm_relevance(weight, eps_norm, x, y, relevance, eps):
+    return x * weight / rms(x, eps_norm) * relevance / stab(y, eps)
+
+
+@torch.no_grad()
+def xlstm_reference(model, x, target, eps):
+    """LRP (RecurrentLRP) of ``model.head(model.backbone(inputs_embeds=x).last_hidden_state[:, -1])``: the mLSTM
+    recurrence run step by step with its stabilized exponential gates; v the signal, the rest gates."""
+    backbone, head = model.backbone, model.head
+    batch, steps, _ = x.shape
+    h, tape = x.double(), []
+    for block in backbone.blocks:
+        lay, ffn, cfg = block.mlstm_layer, block.ffn, block.mlstm_layer.config
+        heads = cfg.num_heads
+        n1 = block.norm_mlstm.weight * h / rms(h, block.norm_mlstm.eps)
+        q, k, v = n1 @ lay.q.weight.T, n1 @ lay.k.weight.T, n1 @ lay.v.weight.T
+        o_pre = n1 @ lay.ogate_preact.weight.T
+        cap = cfg.gate_soft_cap
+        i_pre = cap * torch.tanh((n1 @ lay.igate_preact.weight.T + lay.igate_preact.bias) / cap)
+        f_pre = cap * torch.tanh((n1 @ lay.fgate_preact.weight.T + lay.fgate_preact.bias) / cap)
+        dh = q.shape[-1] // heads
+        hh = torch.zeros(batch, steps, heads, v.shape[-1] // heads, dtype=x.dtype)
+        alpha = torch.zeros(batch, heads, steps, steps, dtype=x.dtype)
+        for b in range(batch):
+            for hd in range(heads):
+                qs, ks, vs = (t[b, :, hd * dh:(hd + 1) * dh] for t in (q, k, v))
+                m, fa, ia, den = 0.0, [], [], []
+                cmat, nvec = torch.zeros(dh, dh, dtype=x.dtype), torch.zeros(dh, dtype=x.dtype)
+                for t in range(steps):
+                    f_log = F.logsigmoid(f_pre[b, t, hd])
+                    m_new = torch.maximum(f_log + m, i_pre[b, t, hd])
+                    fa.append(torch.exp(f_log + m - m_new))
+                    ia.append(torch.exp(i_pre[b, t, hd] - m_new))
+                    cmat = fa[t] * cmat + ia[t] * torch.outer(ks[t], vs[t])
+                    nvec = fa[t] * nvec + ia[t] * ks[t]
+                    qt = qs[t] * dh ** -0.5
+                    den.append(torch.maximum((qt @ nvec).abs(), torch.exp(-m_new)) + cfg.eps)
+                    hh[b, t, hd] = (qt @ cmat) / den[t]
+                    m = m_new
+                for t in range(steps):
+                    for i in range(t + 1):
+                        decay = torch.prod(torch.stack(fa[i + 1:t + 1])) if i < t else 1.0
+                        alpha[b, hd, t, i] = decay * ia[i] * (qs[t] @ ks[i]) * dh ** -0.5 / den[t]
+        norm = lay.multihead_norm
+        mu = hh.mean(-1, keepdim=True)
+        sigma = torch.sqrt(((hh - mu) ** 2).mean(-1, keepdim=True) + norm.eps)
+        w = norm.weight.view(heads, -1)
+        y = w * (hh - mu) / sigma
+        hout = torch.sigmoid(o_pre) * y.reshape(batch, steps, -1)
+        out = hout @ lay.out_proj.weight.T
+        h1 = h + out
+        n2 = block.norm_ffn.weight * h1 / rms(h1, block.norm_ffn.eps)
+        p = F.silu(n2 @ ffn.proj_up_gate.weight.T) * (n2 @ ffn.proj_up.weight.T)
+        f = p @ ffn.proj_down.weight.T
+        tape.append(dict(h=h, n1=n1, v=v, hh=hh, alpha=alpha, sigma=sigma, w=w, y=y, hout=hout, out=out, h1=h1,
+                         n2=n2, p=p, f=f, dh=dh))
+        h = h1 + f
+    on = backbone.out_norm
+    hf = on.weight * h / rms(h, on.eps)
+    logits = hf[:, -1] @ head.weight.T + head.bias
+    seed = torch.zeros_like(logits)
+    seed[torch.arange(batch), target] = logits[torch.arange(batch), target]
+    r_hf = torch.zeros_like(hf)
+    r_hf[:, -1] = eps_linear(hf[:, -1], head.weight, head.bias, seed, eps)
+    rel = rms_norm_relevance(on.weight, on.eps, h, hf, r_hf, eps)
+    for block, s in zip(reversed(backbone.blocks), reversed(tape), strict=True):
+        lay, ffn = block.mlstm_layer, block.ffn
+        heads = lay.config.num_heads
+        total = s["h1"] + s["f"]
+        r_h1, r_f = s["h1"] * rel / stab(total, eps), s["f"] * rel / stab(total, eps)
+        r_p = eps_linear(s["p"], ffn.proj_down.weight, None, r_f, eps)
+        r_half = 0.5 * s["p"] * r_p / stab(s["p"], eps)
+        r_n2 = (eps_linear(s["n2"], ffn.proj_up_gate.weight, None, r_half, eps)
+                + eps_linear(s["n2"], ffn.proj_up.weight, None, r_half, eps))
+        r_h1 = r_h1 + rms_norm_relevance(block.norm_ffn.weight, block.norm_ffn.eps, s["h1"], s["n2"], r_n2, eps)
+        r_res, r_out = s["h"] * r_h1 / stab(s["h1"], eps), s["out"] * r_h1 / stab(s["h1"], eps)
+        r_y = eps_linear(s["hout"], lay.out_proj.weight, None, r_out, eps).reshape(s["y"].shape)  # (σ(õ): a gate)
+        c = s["w"] / s["sigma"] * r_y / stab(s["y"], eps)
+        r_hh = s["hh"] * (c - c.mean(-1, keepdim=True))
+        q = r_hh / stab(s["hh"], eps)  # (B, T, NH, DH)
+        r_v = torch.zeros_like(s["v"]).reshape(batch, steps, heads, -1)
+        vv = s["v"].reshape(batch, steps, heads, -1)
+        for t in range(steps):
+            for i in range(t + 1):
+                r_v[:, i] += s["alpha"][:, :, t, i, None] * vv[:, i] * q[:, t]
+        r_n1 = eps_linear(s["n1"], lay.v.weight, None, r_v.reshape(batch, steps, -1), eps)
+        rel = r_res + rms_norm_relevance(block.norm_mlstm.weight, block.norm_mlstm.eps, s["h"], s["n1"], r_n1, eps)
+    return rel, logits
