@@ -14,7 +14,7 @@ from .norms import FAMILY_NORMS
 from .ops import OUTPUT_GATE
 
 #: the family modules whose import registers their handlers and views (they import transformers)
-FAMILIES = ("mamba", "recurrent_gemma", "rwkv", "xlstm")
+FAMILIES = ("mamba", "mamba2", "recurrent_gemma", "rwkv", "xlstm")
 
 
 def register_families() -> None:

@@ -91,3 +91,20 @@ def tiny_xlstm(seed: int = 0, pool: str = "last") -> nn.Module:
             block.mlstm_layer.fgate_preact.bias.normal_(1.0, 1.0)
             block.mlstm_layer.multihead_norm.weight.normal_(1.0, 0.2)
     return model.eval().double()
+
+
+def tiny_mamba2(seed: int = 0, pool: str = "last") -> nn.Module:
+    from transformers import Mamba2Config, Mamba2Model
+
+    config = Mamba2Config(vocab_size=16, hidden_size=8, state_size=4, num_hidden_layers=2, expand=2, num_heads=4,
+                          head_dim=4, n_groups=2, conv_kernel=3, chunk_size=4, residual_in_fp32=False,
+                          use_cache=False, use_conv_bias=True)
+    torch.manual_seed(seed)
+    model = EmbeddingClassifier(Mamba2Model(config), 8, pool=pool)
+    with torch.no_grad():
+        for block in model.backbone.layers:
+            block.mixer.dt_bias.normal_()
+            block.mixer.D.normal_()
+            block.mixer.norm.weight.normal_(1.0, 0.2)
+            block.mixer.out_proj.weight.normal_(0.0, 0.5)
+    return model.eval().double()

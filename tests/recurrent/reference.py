@@ -410,3 +410,79 @@ def xlstm_reference(model, x, target, eps):
         r_n1 = eps_linear(s["n1"], lay.v.weight, None, r_v.reshape(batch, steps, -1), eps)
         rel = r_res + rms_norm_relevance(block.norm_mlstm.weight, block.norm_mlstm.eps, s["h"], s["n1"], r_n1, eps)
     return rel, logits
+
+
+@torch.no_grad()
+def mamba2_reference(model, x, target, eps):
+    """LRP (RecurrentLRP, half rule) of a Mamba2 classifier: the SSM run step by step with its (P, N) state per head;
+    the read-out weights are the products of the per-step decays (gates), u the signal."""
+    backbone, head = model.backbone, model.head
+    batch, steps, _ = x.shape
+    h, tape = x.double(), []
+    for block in backbone.layers:
+        m = block.mixer
+        heads, p, groups, n = m.num_heads, m.head_dim, m.n_groups, m.ssm_state_size
+        nrm = block.norm.weight * h / rms(h, block.norm.variance_epsilon)
+        proj = nrm @ m.in_proj.weight.T
+        z, xbc, dtr = proj.split([m.intermediate_size, m.conv_dim, heads], dim=-1)
+        conv = causal_conv(xbc, m.conv1d)
+        act = F.silu(conv)
+        u, bg, cg = act.split([m.intermediate_size, groups * n, groups * n], dim=-1)
+        delta = torch.clamp(F.softplus(dtr + m.dt_bias), *m.time_step_limit)
+        a = -torch.exp(m.A_log)
+        alpha = torch.zeros(batch, heads, steps, steps, dtype=x.dtype)
+        yscan = torch.zeros(batch, steps, heads, p, dtype=x.dtype)
+        for bi in range(batch):
+            for hd in range(heads):
+                g = hd // (heads // groups)
+                bm, cm = bg[bi, :, g * n:(g + 1) * n], cg[bi, :, g * n:(g + 1) * n]
+                uh = u[bi, :, hd * p:(hd + 1) * p]
+                state = torch.zeros(p, n, dtype=x.dtype)
+                for t in range(steps):
+                    state = torch.exp(a[hd] * delta[bi, t, hd]) * state + delta[bi, t, hd] * torch.outer(uh[t], bm[t])
+                    yscan[bi, t, hd] = state @ cm[t]
+                    for i in range(t + 1):
+                        decay = torch.prod(torch.exp(a[hd] * delta[bi, i + 1:t + 1, hd])) if i < t else 1.0
+                        alpha[bi, hd, t, i] = decay * delta[bi, i, hd] * (cm[t] @ bm[i])
+        skip = m.D[:, None] * u.reshape(batch, steps, heads, p)
+        y2 = (yscan + skip).reshape(batch, steps, -1)
+        prod = y2 * F.silu(z)
+        size = m.norm.group_size
+        grouped = prod.reshape(batch, steps, -1, size)
+        rms_g = torch.sqrt((grouped ** 2).mean(-1, keepdim=True) + m.norm.variance_epsilon).expand_as(grouped)
+        rms_g = rms_g.reshape(prod.shape)
+        normed = m.norm.weight * prod / rms_g
+        out = normed @ m.out_proj.weight.T
+        tape.append(dict(h=h, nrm=nrm, xbc=xbc, conv=conv, u=u, alpha=alpha, yscan=yscan, skip=skip, y2=y2,
+                         prod=prod, rms_g=rms_g, normed=normed, out=out, z=z))
+        h = h + out
+    hf = backbone.norm_f.weight * h / rms(h, backbone.norm_f.variance_epsilon)
+    logits = hf[:, -1] @ head.weight.T + head.bias
+    seed = torch.zeros_like(logits)
+    seed[torch.arange(batch), target] = logits[torch.arange(batch), target]
+    r_hf = torch.zeros_like(hf)
+    r_hf[:, -1] = eps_linear(hf[:, -1], head.weight, head.bias, seed, eps)
+    rel = rms_norm_relevance(backbone.norm_f.weight, backbone.norm_f.variance_epsilon, h, hf, r_hf, eps)
+    for block, s in zip(reversed(backbone.layers), reversed(tape), strict=True):
+        m = block.mixer
+        heads, p = m.num_heads, m.head_dim
+        total = s["h"] + s["out"]
+        r_res, r_out = s["h"] * rel / stab(total, eps), s["out"] * rel / stab(total, eps)
+        r_normed = eps_linear(s["normed"], m.out_proj.weight, None, r_out, eps)
+        r_prod = s["prod"] * m.norm.weight / s["rms_g"] * r_normed / stab(s["normed"], eps)
+        r_half = 0.5 * s["prod"] * r_prod / stab(s["prod"], eps)
+        q = r_half.reshape(batch, steps, heads, p) / stab(s["y2"].reshape(batch, steps, heads, p), eps)
+        r_u = (s["skip"] * q).clone()  # (the D skip's share)
+        qy = s["yscan"] * q / stab(s["yscan"], eps)  # R_yscan / stab(yscan)
+        uu = s["u"].reshape(batch, steps, heads, p)
+        for t in range(steps):
+            for i in range(t + 1):
+                r_u[:, i] += s["alpha"][:, :, t, i, None] * uu[:, i] * qy[:, t]
+        r_xbc = torch.zeros_like(s["xbc"])
+        r_conv = torch.zeros_like(s["conv"])
+        r_conv[..., :m.intermediate_size] = r_u.reshape(batch, steps, -1)  # (SiLU: pass; B, C: gates)
+        r_xbc = causal_conv_relevance(s["xbc"], m.conv1d, s["conv"], r_conv, eps)
+        r_proj = torch.cat([r_half, r_xbc, torch.zeros(batch, steps, heads, dtype=x.dtype)], -1)
+        r_nrm = eps_linear(s["nrm"], m.in_proj.weight, None, r_proj, eps)
+        rel = r_res + rms_norm_relevance(block.norm.weight, block.norm.variance_epsilon, s["h"], s["nrm"], r_nrm, eps)
+    return rel, logits
