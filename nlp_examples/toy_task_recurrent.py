@@ -1,10 +1,11 @@
-"""The toy task of Arras et al. 2019 for the LSTM's successors: Mamba, RecurrentGemma (RG-LRU), RWKV, xLSTM.
+"""The toy task of Arras et al. 2019 for the LSTM's successors: Mamba, Mamba2, RecurrentGemma (RG-LRU), RWKV, xLSTM.
 
 Same data as ``toy_task.py`` (random digits, two marked; label: marked sum >= 9). A small model of each
 family is trained from scratch (token embedding -> Hugging Face backbone via ``inputs_embeds`` -> linear
 head on the last real token; right padding, exact for these causal models), plus the LSTM for reference.
 Every test sequence is explained, and we report how often the two tokens with the largest |relevance| are
-exactly the two marked ones: LRP (``seqlrp.recurrent`` presets; Mamba with both output-gate rules),
+exactly the two marked ones: LRP (``seqlrp.recurrent`` presets; both rules for the product of two signals,
+MambaLRP's half rule and signal-takes-all),
 gradient x input, gradient (sensitivity ``‖∂f/∂x_t‖²``) and random.
 
     python nlp_examples/toy_task_recurrent.py [--quick] [--families mamba,rwkv] [--out out/toy_recurrent]
@@ -43,6 +44,10 @@ def backbone(family: str, hidden: int) -> nn.Module:
     if family == "mamba":
         return hf.MambaModel(hf.MambaConfig(vocab_size=4, hidden_size=hidden, state_size=8, num_hidden_layers=2,
                                             intermediate_size=2 * hidden, conv_kernel=4, use_cache=False))
+    if family == "mamba2":
+        return hf.Mamba2Model(hf.Mamba2Config(vocab_size=4, hidden_size=hidden, state_size=8, num_hidden_layers=2,
+                                              expand=2, num_heads=4, head_dim=hidden // 2, n_groups=1,
+                                              conv_kernel=4, chunk_size=16, use_cache=False))
     if family == "recurrent_gemma":
         return hf.RecurrentGemmaModel(hf.RecurrentGemmaConfig(
             vocab_size=4, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
@@ -69,15 +74,15 @@ class EmbeddingHead(nn.Module):
 
     def forward(self, embeds: torch.Tensor) -> torch.Tensor:
         mask = torch.arange(embeds.shape[1])[None, :] < self.lengths[:, None]
-        kwargs = {"attention_mask": mask.long()} if isinstance(self.backbone, _mamba_type()) else {}
+        kwargs = {"attention_mask": mask.long()} if isinstance(self.backbone, _masked_types()) else {}
         h = self.backbone(inputs_embeds=embeds, use_cache=False, **kwargs).last_hidden_state
         return self.head(h[torch.arange(h.shape[0]), self.lengths - 1])
 
 
-def _mamba_type():
-    from transformers import MambaModel
+def _masked_types():
+    from transformers import Mamba2Model, MambaModel
 
-    return MambaModel
+    return MambaModel, Mamba2Model
 
 
 class TokenClassifier(nn.Module):
@@ -108,7 +113,7 @@ def token_scores(model: TokenClassifier, ids, lengths, targets, method: str, com
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small data, one epoch (CI)")
-    parser.add_argument("--families", default="lstm,mamba,recurrent_gemma,rwkv,xlstm")
+    parser.add_argument("--families", default="lstm,mamba,mamba2,recurrent_gemma,rwkv,xlstm")
     parser.add_argument("--out", default="out/toy_recurrent")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train", type=int, default=None, help="training sequences (default 6000, quick 300)")
@@ -134,10 +139,10 @@ def main(argv=None) -> dict:
         else:
             model = toy.train(TokenClassifier(family, toy.VOCAB), ids, lengths, labels, epochs, generator)
             rules = {"LRP": seqlrp.recurrent.RecurrentLRP(epsilon=1e-6)}
-            if family == "mamba":
-                rules = {"LRP (half rule)": seqlrp.recurrent.MambaLRP(epsilon=1e-6),
-                         "LRP (signal-takes-all)": seqlrp.recurrent.MambaLRP(epsilon=1e-6,
-                                                                              output_gate="signal_takes_all")}
+            if family != "rwkv":  # (RWKV has no product of two signals: its receptances are sigmoid gates)
+                rules = {"LRP (half rule)": seqlrp.recurrent.RecurrentLRP(epsilon=1e-6),
+                         "LRP (signal-takes-all)": seqlrp.recurrent.RecurrentLRP(epsilon=1e-6,
+                                                                                  output_gate="signal_takes_all")}
             methods = {name: (lambda m, i, t, n, c=c: token_scores(m, i, n, t, "lrp", c)) for name, c in rules.items()}
             methods.update({name: (lambda m, i, t, n, k=name: token_scores(m, i, n, t, k))
                             for name in ("gradient x input", "gradient")})
@@ -152,7 +157,7 @@ def main(argv=None) -> dict:
             print(f"  {name:24s} top-2 = marked: {hit:.3f}", flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    lines = ["| family | test accuracy | " + " | ".join(["LRP", "gradient x input", "gradient", "random"]) + " |",
+    lines = ["| family | test accuracy | LRP (half rule / signal-takes-all) | gradient x input | gradient | random |",
              "|---|---|---|---|---|---|"]
     for family, r in results.items():
         lrp = " / ".join(f"{v:.3f}" for k, v in r["top2"].items() if k.startswith("LRP"))

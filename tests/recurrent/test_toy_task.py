@@ -19,7 +19,7 @@ def test_toy_task_recurrent_quick(tmp_path):
     sys.modules["toy_task_recurrent"] = module
     spec.loader.exec_module(module)
     results = module.main(["--quick", "--out", str(tmp_path)])
-    assert set(results) == {"lstm", "mamba", "recurrent_gemma", "rwkv", "xlstm"}
+    assert set(results) == {"lstm", "mamba", "mamba2", "recurrent_gemma", "rwkv", "xlstm"}
     for family, result in results.items():
         assert 0.0 <= result["accuracy"] <= 1.0
         methods = set(result["top2"])
