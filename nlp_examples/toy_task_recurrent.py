@@ -140,7 +140,7 @@ def main(argv=None) -> dict:
             model = toy.train(TokenClassifier(family, toy.VOCAB), ids, lengths, labels, epochs, generator)
             rules = {"LRP": seqlrp.recurrent.RecurrentLRP(epsilon=1e-6)}
             if family != "rwkv":  # (RWKV has no product of two signals: its receptances are sigmoid gates)
-                rules = {"LRP (half rule)": seqlrp.recurrent.RecurrentLRP(epsilon=1e-6),
+                rules = {"LRP (half rule)": seqlrp.recurrent.RecurrentLRP(epsilon=1e-6, output_gate="half_product"),
                          "LRP (signal-takes-all)": seqlrp.recurrent.RecurrentLRP(epsilon=1e-6,
                                                                                   output_gate="signal_takes_all")}
             methods = {name: (lambda m, i, t, n, c=c: token_scores(m, i, n, t, "lrp", c)) for name, c in rules.items()}

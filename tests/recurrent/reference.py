@@ -137,6 +137,14 @@ def gelu_tanh(x):
     return F.gelu(x, approximate="tanh")
 
 
+def split_product(product, relevance, rule, eps):
+    """``act(a) ⊙ b``: (R_a, R_b) by the half rule or signal-takes-all (``b`` the signal)."""
+    if rule == "half_product":
+        half = 0.5 * product * relevance / stab(product, eps)
+        return half, half
+    return torch.zeros_like(relevance), relevance
+
+
 def recurrence_relevance(states, decay, drive, relevance, eps):
     """h_t = a_t h_{t−1} + d_t backwards: ε over the two summands, the decay a gate; returns R of each d_t."""
     r_state = [r.clone() for r in relevance]
@@ -150,8 +158,8 @@ def recurrence_relevance(states, decay, drive, relevance, eps):
 
 
 @torch.no_grad()
-def recurrent_gemma_reference(model, x, target, eps):
-    """LRP (RecurrentLRP, half rule) of ``model.head(model.backbone(inputs_embeds=x).last_hidden_state[:, -1])``."""
+def recurrent_gemma_reference(model, x, target, eps, output_gate="half_product"):
+    """LRP (RecurrentLRP) of ``model.head(model.backbone(inputs_embeds=x).last_hidden_state[:, -1])``."""
     backbone, head = model.backbone, model.head
     batch, steps, _ = x.shape
 
@@ -209,18 +217,18 @@ def recurrent_gemma_reference(model, x, target, eps):
         total = s["down"] + s["r1"]
         r_down, r_r1 = s["down"] * r / stab(total, eps), s["r1"] * r / stab(total, eps)
         r_p = eps_linear(s["p"], mlp.down_proj.weight, mlp.down_proj.bias, r_down, eps)
-        r_half = 0.5 * s["p"] * r_p / stab(s["p"], eps)
-        r_n2 = (eps_linear(s["n2"], mlp.gate_proj.weight, mlp.gate_proj.bias, r_half, eps)
-                + eps_linear(s["n2"], mlp.up_proj.weight, mlp.up_proj.bias, r_half, eps))
+        r_gate, r_up = split_product(s["p"], r_p, output_gate, eps)
+        r_n2 = (eps_linear(s["n2"], mlp.gate_proj.weight, mlp.gate_proj.bias, r_gate, eps)
+                + eps_linear(s["n2"], mlp.up_proj.weight, mlp.up_proj.bias, r_up, eps))
         r_r1 = r_r1 + norm_relevance(layer.channel_pre_norm, s["r1"], s["n2"], r_n2)
         r_out, r_res0 = s["out"] * r_r1 / stab(s["r1"], eps), s["res0"] * r_r1 / stab(s["r1"], eps)
         r_o = eps_linear(s["o"], blk.linear_out.weight, blk.linear_out.bias, r_out, eps)
-        r_half = 0.5 * s["o"] * r_o / stab(s["o"], eps)
-        r_drive = recurrence_relevance(s["states"], s["decay"], s["drive"], list(r_half.unbind(1)), eps)
+        r_y, r_states = split_product(s["o"], r_o, output_gate, eps)
+        r_drive = recurrence_relevance(s["states"], s["decay"], s["drive"], list(r_states.unbind(1)), eps)
         r_c = torch.stack(r_drive, 1)  # (the scale is a gate: the drive's relevance is the conv output's)
         r_xb = causal_conv_relevance(s["xb"], blk.conv_1d, s["c"], r_c, eps)
         r_n1 = (eps_linear(s["n1"], blk.linear_x.weight, blk.linear_x.bias, r_xb, eps)
-                + eps_linear(s["n1"], blk.linear_y.weight, blk.linear_y.bias, r_half, eps))
+                + eps_linear(s["n1"], blk.linear_y.weight, blk.linear_y.bias, r_y, eps))
         r = r_res0 + norm_relevance(layer.temporal_pre_norm, s["res0"], s["n1"], r_n1)
     c0 = backbone.normalizer.to(torch.float64)
     return x * c0 * r / stab(h_in, eps), logits

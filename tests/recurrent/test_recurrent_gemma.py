@@ -23,12 +23,13 @@ def explain(model, x, target=None, **options):
         return seqlrp.explain(model, x, target, composite=seqlrp.recurrent.RecurrentLRP(**options))
 
 
-def test_relevance_equals_the_step_by_step_reference_and_conserves():
+@pytest.mark.parametrize("output_gate", ["signal_takes_all", "half_product"])
+def test_relevance_equals_the_step_by_step_reference_and_conserves(output_gate):
     model = tiny_recurrent_gemma()
     x = torch.randn(3, 5, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     target = torch.tensor([0, 2, 1])
-    result = explain(model, x, target, epsilon=1e-6)
-    reference, logits = recurrent_gemma_reference(model, x, target, 1e-6)
+    result = explain(model, x, target, epsilon=1e-6, output_gate=output_gate)
+    reference, logits = recurrent_gemma_reference(model, x, target, 1e-6, output_gate)
     torch.testing.assert_close(result.output, logits, rtol=1e-12, atol=1e-12)
     with torch.no_grad():  # the transformers forward (it accumulates the scan in float32)
         torch.testing.assert_close(result.output, model(x), rtol=1e-5, atol=1e-6)

@@ -19,7 +19,8 @@ from .reference import xlstm_reference  # noqa: E402
 def explain(model, x, target=None, composite=None):
     with warnings.catch_warnings():
         warnings.simplefilter("error", seqlrp.CoverageWarning)
-        return seqlrp.explain(model, x, target, composite=composite or seqlrp.recurrent.RecurrentLRP(epsilon=1e-6))
+        return seqlrp.explain(model, x, target, composite=composite or seqlrp.recurrent.RecurrentLRP(epsilon=1e-6,
+                                                                                    output_gate="half_product"))
 
 
 def test_relevance_equals_the_step_by_step_reference():
