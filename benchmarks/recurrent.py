@@ -1,4 +1,4 @@
-"""Speed of LRP on the recurrent families (Mamba, RecurrentGemma, RWKV, xLSTM; transformers' slow paths).
+"""Speed of LRP on the recurrent families (Mamba, Mamba2, RecurrentGemma, RWKV, xLSTM; transformers' slow paths).
 
 Each family, a small random model (hidden 64, 2 layers) over input embeddings with a linear head on the last
 token, at ``--batch`` sequences of ``--tokens`` tokens, float32, ``--threads`` threads: the median time of
@@ -71,7 +71,7 @@ def time_family(model, args) -> dict:
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--families", default="mamba,recurrent_gemma,rwkv,xlstm")
+    parser.add_argument("--families", default="mamba,mamba2,recurrent_gemma,rwkv,xlstm")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--hidden", type=int, default=64)
