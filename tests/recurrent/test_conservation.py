@@ -38,3 +38,13 @@ def test_every_op_conserves(family, output_gate):
         torch.testing.assert_close(row.relevance_in, row.relevance_out, rtol=1e-7, atol=1e-10, msg=row.name)
     logit = result.output.gather(1, result.target[:, None])[:, 0]
     torch.testing.assert_close(result.relevance.sum((1, 2)), logit, rtol=1e-7, atol=1e-10)
+
+
+@pytest.mark.parametrize("family", sorted(BUILDERS))
+def test_the_user_model_is_untouched(family):
+    model = BUILDERS[family]()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    seqlrp.explain(model, torch.randn(1, 4, 8, dtype=torch.float64), composite=seqlrp.recurrent.RecurrentLRP())
+    after = model.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    assert all("forward" not in module.__dict__ for module in model.modules())
