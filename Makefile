@@ -52,6 +52,8 @@ bench: $(STAMP)
 	  $(PY) benchmarks/breakdown.py
 	GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4294967295:glibc.malloc.trim_threshold=68719476736 \
 	  $(PY) benchmarks/fixed_cost.py
+	GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4294967295:glibc.malloc.trim_threshold=68719476736 \
+	  $(PY) benchmarks/recurrent.py --batch 64 --tokens 64 --threads 2
 
 bench-gpu: $(STAMP)
 	$(PY) benchmarks/lstm.py --device cuda --batch 1024 --order both

@@ -35,6 +35,7 @@ RULES: tuple[type, ...] = (  # (one a line: a new rule is one added line)
     core_rules.Pass,
     core_rules.WinnerTakesAll,
     core_rules.SignalTakesAll,
+    core_rules.HalfProduct,
     cnn_layers.ActivePass,
 )
 

@@ -4,6 +4,7 @@ from .alpha_beta import AlphaBeta, ZPlus
 from .base import Rule
 from .epsilon import Epsilon, Zero
 from .gamma import Gamma
+from .half_product import HalfProduct
 from .passthrough import Pass, WinnerTakesAll
 from .products import SignalTakesAll
 from .wsquare import Flat, WSquare
@@ -14,6 +15,7 @@ __all__ = [
     "Epsilon",
     "Flat",
     "Gamma",
+    "HalfProduct",
     "Pass",
     "Rule",
     "SignalTakesAll",

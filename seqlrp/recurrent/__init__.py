@@ -1,0 +1,13 @@
+"""LRP for the LSTM's successors: Mamba (selective state spaces), with the LSTM's gate rule.
+
+``import seqlrp`` does not import transformers: the family handlers are imported when a preset composite
+canonizes a model (or by :func:`register_families`).
+
+>>> import seqlrp
+>>> composite = seqlrp.recurrent.MambaLRP(epsilon=1e-6)
+"""
+
+from .composites import MambaLRP, RecurrentLRP, register_families
+from .ops import OUTPUT_GATE
+
+__all__ = ["OUTPUT_GATE", "MambaLRP", "RecurrentLRP", "register_families"]

@@ -1,0 +1,110 @@
+"""Tiny random models of the recurrent families, wrapped as classifiers over input embeddings."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+class EmbeddingClassifier(nn.Module):
+    """``head(backbone(inputs_embeds=e).last_hidden_state)`` at the last (or each sequence's last real) token.
+
+    ``mask`` (a constant ``(B, T)`` attention mask, or None) is passed to the backbone; with ``pool="last_real"``
+    the head reads each sequence's last unpadded position (right padding).
+    """
+
+    def __init__(self, backbone: nn.Module, hidden: int, classes: int = 3, bias: bool = True, pool: str = "last"):
+        super().__init__()
+        self.backbone, self.head, self.pool = backbone, nn.Linear(hidden, classes, bias=bias), pool
+        self.mask: Tensor | None = None
+
+    def forward(self, embeds: Tensor) -> Tensor:
+        h = self.backbone(inputs_embeds=embeds, attention_mask=self.mask, use_cache=False).last_hidden_state
+        if self.pool == "last_real" and self.mask is not None:
+            last = self.mask.long().sum(1) - 1
+            return self.head(h[torch.arange(h.shape[0]), last])
+        return self.head(h[:, -1])
+
+
+def tiny_mamba(seed: int = 0, conv_bias: bool = True, head_bias: bool = True, pool: str = "last") -> nn.Module:
+    from transformers import MambaConfig, MambaModel
+
+    config = MambaConfig(vocab_size=16, hidden_size=8, state_size=4, num_hidden_layers=2, intermediate_size=12,
+                         conv_kernel=3, time_step_rank=2, residual_in_fp32=False, use_cache=False,
+                         use_conv_bias=conv_bias)
+    torch.manual_seed(seed)
+    model = EmbeddingClassifier(MambaModel(config), 8, bias=head_bias, pool=pool)
+    with torch.no_grad():  # (non-trivial values: the default init keeps D = 1, A_log = log(1..N))
+        for block in model.backbone.layers:
+            block.mixer.D.normal_()
+            block.mixer.A_log.add_(0.3 * torch.randn_like(block.mixer.A_log))
+            block.norm.weight.normal_(1.0, 0.2)
+            block.mixer.out_proj.weight.normal_(0.0, 0.5)
+            block.mixer.dt_proj.bias.normal_()  # (Δ ~ 0.7: the scan mixes the tokens, not only the residual)
+    return model.eval().double()
+
+
+def tiny_recurrent_gemma(seed: int = 0, pool: str = "last") -> nn.Module:
+    from transformers import RecurrentGemmaConfig, RecurrentGemmaModel
+
+    config = RecurrentGemmaConfig(num_hidden_layers=2, vocab_size=16, hidden_size=8, intermediate_size=16,
+                                  num_attention_heads=2, lru_width=8, attention_window_size=16, conv1d_width=3,
+                                  block_types=["recurrent"], use_cache=False)
+    torch.manual_seed(seed)
+    model = EmbeddingClassifier(RecurrentGemmaModel(config), 8, pool=pool)
+    with torch.no_grad():
+        for layer in model.backbone.layers:
+            layer.temporal_pre_norm.weight.normal_(0.0, 0.2)
+            layer.temporal_block.rg_lru.recurrent_param.normal_(0.0, 0.5)
+    return model.eval().double()
+
+
+def tiny_rwkv(seed: int = 0, pool: str = "last") -> nn.Module:
+    from transformers import RwkvConfig, RwkvModel
+
+    config = RwkvConfig(vocab_size=16, hidden_size=8, num_hidden_layers=2, attention_hidden_size=8,
+                        intermediate_size=16, context_length=32, use_cache=False)
+    torch.manual_seed(seed)
+    model = EmbeddingClassifier(RwkvModel(config), 8, pool=pool)
+    with torch.no_grad():
+        for block in model.backbone.blocks:
+            for name in ("time_mix_key", "time_mix_value", "time_mix_receptance"):
+                for part in (block.attention, block.feed_forward):
+                    if hasattr(part, name):
+                        getattr(part, name).uniform_(0.2, 0.8)
+            block.attention.time_decay.normal_(0.0, 0.5)
+            block.attention.time_first.normal_(0.0, 0.5)
+            block.attention.output.weight.normal_(0.0, 0.3)
+    return model.eval().double()
+
+
+def tiny_xlstm(seed: int = 0, pool: str = "last") -> nn.Module:
+    from transformers import xLSTMConfig, xLSTMModel
+
+    config = xLSTMConfig(vocab_size=16, hidden_size=8, embedding_dim=8, num_hidden_layers=2, num_heads=2,
+                         qk_dim_factor=1.0, v_dim_factor=1.0, use_cache=False, chunk_size=4)
+    torch.manual_seed(seed)
+    model = EmbeddingClassifier(xLSTMModel(config), 8, pool=pool)
+    with torch.no_grad():
+        for block in model.backbone.blocks:
+            block.mlstm_layer.igate_preact.bias.normal_()
+            block.mlstm_layer.fgate_preact.bias.normal_(1.0, 1.0)
+            block.mlstm_layer.multihead_norm.weight.normal_(1.0, 0.2)
+    return model.eval().double()
+
+
+def tiny_mamba2(seed: int = 0, pool: str = "last") -> nn.Module:
+    from transformers import Mamba2Config, Mamba2Model
+
+    config = Mamba2Config(vocab_size=16, hidden_size=8, state_size=4, num_hidden_layers=2, expand=2, num_heads=4,
+                          head_dim=4, n_groups=2, conv_kernel=3, chunk_size=4, residual_in_fp32=False,
+                          use_cache=False, use_conv_bias=True)
+    torch.manual_seed(seed)
+    model = EmbeddingClassifier(Mamba2Model(config), 8, pool=pool)
+    with torch.no_grad():
+        for block in model.backbone.layers:
+            block.mixer.dt_bias.normal_()
+            block.mixer.D.normal_()
+            block.mixer.norm.weight.normal_(1.0, 0.2)
+            block.mixer.out_proj.weight.normal_(0.0, 0.5)
+    return model.eval().double()

@@ -1,0 +1,51 @@
+"""Mamba2 (SSD) explained with the recurrent rules: the read-out weights as gates, ε over the inputs."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+import seqlrp
+from seqlrp.core.ops import Product
+
+pytest.importorskip("transformers")
+
+from .models import tiny_mamba2  # noqa: E402
+from .reference import mamba2_reference  # noqa: E402
+
+
+def explain(model, x, target=None, composite=None):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", seqlrp.CoverageWarning)
+        return seqlrp.explain(model, x, target, composite=composite or seqlrp.recurrent.RecurrentLRP(epsilon=1e-6,
+                                                                                    output_gate="half_product"))
+
+
+def test_relevance_equals_the_step_by_step_reference():
+    model = tiny_mamba2()
+    x = torch.randn(2, 6, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    target = torch.tensor([0, 2])
+    result = explain(model, x, target)
+    reference, logits = mamba2_reference(model, x, target, 1e-6)
+    torch.testing.assert_close(result.output, logits, rtol=1e-12, atol=1e-12)
+    with torch.no_grad():  # the transformers chunked SSD path (float32 inside)
+        torch.testing.assert_close(result.output, model(x), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(result.relevance, reference, rtol=1e-9, atol=1e-15)
+    assert float(reference.abs().sum(-1).min()) > 0
+
+
+def test_left_padding_and_the_gate_rule_object():
+    composite = seqlrp.recurrent.RecurrentLRP()
+    model = tiny_mamba2()
+    g = torch.Generator().manual_seed(3)
+    short = torch.randn(1, 4, 8, dtype=torch.float64, generator=g)
+    alone = explain(model, short, 1, composite)
+    gates = [call.rule for call in alone.calls if call.name.endswith(".product")]
+    assert gates and all(rule is composite[Product] for rule in gates)
+    model.mask = torch.tensor([[0, 0, 1, 1, 1, 1]])
+    padded = explain(model, torch.cat([torch.randn(1, 2, 8, dtype=torch.float64, generator=g), short], 1), 1,
+                     composite)
+    torch.testing.assert_close(padded.relevance[0, 2:], alone.relevance[0], rtol=1e-9, atol=1e-12)
+    assert float(padded.relevance[0, :2].abs().max()) == 0.0

@@ -1,0 +1,51 @@
+"""xLSTM (mLSTM blocks) explained with the recurrent rules: v the signal, q, k, gates, normalizer as gates."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+import seqlrp
+from seqlrp.core.ops import Product
+
+pytest.importorskip("transformers")
+
+from .models import tiny_xlstm  # noqa: E402
+from .reference import xlstm_reference  # noqa: E402
+
+
+def explain(model, x, target=None, composite=None):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", seqlrp.CoverageWarning)
+        return seqlrp.explain(model, x, target, composite=composite or seqlrp.recurrent.RecurrentLRP(epsilon=1e-6,
+                                                                                    output_gate="half_product"))
+
+
+def test_relevance_equals_the_step_by_step_reference():
+    model = tiny_xlstm()
+    x = torch.randn(2, 6, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    target = torch.tensor([0, 2])
+    result = explain(model, x, target)
+    reference, logits = xlstm_reference(model, x, target, 1e-6)
+    torch.testing.assert_close(result.output, logits, rtol=1e-12, atol=1e-12)
+    with torch.no_grad():  # the transformers chunkwise + recurrent kernels (float32 states)
+        torch.testing.assert_close(result.output, model(x), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(result.relevance, reference, rtol=1e-9, atol=1e-15)
+    assert float(reference.abs().sum(-1).min()) > 0
+
+
+def test_gate_rule_object_and_right_padding():
+    composite = seqlrp.recurrent.RecurrentLRP()
+    model = tiny_xlstm(pool="last_real")
+    g = torch.Generator().manual_seed(4)
+    short = torch.randn(1, 4, 8, dtype=torch.float64, generator=g)
+    alone = explain(model, short, 0, composite)
+    gates = [call.rule for call in alone.calls if call.name.endswith(".product")]
+    assert gates and all(rule is composite[Product] for rule in gates)
+    model.mask = torch.tensor([[1, 1, 1, 1, 0, 0]])
+    padded = explain(model, torch.cat([short, torch.randn(1, 2, 8, dtype=torch.float64, generator=g)], 1), 0,
+                     composite)
+    torch.testing.assert_close(padded.relevance[0, :4], alone.relevance[0], rtol=1e-10, atol=1e-12)
+    assert float(padded.relevance[0, 4:].abs().max()) == 0.0
