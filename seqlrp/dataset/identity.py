@@ -160,9 +160,13 @@ class RowHasher:
 
 
 def first_difference(old: Any, new: Any, prefix: str = "") -> str:
-    """The first place where two identities differ, as ``"key.sub: <there> there, <now> now"``."""
+    """The first place where two identities differ, as ``"key.sub: <there> there, <now> now"`` (at each level the
+    plain values first, so that a changed ``epsilon`` is named before the composite that holds it)."""
     if isinstance(old, dict) and isinstance(new, dict):
-        for key in sorted(set(old) | set(new), key=str):
+        def nested(key) -> bool:
+            return isinstance(old.get(key), (dict, list)) and isinstance(new.get(key), (dict, list))
+
+        for key in sorted(set(old) | set(new), key=lambda k: (nested(k), str(k))):
             found = first_difference(old.get(key, "(absent)"), new.get(key, "(absent)"), f"{prefix}{key}.")
             if found:
                 return found
