@@ -170,7 +170,7 @@ def recurrent_gemma_reference(model, x, target, eps, output_gate="half_product")
         return h * (1 + module.weight) / rms(h, module.eps) * r / stab(out, eps)
 
     h = x.detach().double() * backbone.normalizer.to(torch.float64)
-    h_in, tape = h, []
+    tape = []
     for layer in backbone.layers:
         blk, lru, mlp = layer.temporal_block, layer.temporal_block.rg_lru, layer.mlp_block
         res0 = h
@@ -230,8 +230,8 @@ def recurrent_gemma_reference(model, x, target, eps, output_gate="half_product")
         r_n1 = (eps_linear(s["n1"], blk.linear_x.weight, blk.linear_x.bias, r_xb, eps)
                 + eps_linear(s["n1"], blk.linear_y.weight, blk.linear_y.bias, r_y, eps))
         r = r_res0 + norm_relevance(layer.temporal_pre_norm, s["res0"], s["n1"], r_n1)
-    c0 = backbone.normalizer.to(torch.float64)
-    return x * c0 * r / stab(h_in, eps), logits
+    # the embedding normalizer scales by a constant: relevance passes unchanged (the Rescale rule, R_x = R_y)
+    return r, logits
 
 
 def layer_norm(module, x):
