@@ -5,7 +5,7 @@
 >>> explanation = seqlrp.explain(model, torch.randn(2, 4), composite=seqlrp.ZeroEverywhere())
 """
 
-from . import baselines, cnn, dataset, evaluate, lstm, rules, viz
+from . import baselines, cnn, dataset, evaluate, lstm, rules, transformers, viz
 from .attribution import Attribution, quantus_explain
 from .core import (
     FIRST,
@@ -47,5 +47,6 @@ __all__ = [
     "quantus_explain",
     "report_dataset",
     "rules",
+    "transformers",
     "viz",
 ]

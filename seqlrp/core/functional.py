@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
+from .bilinear import BilinearView, SignalProduct, SoftmaxView
 from .function import LayerCall, LRPFunction
 from .ops import Contraction, ContractionView, Product, ProductView, Sum, SumView
 from .views import ConvView, DenseView, ElementwiseView, PoolView, View
@@ -214,6 +215,7 @@ _ACTIVATIONS: dict[Callable, tuple[type, str | None]] = {
     F.tanh: (nn.Tanh, None), torch.sigmoid: (nn.Sigmoid, "sigmoid"), Tensor.sigmoid: (nn.Sigmoid, "sigmoid"),
     F.sigmoid: (nn.Sigmoid, "sigmoid"), F.hardsigmoid: (nn.Hardsigmoid, "hardsigmoid"),
 }
+_SOFTMAXES = {F.softmax, torch.softmax, Tensor.softmax}
 _IN_PLACE_ACTIVATIONS = {torch.relu_: F.relu, Tensor.relu_: F.relu, F.relu_: F.relu, Tensor.sigmoid_: torch.sigmoid,
                          Tensor.tanh_: torch.tanh, torch.sigmoid_: torch.sigmoid, torch.tanh_: torch.tanh}
 _PROBES: dict[type, nn.Module] = {}
@@ -252,7 +254,7 @@ class FunctionalRules(TorchFunctionMode):
         composite = session.composite
         self.rules = {kind: composite.by_type(_probe(cls)) for kind, cls in (
             ("pool", nn.AvgPool1d), ("sum", Sum), ("product", Product), ("contraction", Contraction),
-            ("linear", nn.Linear), ("conv", nn.Conv2d))}
+            ("linear", nn.Linear), ("conv", nn.Conv2d), ("softmax", nn.Softmax), ("signal_product", SignalProduct))}
         self.level = session.options.get("record", "sums")
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
@@ -305,6 +307,8 @@ class FunctionalRules(TorchFunctionMode):
             return self._conv(*args, **kwargs)
         if func is F.scaled_dot_product_attention:
             return self._attention(*args, **kwargs)
+        if func in _SOFTMAXES:
+            return self._softmax(*args, **kwargs)
         return NotImplemented
 
     def _scale_or_gate(self, func, args, kwargs):
@@ -319,8 +323,13 @@ class FunctionalRules(TorchFunctionMode):
             return self._pool(lambda x: func(a, x, **kwargs), "torch.mul", b, _positive_constant(a))
         if is_mul and _carries_relevance(a) and _carries_relevance(b) and not kwargs:
             gates = gate_of(a), gate_of(b)
-            if (gates[0] is None) == (gates[1] is None):
-                return NotImplemented  # two signals (or two gates): no rule, the coverage report names it
+            one_gate = (gates[0] is None) != (gates[1] is None)
+            rule = self.rules["product"] if one_gate else self.rules["signal_product"]
+            if rule is not None and "bilinear" in rule.kinds:  # (uniform: both factors receive relevance)
+                label = f"torch.mul (gate: {gates[0] or gates[1]})" if one_gate else "torch.mul (signals)"
+                return self._call(rule, BilinearView(BilinearView.MULTIPLY, label), label, a, b)
+            if not one_gate:
+                return NotImplemented  # two signals (or two gates) and no rule: the coverage report names it
             gate, signal = (a, b) if gates[0] is not None else (b, a)
             label = f"torch.mul (gate: {gates[0] or gates[1]})"
             return self._call(self.rules["product"], ProductView(_probe(Product)), label, gate, signal)
@@ -360,7 +369,14 @@ class FunctionalRules(TorchFunctionMode):
         if _carries_relevance(a) and _constant(b) and isinstance(b, Tensor) and b.dim() == 2:
             return self._affine(self.rules["linear"], FunctionalDenseView(b.t(), None), f"torch.{_MATMULS[func]}",
                                 a)
-        return self._contract(func, a, b, f"torch.{_MATMULS[func]}")
+        if isinstance(a, Tensor) and isinstance(b, Tensor) and _carries_relevance(a) != _carries_relevance(b) \
+                and _constant(a if _carries_relevance(b) else b):
+            # a signal times a constant matrix of any shape (DeBERTa's relative-position keys): a fixed linear map
+            label = f"torch.{_MATMULS[func]} (constant)"
+            if _carries_relevance(a):
+                return self._pool(lambda x: torch.matmul(x, b), label, a, False)
+            return self._pool(lambda x: torch.matmul(a, x), label, b, False)
+        return self._contract(torch.matmul, a, b, f"torch.{_MATMULS[func]}")
 
     def _einsum(self, args, kwargs):
         if len(args) != 3 or kwargs or not isinstance(args[0], str):
@@ -372,7 +388,12 @@ class FunctionalRules(TorchFunctionMode):
         if not (_carries_relevance(a) and _carries_relevance(b)):
             return NotImplemented
         gates = gate_of(a), gate_of(b)
-        if (gates[0] is None) == (gates[1] is None):
+        one_gate = (gates[0] is None) != (gates[1] is None)
+        rule = self.rules["contraction"] if one_gate else self.rules["signal_product"]
+        if rule is not None and "bilinear" in rule.kinds:  # (uniform: both operands receive relevance)
+            label = f"{label} (gate: {gates[0] or gates[1]})" if one_gate else f"{label} (signals)"
+            return self._call(rule, BilinearView(fn, label), label, a, b)
+        if not one_gate:
             return NotImplemented
         if gates[0] is not None:
             module = Contraction(fn)
@@ -392,11 +413,43 @@ class FunctionalRules(TorchFunctionMode):
         return self._affine(self.rules["conv"], view, f"F.conv{weight.dim() - 2}d", x)
 
     def _attention(self, q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
-        if dropout_p or enable_gqa or not _carries_relevance(v):
+        if dropout_p or not _carries_relevance(v):
             return NotImplemented
+        if enable_gqa:  # grouped-query attention: each key/value head serves a group of query heads (a routing op)
+            k, v = (t.repeat_interleave(q.shape[-3] // t.shape[-3], -3) for t in (k, v))
+        rule = self.rules["contraction"]
+        if rule is not None and "bilinear" in rule.kinds:
+            return self._attention_ops(q, k, v, attn_mask, is_causal, scale)
         options = {"attn_mask": attn_mask, "is_causal": is_causal, "scale": scale}
         return self._call(self.rules["contraction"], AttentionView(options),
                           "F.scaled_dot_product_attention (gate: softmax)", q, k, v)
+
+    def _attention_ops(self, q, k, v, mask, is_causal, scale):
+        """``F.scaled_dot_product_attention`` decomposed into the ops an eager attention runs, each with its rule
+        (the scores ``q kᵀ`` and ``A v`` products of two signals, the softmax its own rule)."""
+        scores = self._apply(torch.matmul, q, k.transpose(-2, -1))
+        scores = self._apply(Tensor.__mul__, scores, scale if scale is not None else q.shape[-1] ** -0.5)
+        if is_causal:
+            causal = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool, device=q.device).tril()
+            scores = scores.masked_fill(~causal, float("-inf"))
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else \
+                self._apply(Tensor.__add__, scores, mask)
+        weights = self._apply(F.softmax, scores, -1)
+        return self._apply(torch.matmul, weights, v)
+
+    def _apply(self, func, *args):
+        """``func(*args)`` with its rule if it has one, else as it is (the mode is off inside a dispatch)."""
+        out = self._dispatch(func, args, {})
+        return func(*args) if out is NotImplemented else out
+
+    def _softmax(self, x, dim=None, *rest, dtype=None, **options):
+        # F.softmax(x, dim, _stacklevel, dtype), torch.softmax(x, dim, dtype), x.softmax(dim, dtype)
+        dtype = next((r for r in rest if isinstance(r, torch.dtype)), dtype)
+        rule = self.rules["softmax"]
+        if rule is None or not _carries_relevance(x) or dim is None:
+            return NotImplemented
+        return self._call(rule, SoftmaxView(dim, dtype), "torch.softmax", x)
 
     # calls ----------------------------------------------------------------------------------------
     def _pool(self, fn, label: str, x: Tensor, nonnegative_weights: bool):

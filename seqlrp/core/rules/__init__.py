@@ -4,8 +4,11 @@ from .alpha_beta import AlphaBeta, ZPlus
 from .base import Rule
 from .epsilon import Epsilon, Zero
 from .gamma import Gamma
+from .identity import Identity
 from .passthrough import Pass, WinnerTakesAll
 from .products import SignalTakesAll
+from .softmax import SoftmaxTaylor
+from .uniform import Uniform
 from .wsquare import Flat, WSquare
 from .zbox import ZBox
 
@@ -14,9 +17,12 @@ __all__ = [
     "Epsilon",
     "Flat",
     "Gamma",
+    "Identity",
     "Pass",
     "Rule",
     "SignalTakesAll",
+    "SoftmaxTaylor",
+    "Uniform",
     "WSquare",
     "WinnerTakesAll",
     "ZBox",

@@ -1,0 +1,71 @@
+"""Views of the Hugging Face layers that are not ``torch.nn`` layers: GPT-2's ``Conv1D`` (a linear layer with its
+weight stored transposed) and the models' own RMSNorm classes (``LlamaRMSNorm``, ``Qwen2RMSNorm``, ...).
+
+Registered when a preset meets them in a model (:meth:`~seqlrp.transformers.composites.TransformerComposite.bind`):
+nothing here imports ``transformers``; classes are recognized by their module and attributes.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from ..core.norms import NormView
+from ..core.views import DETERMINISTIC, DenseView, register_view, view_of
+
+
+class Conv1DView(DenseView):
+    """``transformers.pytorch_utils.Conv1D``: ``x W + b`` with ``W`` of shape ``(in, out)``: an ``nn.Linear`` with
+    weight ``Wᵀ``."""
+
+    @property
+    def weight(self) -> Tensor:
+        return self.module.weight.t()
+
+
+class HFRMSNormView(NormView):
+    r"""A Hugging Face RMSNorm: :math:`y = \gamma \odot x / \sqrt{\mathrm{mean}(x^2) + \epsilon}` over the last
+    dimension (not centred)."""
+
+    center = False
+
+    def mean(self, t):
+        return t.mean(-1, keepdim=True)
+
+    def group_size(self, x):
+        return x.shape[-1]
+
+    def eps(self, x):
+        return float(getattr(self.module, "variance_epsilon", getattr(self.module, "eps", 1e-6)))
+
+
+def _is_hf(cls: type) -> bool:
+    return cls.__module__.startswith("transformers.")
+
+
+def hf_rmsnorm_classes(model: nn.Module) -> tuple[type, ...]:
+    """The RMSNorm classes of ``model`` written by Hugging Face (name ``*RMSNorm``, a 1-D ``weight``, an epsilon),
+    ``(1 + weight)`` variants (Gemma) excluded."""
+    found = []
+    for m in model.modules():
+        cls = type(m)
+        if cls in found or not _is_hf(cls) or not cls.__name__.endswith("RMSNorm") or "Gemma" in cls.__name__:
+            continue
+        weight = getattr(m, "weight", None)
+        if isinstance(weight, Tensor) and weight.dim() == 1 and (hasattr(m, "variance_epsilon") or hasattr(m, "eps")):
+            found.append(cls)
+    return tuple(found)
+
+
+def register_hf_views(model: nn.Module) -> tuple[type, ...]:
+    """Register views for the Hugging Face layers of ``model`` (idempotent); returns its RMSNorm classes."""
+    for m in model.modules():
+        cls = type(m)
+        if cls.__name__ == "Conv1D" and _is_hf(cls) and view_of(m) is None:
+            register_view(cls)(Conv1DView)
+            DETERMINISTIC.add(cls)
+    norms = hf_rmsnorm_classes(model)
+    for cls in norms:
+        if not isinstance(view_of(cls.__new__(cls)), HFRMSNormView):
+            register_view(cls)(HFRMSNormView)
+            DETERMINISTIC.add(cls)
+    return norms
