@@ -216,6 +216,7 @@ _ACTIVATIONS: dict[Callable, tuple[type, str | None]] = {
     F.sigmoid: (nn.Sigmoid, "sigmoid"), F.hardsigmoid: (nn.Hardsigmoid, "hardsigmoid"),
 }
 _SOFTMAXES = {F.softmax, torch.softmax, Tensor.softmax}
+_NEGS = {torch.neg, Tensor.neg, Tensor.__neg__, torch.negative}
 _IN_PLACE_ACTIVATIONS = {torch.relu_: F.relu, Tensor.relu_: F.relu, F.relu_: F.relu, Tensor.sigmoid_: torch.sigmoid,
                          Tensor.tanh_: torch.tanh, torch.sigmoid_: torch.sigmoid, torch.tanh_: torch.tanh}
 _PROBES: dict[type, nn.Module] = {}
@@ -309,6 +310,8 @@ class FunctionalRules(TorchFunctionMode):
             return self._attention(*args, **kwargs)
         if func in _SOFTMAXES:
             return self._softmax(*args, **kwargs)
+        if func in _NEGS and len(args) == 1 and not kwargs and _carries_relevance(args[0]):
+            return self._pool(func, "torch.neg", args[0], False)  # (rotary embeddings' rotate_half: a fixed linear map)
         return NotImplemented
 
     def _scale_or_gate(self, func, args, kwargs):

@@ -46,11 +46,18 @@ class TransformerComposite(Composite):
 
     def bind(self, model: nn.Module) -> Composite:
         check_attention_backend(model)
-        norms = register_hf_views(model)
-        if not norms:
+        dense, norms, activations = register_hf_views(model)
+        if not (dense or norms or activations):
             return self
+        extra = {}
+        if activations:  # transformers.activations' modules: the rule of the element-wise activations
+            extra[activations] = self.by_type(nn.GELU())
+        if dense:  # GPT-2's Conv1D: the rule of nn.Linear
+            extra[dense] = self.by_type(nn.Linear.__new__(nn.Linear))
+        if norms:
+            extra[norms] = self.rmsnorm
         bound = copy.copy(self)
-        bound._rules = {norms: self.rmsnorm, **self._rules}  # (first match wins: before the NORMS group)
+        bound._rules = {**extra, **self._rules}
         return bound
 
     def __repr__(self) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from ..core.norms import NormView
-from ..core.views import DETERMINISTIC, DenseView, register_view, view_of
+from ..core.views import DETERMINISTIC, DenseView, ElementwiseView, register_view, view_of
 
 
 class Conv1DView(DenseView):
@@ -56,11 +56,23 @@ def hf_rmsnorm_classes(model: nn.Module) -> tuple[type, ...]:
     return tuple(found)
 
 
-def register_hf_views(model: nn.Module) -> tuple[type, ...]:
-    """Register views for the Hugging Face layers of ``model`` (idempotent); returns its RMSNorm classes."""
-    for m in model.modules():
-        cls = type(m)
-        if cls.__name__ == "Conv1D" and _is_hf(cls) and view_of(m) is None:
+def hf_activation_classes(model: nn.Module) -> tuple[type, ...]:
+    """The element-wise activation modules of ``model`` from ``transformers.activations`` (``NewGELUActivation``,
+    ``GELUActivation``, ...) that have no parameters: written with several torch ops, they are one activation."""
+    return tuple({type(m) for m in model.modules() if type(m).__module__ == "transformers.activations"
+                  and next(m.parameters(), None) is None})
+
+
+def register_hf_views(model: nn.Module) -> tuple[tuple[type, ...], tuple[type, ...], tuple[type, ...]]:
+    """Register views for the Hugging Face layers of ``model`` (idempotent); returns its ``Conv1D``, RMSNorm and
+    activation classes."""
+    activations = hf_activation_classes(model)
+    for cls in activations:
+        if not isinstance(view_of(cls.__new__(cls)), ElementwiseView):
+            register_view(cls)(ElementwiseView)
+    dense = tuple({type(m) for m in model.modules() if type(m).__name__ == "Conv1D" and _is_hf(type(m))})
+    for cls in dense:
+        if not isinstance(view_of(cls.__new__(cls)), Conv1DView):
             register_view(cls)(Conv1DView)
             DETERMINISTIC.add(cls)
     norms = hf_rmsnorm_classes(model)
@@ -68,4 +80,4 @@ def register_hf_views(model: nn.Module) -> tuple[type, ...]:
         if not isinstance(view_of(cls.__new__(cls)), HFRMSNormView):
             register_view(cls)(HFRMSNormView)
             DETERMINISTIC.add(cls)
-    return norms
+    return dense, norms, activations
