@@ -45,6 +45,7 @@ from torch.overrides import TorchFunctionMode
 from .bilinear import BilinearView, SignalProduct, SoftmaxView
 from .function import LayerCall, LRPFunction
 from .ops import Contraction, ContractionView, Product, ProductView, Sum, SumView
+from .registry import get as _get_rule
 from .views import ConvView, DenseView, ElementwiseView, PoolView, View
 
 
@@ -192,6 +193,16 @@ def gate_of(t: Tensor, steps: int = 16) -> str | None:
     return None
 
 
+def _mask_passes(scores: Tensor) -> None:
+    """A constant added to the scores right before a softmax is an attention mask (0 where attended, very negative
+    where not): the scores keep all its output relevance (the identity rule) instead of sharing it with the mask
+    by ε -- else an all-zero mask would take a share ε/|score| that an absent mask (a sentence alone, sdpa's
+    ``is_causal``) does not."""
+    call = getattr(scores.grad_fn, "call", None)
+    if isinstance(call, LayerCall) and isinstance(call.view, SumView) and call.name == "torch.add (bias)":
+        call.rule, call.name = _MASK_RULE, "torch.add (attention mask)"
+
+
 # -------------------------------------------------------------------------------------- the mode
 _REDUCTIONS = {torch.mean: "mean", Tensor.mean: "mean", torch.sum: "sum", Tensor.sum: "sum"}
 _POOLS = {F.avg_pool1d: "F.avg_pool1d", F.avg_pool2d: "F.avg_pool2d", F.avg_pool3d: "F.avg_pool3d",
@@ -215,6 +226,7 @@ _ACTIVATIONS: dict[Callable, tuple[type, str | None]] = {
     F.tanh: (nn.Tanh, None), torch.sigmoid: (nn.Sigmoid, "sigmoid"), Tensor.sigmoid: (nn.Sigmoid, "sigmoid"),
     F.sigmoid: (nn.Sigmoid, "sigmoid"), F.hardsigmoid: (nn.Hardsigmoid, "hardsigmoid"),
 }
+_MASK_RULE = _get_rule("identity")
 _SOFTMAXES = {F.softmax, torch.softmax, Tensor.softmax}
 _NEGS = {torch.neg, Tensor.neg, Tensor.__neg__, torch.negative}
 _IN_PLACE_ACTIVATIONS = {torch.relu_: F.relu, Tensor.relu_: F.relu, F.relu_: F.relu, Tensor.sigmoid_: torch.sigmoid,
@@ -452,6 +464,7 @@ class FunctionalRules(TorchFunctionMode):
         rule = self.rules["softmax"]
         if rule is None or not _carries_relevance(x) or dim is None:
             return NotImplemented
+        _mask_passes(x)
         return self._call(rule, SoftmaxView(dim, dtype), "torch.softmax", x)
 
     # calls ----------------------------------------------------------------------------------------

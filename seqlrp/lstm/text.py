@@ -176,7 +176,13 @@ def explain_text(
     TextExplanation
         ``.token_relevance (B, T)``, ``.embedding_relevance (B, T, E)``, ``.output``, ``.target``,
         ``.coverage``, ``.initial_state_relevance (B,)``, ``.direction_relevance (D, B, T, E)``.
+        A Hugging Face model or a tokenizer's output goes to :func:`seqlrp.transformers.explain_transformer`
+        (``rules``: its composite, default AttnLRP) and returns its ``TransformerExplanation``.
     """
+    from ..transformers.text import explain_transformer, is_hf_batch, is_hf_model  # (transformers: optional)
+    if is_hf_batch(token_ids) or is_hf_model(model):
+        batch = token_ids if is_hf_batch(token_ids) else {"input_ids": token_ids}
+        return explain_transformer(model, batch, target, composite=rules, seed=seed)
     session = Session(text_composite(rules, epsilon, bias_factor), fused=fused)
     result = run_text(model, token_ids, target, lengths=lengths, session=session, seed=seed, tokens=tokens,
                       embedding=embedding)

@@ -9,5 +9,7 @@ The presets need nothing beyond torch; :func:`explain_transformer` needs the ``h
 """
 
 from .composites import CPLRP, AttnLRP, TransformerComposite
+from .text import TransformerExplanation, Word, explain_transformer, is_hf_batch, is_hf_model
 
-__all__ = ["CPLRP", "AttnLRP", "TransformerComposite"]
+__all__ = ["CPLRP", "AttnLRP", "TransformerComposite", "TransformerExplanation", "Word", "explain_transformer",
+           "is_hf_batch", "is_hf_model"]
