@@ -106,3 +106,11 @@ def test_bad_batches_and_training_mode_are_refused(tokenizer):
         explain_transformer(model, {"input_ids": [[1, 2]]})
     with pytest.raises(RuntimeError):
         explain_transformer(model.train(), _batch(tokenizer, SENTENCES[:1]))
+
+
+def test_the_user_model_is_untouched_after_an_error_inside_the_forward(tokenizer):
+    model = tiny("bert")
+    batch = _batch(tokenizer, SENTENCES[:1])
+    batch["token_type_ids"] = batch["token_type_ids"] + 5  # (out of the token-type table: the forward fails)
+    with untouched(model), pytest.raises((IndexError, RuntimeError, ValueError)):
+        explain_transformer(model, batch)
