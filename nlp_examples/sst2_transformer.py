@@ -136,7 +136,7 @@ def explainers(core: CoreModel, lengths: torch.Tensor, ig_steps: int) -> dict:
                          token_type_ids=batch["token_type_ids"].repeat(reps, 1)).logits
 
         attributions = IntegratedGradients(forward).attribute(x, torch.zeros_like(x), target=target, n_steps=ig_steps,
-                                                              internal_batch_size=x.shape[0] * ig_steps)
+                                                              internal_batch_size=x.shape[0] * min(ig_steps, 4))
         return attributions.sum(-1)[:, 1:-1]
 
     def rollout(_, ids, target):
@@ -163,14 +163,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/sst2")
     parser.add_argument("--out", type=Path, default=Path("out/sst2_transformer"))
     parser.add_argument("--quick", action="store_true", help="a few hundred sentences, a smoke test")
-    parser.add_argument("--train", type=int, default=3000)
+    parser.add_argument("--train", type=int, default=2000)
     parser.add_argument("--dev", type=int, default=300)
-    parser.add_argument("--explain", type=int, default=200, help="dev sentences explained and perturbed")
+    parser.add_argument("--explain", type=int, default=100, help="dev sentences explained and perturbed")
     parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=10, help="deletion steps")
+    parser.add_argument("--steps", type=int, default=5, help="deletion steps")
+    parser.add_argument("--ig-steps", type=int, default=16, help="IntegratedGradients steps")
     args = parser.parse_args(argv)
     if args.quick:
-        args.train, args.dev, args.explain, args.epochs, args.steps = 128, 32, 8, 3, 3
+        args.train, args.dev, args.explain, args.epochs, args.steps, args.ig_steps = 128, 32, 8, 3, 3, 4
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     started = time.perf_counter()
     model, tokenizer = load()
@@ -193,7 +194,7 @@ def main(argv: list[str] | None = None) -> dict:
     core = CoreModel(model, tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id)
     with torch.no_grad():
         target = core(ids, lengths).argmax(1)
-    rows = compare_text(core, ids, target, explainers(core, lengths, ig_steps=4 if args.quick else 32),
+    rows = compare_text(core, ids, target, explainers(core, lengths, ig_steps=args.ig_steps),
                         lengths=lengths, orders=("morf", "lerf"), steps=args.steps, replacement="remove",
                         pad_id=tokenizer.pad_token_id)
     table = format_table(rows)
