@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from ..core.function import LayerCall, LRPFunction
 from ..core.norms import NormView
+from ..core.session import NoRuleError, Session, register_handler
 from ..core.views import DETERMINISTIC, DenseView, ElementwiseView, register_view, view_of
 
 
@@ -36,6 +38,31 @@ class HFRMSNormView(NormView):
 
     def eps(self, x):
         return float(getattr(self.module, "variance_epsilon", getattr(self.module, "eps", 1e-6)))
+
+
+#: activation classes given :func:`_activation_forward`
+_HANDLED: set[type] = set()
+
+
+def _activation_forward(session: Session, name: str, module: nn.Module):
+    """A ``transformers.activations`` module as one element-wise layer with the composite's rule for it, or left to
+    its own torch ops (None) when the composite has none: a handler, not a view, so composites that do not name
+    these classes behave as if they were never seen."""
+    rule = session.composite.by_name(name) or session.composite.by_type(module)
+    if rule is None:
+        return None
+    view = ElementwiseView(module)
+    if not rule.applies_to(view):
+        raise NoRuleError(f"rule {rule!r} does not apply to the activation {name!r} ({type(module).__name__})")
+    session.assigned[name] = f"{type(module).__name__}: {rule!r}"
+    level = session.options.get("record", "sums")
+
+    def forward(x: Tensor) -> Tensor:
+        call = LayerCall(name, type(module).__name__, rule, view, level=level, quiet=True)
+        session.calls.append(call)
+        return LRPFunction.apply(call, x)
+
+    return forward
 
 
 def _is_hf(cls: type) -> bool:
@@ -68,8 +95,9 @@ def register_hf_views(model: nn.Module) -> tuple[tuple[type, ...], tuple[type, .
     activation classes."""
     activations = hf_activation_classes(model)
     for cls in activations:
-        if not isinstance(view_of(cls.__new__(cls)), ElementwiseView):
-            register_view(cls)(ElementwiseView)
+        if cls not in _HANDLED:
+            _HANDLED.add(cls)
+            register_handler(cls)(_activation_forward)
     dense = tuple({type(m) for m in model.modules() if type(m).__name__ == "Conv1D" and _is_hf(type(m))})
     for cls in dense:
         if not isinstance(view_of(cls.__new__(cls)), Conv1DView):
