@@ -74,7 +74,7 @@ def peak_rss(method: str, batch: int, tokens: int, threads: int) -> float:
     code = (
         "import os, torch, sys; sys.argv=['x'];"
         f"import benchmarks.transformer as b; torch.set_num_threads({threads});"
-        f"m=b.build(); d=b.batch_of({batch},{tokens}); f=b.methods(m,d)[{method!r}]; f();"
+        f"m=b.build(); d=b.batch_of({batch},{tokens}); f=b.methods(m,d)[{method!r}];"
         "hwm=lambda: int([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]);"
         "open('/proc/self/clear_refs','w').write('5');"
         "r0=int(open('/proc/self/statm').read().split()[1])*os.sysconf('SC_PAGE_SIZE')//1024; f();"

@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--ig-steps", type=int, default=16, help="IntegratedGradients steps")
     args = parser.parse_args(argv)
     if args.quick:
-        args.train, args.dev, args.explain, args.epochs, args.steps, args.ig_steps = 128, 32, 8, 3, 3, 4
+        args.train, args.dev, args.explain, args.epochs, args.steps, args.ig_steps = 256, 64, 8, 6, 3, 4
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     started = time.perf_counter()
     model, tokenizer = load()
