@@ -34,6 +34,7 @@ def test_no_coverage_warning_and_sdpa_equals_eager(name):
                     result = seqlrp.explain(Embeds(model), x, target=1, composite=cls(epsilon=1e-12))
             assert not result.coverage.unruled
             assert torch.isfinite(result.relevance).all()
+            assert model.config._attn_implementation == attention  # (sdpa decomposed in the explanation only)
             results[attention, preset] = result.relevance
     if name not in NO_SDPA:
         for preset in PRESETS:
