@@ -15,6 +15,8 @@ $(STAMP): pyproject.toml
 	# zennit 1.0.0 is a test-only oracle; it declares Python >= 3.11.11, so install it without its
 	# metadata check (its own deps are torch/numpy/click, already present); tests skip when absent.
 	-$(PIP) install -q --no-deps --ignore-requires-python "zennit==1.0.0"
+	# LXT 2.1 is the transformer oracle (test-only); its dependencies would pull transformers < 5: none of them
+	-$(PIP) install -q --no-deps "lxt==2.1"
 	touch $(STAMP)
 
 # ruff, and deptry: every import in seqlrp/ is a declared runtime dependency (pyproject's [tool.deptry])
@@ -54,6 +56,8 @@ bench: $(STAMP)
 	  $(PY) benchmarks/fixed_cost.py
 	GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4294967295:glibc.malloc.trim_threshold=68719476736 \
 	  $(PY) benchmarks/recurrent.py --batch 64 --tokens 64 --threads 2
+	GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4294967295:glibc.malloc.trim_threshold=68719476736 \
+	  $(PY) benchmarks/transformer.py --batch 32 --tokens 64 --threads 2
 
 bench-gpu: $(STAMP)
 	$(PY) benchmarks/lstm.py --device cuda --batch 1024 --order both

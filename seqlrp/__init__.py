@@ -10,7 +10,7 @@ import importlib as _importlib
 # Imported on first use (PEP 562), so that ``seqlrp --version`` / ``--help`` answer without importing torch.
 # The first public name used imports every subpackage below, in this order, as ``import seqlrp`` did before
 # (their registrations included); then each name is looked up in the module that defines it.
-_SUBPACKAGES = ("baselines", "cnn", "dataset", "evaluate", "lstm", "recurrent", "rules", "viz")
+_SUBPACKAGES = ("baselines", "cnn", "dataset", "evaluate", "lstm", "recurrent", "rules", "transformers", "viz")
 _NAMES = {
     "Attribution": ".attribution", "quantus_explain": ".attribution",
     **dict.fromkeys(("FIRST", "Composite", "Coverage", "CoverageWarning", "EpsilonEverywhere", "Explanation",
@@ -65,5 +65,6 @@ __all__ = [
     "recurrent",
     "report_dataset",
     "rules",
+    "transformers",
     "viz",
 ]

@@ -36,6 +36,9 @@ RULES: tuple[type, ...] = (  # (one a line: a new rule is one added line)
     core_rules.WinnerTakesAll,
     core_rules.SignalTakesAll,
     core_rules.HalfProduct,
+    core_rules.SoftmaxTaylor,
+    core_rules.Uniform,
+    core_rules.Identity,
     cnn_layers.ActivePass,
 )
 

@@ -44,9 +44,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
+from .bilinear import BilinearView, SignalProduct, SoftmaxView
 from .function import LayerCall, LRPFunction
 from .nodes import GATE_NODES, GATE_THROUGH
 from .ops import Contraction, ContractionView, Product, ProductView, Sum, SumView
+from .rules.identity import Identity
 from .rules.passthrough import Rescale
 from .sinks import fold_graph
 from .views import ConvView, DenseView, ElementwiseView, PoolView, View
@@ -207,6 +209,16 @@ def gate_of(t: Tensor, steps: int = 16) -> str | None:
     return None
 
 
+def _mask_passes(scores: Tensor) -> None:
+    """A constant added to the scores right before a softmax is an attention mask (0 where attended, very negative
+    where not): the scores keep all its output relevance (the identity rule) instead of sharing it with the mask
+    by ε -- else an all-zero mask would take a share ε/|score| that an absent mask (a sentence alone, sdpa's
+    ``is_causal``) does not."""
+    call = getattr(scores.grad_fn, "call", None)
+    if isinstance(call, LayerCall) and isinstance(call.view, SumView) and call.name == "torch.add (bias)":
+        call.rule, call.name = _MASK_RULE, "torch.add (attention mask)"
+
+
 # -------------------------------------------------------------------------------------- the mode
 _REDUCTIONS = {torch.mean: "mean", Tensor.mean: "mean", torch.sum: "sum", Tensor.sum: "sum"}
 _POOLS = {F.avg_pool1d: "F.avg_pool1d", F.avg_pool2d: "F.avg_pool2d", F.avg_pool3d: "F.avg_pool3d",
@@ -239,6 +251,8 @@ _ACTIVATIONS: dict[Callable, tuple[type, str | None]] = {
     F.tanh: (nn.Tanh, None), torch.sigmoid: (nn.Sigmoid, "sigmoid"), Tensor.sigmoid: (nn.Sigmoid, "sigmoid"),
     F.sigmoid: (nn.Sigmoid, "sigmoid"), F.hardsigmoid: (nn.Hardsigmoid, "hardsigmoid"),
 }
+_MASK_RULE = Identity()
+_SOFTMAXES = {F.softmax, torch.softmax, Tensor.softmax}
 _IN_PLACE_ACTIVATIONS = {torch.relu_: F.relu, Tensor.relu_: F.relu, F.relu_: F.relu, Tensor.sigmoid_: torch.sigmoid,
                          Tensor.tanh_: torch.tanh, torch.sigmoid_: torch.sigmoid, torch.tanh_: torch.tanh}
 _STAND_INS: dict[type, nn.Module] = {}
@@ -275,7 +289,7 @@ class FunctionalRules(TorchFunctionMode):
         composite = session.composite
         self.rules = {kind: composite.by_class(cls) for kind, cls in (
             ("pool", nn.AvgPool1d), ("sum", Sum), ("product", Product), ("contraction", Contraction),
-            ("linear", nn.Linear), ("conv", nn.Conv2d))}
+            ("linear", nn.Linear), ("conv", nn.Conv2d), ("softmax", nn.Softmax), ("signal_product", SignalProduct))}
         self.level = session.options.get("record", "sums")
         #: the session's parameter sinks (parameters whose relevance is reported): tensors computed from them
         #: alone stay constants for the rules, as the parameters themselves are
@@ -355,6 +369,8 @@ class FunctionalRules(TorchFunctionMode):
             return self._conv(*args, **kwargs)
         if func is F.scaled_dot_product_attention:
             return self._attention(*args, **kwargs)
+        if func in _SOFTMAXES:
+            return self._softmax(*args, **kwargs)
         return NotImplemented
 
     def _scale_or_gate(self, func, args, kwargs):
@@ -371,8 +387,13 @@ class FunctionalRules(TorchFunctionMode):
             return self._call(_RESCALE, ScaleView(lambda x: func(a, x), _positive_constant(a)), "torch.mul", b)
         if is_mul and self._carries(a) and self._carries(b):
             gates = gate_of(a), gate_of(b)
-            if (gates[0] is None) == (gates[1] is None):
-                return NotImplemented  # two signals (or two gates): no rule, the coverage report names it
+            one_gate = (gates[0] is None) != (gates[1] is None)
+            rule = self.rules["product"] if one_gate else self.rules["signal_product"]
+            if rule is not None and "bilinear" in rule.kinds:  # (uniform: both factors receive relevance)
+                label = f"torch.mul (gate: {gates[0] or gates[1]})" if one_gate else "torch.mul (signals)"
+                return self._call(rule, BilinearView(BilinearView.MULTIPLY, label), label, a, b)
+            if not one_gate:
+                return NotImplemented  # two signals (or two gates) and no rule: the coverage report names it
             gate, signal = (a, b) if gates[0] is not None else (b, a)
             label = f"torch.mul (gate: {gates[0] or gates[1]})"
             return self._call(self.rules["product"], ProductView(_stand_in(Product)), label, gate, signal)
@@ -412,7 +433,14 @@ class FunctionalRules(TorchFunctionMode):
         if self._carries(a) and self._constant(b) and isinstance(b, Tensor) and b.dim() == 2:
             return self._affine(self.rules["linear"], FunctionalDenseView(b.t(), None), f"torch.{_MATMULS[func]}",
                                 a)
-        return self._contract(func, a, b, f"torch.{_MATMULS[func]}")
+        if isinstance(a, Tensor) and isinstance(b, Tensor) and self._carries(a) != self._carries(b) \
+                and self._constant(a if self._carries(b) else b):
+            # a signal times a constant matrix of any shape (DeBERTa's relative-position keys): a fixed linear map
+            label = f"torch.{_MATMULS[func]} (constant)"
+            if self._carries(a):
+                return self._pool(lambda x: torch.matmul(x, b), label, a, False)
+            return self._pool(lambda x: torch.matmul(a, x), label, b, False)
+        return self._contract(torch.matmul, a, b, f"torch.{_MATMULS[func]}")
 
     def _einsum(self, args, kwargs):
         if len(args) != 3 or kwargs or not isinstance(args[0], str):
@@ -424,7 +452,12 @@ class FunctionalRules(TorchFunctionMode):
         if not (self._carries(a) and self._carries(b)):
             return NotImplemented
         gates = gate_of(a), gate_of(b)
-        if (gates[0] is None) == (gates[1] is None):
+        one_gate = (gates[0] is None) != (gates[1] is None)
+        rule = self.rules["contraction"] if one_gate else self.rules["signal_product"]
+        if rule is not None and "bilinear" in rule.kinds:  # (uniform: both operands receive relevance)
+            label = f"{label} (gate: {gates[0] or gates[1]})" if one_gate else f"{label} (signals)"
+            return self._call(rule, BilinearView(fn, label), label, a, b)
+        if not one_gate:
             return NotImplemented
         if gates[0] is not None:
             module = Contraction(fn)
@@ -444,11 +477,44 @@ class FunctionalRules(TorchFunctionMode):
         return self._affine(self.rules["conv"], view, f"F.conv{weight.dim() - 2}d", x)
 
     def _attention(self, q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
-        if dropout_p or enable_gqa or not self._carries(v):
+        if dropout_p or not self._carries(v):
             return NotImplemented
+        if enable_gqa:  # grouped-query attention: each key/value head serves a group of query heads (a routing op)
+            k, v = (t.repeat_interleave(q.shape[-3] // t.shape[-3], -3) for t in (k, v))
+        rule = self.rules["contraction"]
+        if rule is not None and "bilinear" in rule.kinds:
+            return self._attention_ops(q, k, v, attn_mask, is_causal, scale)
         options = {"attn_mask": attn_mask, "is_causal": is_causal, "scale": scale}
         return self._call(self.rules["contraction"], AttentionView(options),
                           "F.scaled_dot_product_attention (gate: softmax)", q, k, v)
+
+    def _attention_ops(self, q, k, v, mask, is_causal, scale):
+        """``F.scaled_dot_product_attention`` decomposed into the ops an eager attention runs, each with its rule
+        (the scores ``q kᵀ`` and ``A v`` products of two signals, the softmax its own rule)."""
+        scores = self._apply(torch.matmul, q, k.transpose(-2, -1))
+        scores = self._apply(Tensor.__mul__, scores, scale if scale is not None else q.shape[-1] ** -0.5)
+        if is_causal:
+            causal = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool, device=q.device).tril()
+            scores = scores.masked_fill(~causal, float("-inf"))
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else \
+                self._apply(Tensor.__add__, scores, mask)
+        weights = self._apply(F.softmax, scores, -1)
+        return self._apply(torch.matmul, weights, v)
+
+    def _apply(self, func, *args):
+        """``func(*args)`` with its rule if it has one, else as it is (the mode is off inside a dispatch)."""
+        out = self._dispatch(func, args, {})
+        return func(*args) if out is NotImplemented else out
+
+    def _softmax(self, x, dim=None, *rest, dtype=None, **options):
+        # F.softmax(x, dim, _stacklevel, dtype), torch.softmax(x, dim, dtype), x.softmax(dim, dtype)
+        dtype = next((r for r in rest if isinstance(r, torch.dtype)), dtype)
+        rule = self.rules["softmax"]
+        if rule is None or not self._carries(x) or dim is None:
+            return NotImplemented
+        _mask_passes(x)
+        return self._call(rule, SoftmaxView(dim, dtype), "torch.softmax", x)
 
     # calls ----------------------------------------------------------------------------------------
     def _pool(self, fn, label: str, x: Tensor, nonnegative_weights: bool):

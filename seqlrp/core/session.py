@@ -64,6 +64,8 @@ class Session:
         self.sinks: dict[str, nn.Parameter] = {}
         self._first_taken = False
         self._resolved: dict[tuple, Rule] = {}
+        if getattr(composite, "preset", None):  # a named preset (AttnLRP, CP-LRP): named in the coverage report
+            self.assigned["<composite>"] = repr(composite)
 
     # wrapping -------------------------------------------------------------------------------
     def wrap(self, model: nn.Module, private_to: nn.Module | None = None) -> nn.Module:

@@ -179,7 +179,15 @@ def explain_text(
     >>> result = seqlrp.explain_text(model, torch.tensor([[1, 2, 3]]), composite=seqlrp.lstm.ArrasLSTM(epsilon=1e-3))
     >>> result.token_relevance.shape
     torch.Size([1, 3])
+
+    A Hugging Face model or a tokenizer's output goes to :func:`seqlrp.transformers.explain_transformer`
+    (``composite``: default AttnLRP) and returns its ``TransformerExplanation``.
     """
+    from ..transformers.text import explain_transformer, is_hf_batch, is_hf_model  # (transformers: optional)
+
+    if is_hf_batch(token_ids) or is_hf_model(model):
+        batch = token_ids if is_hf_batch(token_ids) else {"input_ids": token_ids}
+        return explain_transformer(model, batch, target, composite=composite, seed=seed)
     composite = text_rules(composite, rules, epsilon, bias_factor)
     session = Session(composite, fused=fused)
     result = run_text(model, token_ids, target, lengths=lengths, session=session, seed=seed, tokens=tokens,

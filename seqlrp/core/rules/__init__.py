@@ -5,8 +5,11 @@ from .base import Rule
 from .epsilon import Epsilon, Zero
 from .gamma import Gamma
 from .half_product import HalfProduct
+from .identity import Identity
 from .passthrough import Pass, WinnerTakesAll
 from .products import SignalTakesAll
+from .softmax import SoftmaxTaylor
+from .uniform import Uniform
 from .wsquare import Flat, WSquare
 from .zbox import ZBox
 
@@ -16,9 +19,12 @@ __all__ = [
     "Flat",
     "Gamma",
     "HalfProduct",
+    "Identity",
     "Pass",
     "Rule",
     "SignalTakesAll",
+    "SoftmaxTaylor",
+    "Uniform",
     "WSquare",
     "WinnerTakesAll",
     "ZBox",

@@ -1,0 +1,287 @@
+"""``explain_transformer``: token and word relevance of a Hugging Face text model for a tokenizer's output.
+
+The explained input is the stack of the embedding tables' outputs: the word (input) embeddings and, where the
+model has them, the position and token-type embeddings. In the session's copy of the model (never the user's),
+each of these ``nn.Embedding`` modules returns its slice of that stack, so the model runs on its own
+``input_ids`` / ``attention_mask`` / ``token_type_ids`` (a decoder's classification head still finds the last
+non-pad token) while the relevance reaching each table is measured separately:
+
+* ``result.relevance`` -- ``(B, T)``: relevance at the input embeddings, summed over the features, per token;
+* ``result.embedding_shares`` -- ``{name: (B, T)}``: what reached the position / token-type embeddings (reported
+  like ``initial_state_relevance``, never dropped);
+* ``result.words`` -- word pieces merged into words with the tokenizer's ``word_ids()`` (relevance summed),
+  special tokens ([CLS], [SEP], <s>, ...) kept apart as their own entries with ``special=True``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..core.checks import check_eval_mode
+from ..core.composites import Composite, as_composite
+from ..core.copying import release, unwrap
+from ..core.explain import propagate
+from ..core.explanation import Explanation
+from ..core.session import Session
+from .composites import AttnLRP
+
+#: names of embedding tables whose relevance is reported apart from the tokens'
+_EXTRA_EMBEDDINGS = ("position_embeddings", "token_type_embeddings", "wpe", "embed_positions")
+_BATCH_KEYS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+@dataclass
+class Word:
+    """One word of a sentence: its text, relevance (the sum of its pieces'), token positions, whether it is a
+    special token ([CLS], [SEP], padding excluded)."""
+
+    text: str
+    relevance: float
+    positions: tuple[int, ...]
+    special: bool = False
+
+
+@dataclass
+class TransformerExplanation:
+    """Token relevance of a transformer text classifier (see the module docstring)."""
+
+    relevance: Tensor
+    embedding_relevance: Tensor = field(repr=False)
+    embedding_shares: dict[str, Tensor]
+    attention_mask: Tensor = field(repr=False)
+    explanation: Explanation = field(repr=False)
+    tokens: list[list[str]] | None = None
+    word_ids: list[list[int | None]] | None = field(default=None, repr=False)
+    special: Tensor | None = field(default=None, repr=False)
+    words: list[list[Word]] | None = None
+
+    @property
+    def output(self) -> Tensor:
+        return self.explanation.output
+
+    @property
+    def target(self) -> Tensor:
+        return self.explanation.target
+
+    @property
+    def coverage(self):
+        return self.explanation.coverage
+
+    def conservation(self):
+        return self.explanation.conservation()
+
+    def total(self) -> Tensor:
+        """Per example: token relevance + the embedding shares (the relevance that reached the input layer)."""
+        total = self.relevance.sum(1)
+        for share in self.embedding_shares.values():
+            total = total + share.sum(1)
+        return total
+
+
+def _hf_import():
+    try:
+        import transformers  # noqa: F401
+    except ImportError as error:  # pragma: no cover - exercised without the extra
+        raise ImportError("explaining a Hugging Face model needs the hf extra: pip install 'seqlrp[hf]' "
+                          "(transformers, tokenizers, safetensors)") from error
+
+
+def is_hf_batch(batch: Any) -> bool:
+    """Whether ``batch`` is a tokenizer's output (a mapping with ``input_ids``)."""
+    return isinstance(batch, Mapping) and "input_ids" in batch
+
+
+def is_hf_model(model: Any) -> bool:
+    """Whether ``model`` is a Hugging Face model (a ``transformers`` class with input embeddings)."""
+    return type(model).__module__.startswith("transformers.") and hasattr(model, "get_input_embeddings")
+
+
+def explain_transformer(
+    model: nn.Module,
+    batch: Mapping[str, Tensor],
+    target: int | Tensor | Callable | None = None,
+    composite: Composite | Mapping | None = None,
+    *,
+    tokenizer: Any = None,
+    seed: str | Callable = "logit",
+    record: str = "sums",
+) -> TransformerExplanation:
+    """Token and word relevance of a Hugging Face text classifier for a tokenizer's output.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A model returning logits ``(B, C)`` (an ``...ForSequenceClassification``, pooler or last-token head, or
+        any model whose output has ``.logits`` or is a tensor), in eval mode. Never modified.
+    batch : mapping
+        ``tokenizer(texts, padding=True, return_tensors="pt")``: ``input_ids`` ``(B, T)``, and optionally
+        ``attention_mask`` and ``token_type_ids``.
+    target : None, int, Tensor or callable
+        As in :func:`seqlrp.explain` (None: the predicted class).
+    composite : Composite or mapping, optional
+        Default :class:`~seqlrp.transformers.AttnLRP`; :class:`~seqlrp.transformers.CPLRP`; any composite.
+    tokenizer : optional
+        Used to write the words (``convert_tokens_to_string``); without it word pieces are joined as they are
+        (``##`` / ``Ġ`` / ``▁`` markers removed).
+    seed, record
+        As in :func:`seqlrp.explain`.
+
+    Returns
+    -------
+    TransformerExplanation
+        ``.relevance`` ``(B, T)``, ``.embedding_shares``, ``.words``, ``.tokens``, ``.output``, ``.target``,
+        ``.coverage``, ``.conservation()``.
+    """
+    _hf_import()
+    if not is_hf_batch(batch):
+        raise TypeError("batch must be a tokenizer's output: a mapping with 'input_ids' (and optionally "
+                        f"'attention_mask', 'token_type_ids'); got {type(batch).__name__}")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    model = unwrap(model)
+    check_eval_mode(model)
+    ids = batch["input_ids"]
+    if not isinstance(ids, Tensor) or ids.dim() != 2 or ids.is_floating_point():
+        raise TypeError("batch['input_ids'] must be an integer tensor (B, T): call the tokenizer with "
+                        "return_tensors='pt'")
+    inputs = {k: batch[k] for k in _BATCH_KEYS if k in batch and batch[k] is not None}
+    mask = inputs.get("attention_mask", torch.ones_like(ids))
+
+    composite = as_composite(composite if composite is not None else AttnLRP())
+    session = Session(composite.bind(model), record=record)
+    copy = session.wrap(model)
+    try:
+        tables = _embedding_tables(copy)
+        feed = _EmbeddingFeed(copy, tables)
+        with torch.no_grad():
+            stacked = feed.capture(lambda: copy(**inputs), ids.shape)
+
+        def forward(x: Tensor) -> Tensor:
+            feed.values = x
+            output = copy(**inputs)
+            return output if isinstance(output, Tensor) else output.logits
+
+        result = propagate(forward, stacked, target, seed, session)
+    finally:
+        release(copy)
+    per_feature = result.relevance  # (B, K, T, H)
+    special = _special_tokens(batch, ids)
+    tokens, word_ids = _tokens(batch, ids.shape[0])
+    relevance = per_feature[:, 0].sum(-1) * mask
+    shares = {name: per_feature[:, k].sum(-1) * mask for k, name in enumerate(feed.names) if k > 0}
+    words = None if word_ids is None else [
+        _words(tokens[i], word_ids[i], relevance[i], mask[i], tokenizer) for i in range(ids.shape[0])]
+    return TransformerExplanation(relevance.detach(), per_feature[:, 0].detach(), shares, mask, result, tokens,
+                                  word_ids, special, words)
+
+
+def _embedding_tables(model: nn.Module) -> dict[str, nn.Embedding]:
+    """The input embedding and the position / token-type embedding tables of ``model`` (qualified names)."""
+    get = getattr(model, "get_input_embeddings", None)
+    word = get() if get is not None else None
+    if not isinstance(word, nn.Embedding):
+        raise TypeError(f"{type(model).__name__}: no input embedding (get_input_embeddings() gave "
+                        f"{type(word).__name__}); explain_transformer needs a Hugging Face text model")
+    tables = {}
+    for name, module in model.named_modules():
+        if module is word:
+            tables = {name: module, **tables}
+        elif isinstance(module, nn.Embedding) and name.rsplit(".", 1)[-1] in _EXTRA_EMBEDDINGS:
+            tables[name] = module
+    return tables
+
+
+class _EmbeddingFeed:
+    """Makes the copy's embedding tables return slices of the explained tensor ``(B, K, T, H)``."""
+
+    def __init__(self, copy: nn.Module, tables: dict[str, nn.Embedding]):
+        self.tables, self.values = tables, None
+        self.outputs: dict[str, list[Tensor]] = {}
+        self.names: list[str] = []
+        for name, module in tables.items():
+            module.__dict__["forward"] = self._forward(name, module)  # (the session's copy, never the user's)
+
+    def _forward(self, name: str, module: nn.Embedding):
+        def forward(ids: Tensor) -> Tensor:
+            if self.values is None:  # capturing: the table's own lookup
+                out = nn.Embedding.forward(module, ids)
+                self.outputs.setdefault(name, []).append(out)
+                return out
+            if name not in self.names:
+                return nn.Embedding.forward(module, ids)
+            return self.values[:, self.names.index(name)]
+
+        return forward
+
+    def capture(self, run: Callable[[], Any], shape: torch.Size) -> Tensor:
+        """Run the model once; stack the outputs of the tables called exactly once with a ``(B or 1, T, H)``
+        output (the word embedding first)."""
+        run()
+        batch, length = shape
+        parts = []
+        for name in self.tables:
+            outs = self.outputs.get(name, [])
+            if len(outs) != 1 or outs[0].dim() != 3 or outs[0].shape[1] != length or outs[0].shape[0] not in (1, batch):
+                if not parts:
+                    raise ValueError(f"the input embedding {name!r} was not called once on (B, T) token ids; "
+                                     "explain_transformer cannot feed it")
+                continue
+            if parts and outs[0].shape[-1] != parts[0].shape[-1]:
+                continue
+            self.names.append(name)
+            parts.append(outs[0].expand(batch, -1, -1))
+        return torch.stack(parts, 1).detach()
+
+
+def _tokens(batch, size: int) -> tuple[list[list[str]] | None, list[list[int | None]] | None]:
+    tokens = getattr(batch, "tokens", None)
+    word_ids = getattr(batch, "word_ids", None)
+    try:
+        return [tokens(i) for i in range(size)], [word_ids(i) for i in range(size)]
+    except (TypeError, ValueError, AttributeError):  # (a plain dict, or a slow tokenizer's output)
+        return None, None
+
+
+def _special_tokens(batch, ids: Tensor) -> Tensor | None:
+    word_ids = getattr(batch, "word_ids", None)
+    try:
+        rows = [word_ids(i) for i in range(ids.shape[0])]
+    except (TypeError, ValueError, AttributeError):
+        return None
+    return torch.tensor([[w is None for w in row] for row in rows], dtype=torch.bool)
+
+
+def _words(tokens: list[str], word_ids: list[int | None], relevance: Tensor, mask: Tensor, tokenizer) -> list[Word]:
+    """Merge a sentence's pieces into words by ``word_ids`` (relevance summed); special tokens apart; padding out."""
+    words: list[Word] = []
+    current: int | None = None
+    for position, (token, word) in enumerate(zip(tokens, word_ids, strict=True)):
+        if not bool(mask[position]):
+            continue
+        value = float(relevance[position])
+        if word is None:
+            words.append(Word(token, value, (position,), special=True))
+            current = None
+            continue
+        if word == current:
+            last = words[-1]
+            words[-1] = Word(last.text, last.relevance + value, (*last.positions, position))
+        else:
+            words.append(Word("", value, (position,)))
+            current = word
+    for i, w in enumerate(words):
+        if not w.special:
+            words[i] = Word(_join([tokens[p] for p in w.positions], tokenizer), w.relevance, w.positions)
+    return words
+
+
+def _join(pieces: list[str], tokenizer) -> str:
+    if tokenizer is not None and hasattr(tokenizer, "convert_tokens_to_string"):
+        return tokenizer.convert_tokens_to_string(pieces).strip()
+    text = "".join(p[2:] if p.startswith("##") else p for p in pieces)
+    return text.replace("Ġ", " ").replace("▁", " ").strip()

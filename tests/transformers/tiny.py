@@ -1,0 +1,54 @@
+"""Tiny random-weight Hugging Face classifiers (hidden 16, 2 layers, 2 heads) for the transformer tests."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+tf = pytest.importorskip("transformers")
+
+_SMALL = dict(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32, vocab_size=64,
+              max_position_embeddings=64, num_labels=3)
+#: name -> (config class, model class, config options)
+ARCHITECTURES = {
+    "bert": ("BertConfig", "BertForSequenceClassification", {}),
+    "distilbert": ("DistilBertConfig", "DistilBertForSequenceClassification",
+                   dict(dim=16, n_layers=2, n_heads=2, hidden_dim=32, vocab_size=64, max_position_embeddings=64,
+                        num_labels=3)),
+    "roberta": ("RobertaConfig", "RobertaForSequenceClassification", dict(pad_token_id=1)),
+    "deberta-v2": ("DebertaV2Config", "DebertaV2ForSequenceClassification",
+                   dict(relative_attention=True, position_buckets=8, pos_att_type=["p2c", "c2p"],
+                        pooler_hidden_size=16)),
+    "electra": ("ElectraConfig", "ElectraForSequenceClassification", dict(embedding_size=16)),
+    "gpt2": ("GPT2Config", "GPT2ForSequenceClassification",
+             dict(n_embd=16, n_layer=2, n_head=2, n_positions=64, vocab_size=64, num_labels=3, pad_token_id=0,
+                  bos_token_id=1, eos_token_id=2)),
+    "llama": ("LlamaConfig", "LlamaForSequenceClassification", dict(num_key_value_heads=1, pad_token_id=0, head_dim=8)),
+    "qwen2": ("Qwen2Config", "Qwen2ForSequenceClassification", dict(num_key_value_heads=1, pad_token_id=0)),
+    "modernbert": ("ModernBertConfig", "ModernBertForSequenceClassification",
+                   dict(global_attn_every_n_layers=1, pad_token_id=0, bos_token_id=1, eos_token_id=2, cls_token_id=1,
+                        sep_token_id=2)),
+}
+#: architectures Hugging Face itself refuses to run with sdpa
+NO_SDPA = {"deberta-v2"}
+
+
+def tiny(name: str, attention: str = "eager", seed: int = 0, dtype=torch.float64) -> nn.Module:
+    config_cls, model_cls, extra = ARCHITECTURES[name]
+    options = {} if name in ("distilbert", "gpt2") else dict(_SMALL)
+    options.update(extra)
+    torch.manual_seed(seed)
+    config = getattr(tf, config_cls)(**options, attn_implementation=attention)
+    return getattr(tf, model_cls)(config).eval().to(dtype)
+
+
+class Embeds(nn.Module):
+    """``model(inputs_embeds=x).logits``: a Hugging Face model as a function of its input embeddings."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(inputs_embeds=x).logits
