@@ -77,8 +77,9 @@ class Conserving(seqlrp.Composite):
         return seqlrp.cnn.canonize(model, verify=False)
 
 
-def check(name: str) -> dict:
-    """One row of the table (``status``: "explained" or the reason it is not)."""
+def check(name: str, build=build) -> dict:
+    """One row of the table (``status``: "explained" or the reason it is not); ``build(name)`` gives the model and
+    its input."""
     start = time.perf_counter()
     row = {"model": name}
     try:
@@ -106,11 +107,12 @@ def check(name: str) -> dict:
     return row
 
 
-def check_isolated(name: str, threads: int) -> dict:
+def check_isolated(name: str, threads: int, survey: str = "models") -> dict:
     """:func:`check` in a fresh process: memory is returned after each model, and a process killed for memory
-    (the largest models hold several GB of float64 weights) is reported as a row instead of ending the survey."""
-    code = (f"import json, torch, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import models; "
-            f"torch.set_num_threads({threads}); print(json.dumps(models.check({name!r})))")
+    (the largest models hold several GB of float64 weights) is reported as a row instead of ending the survey.
+    ``survey``: the module of benchmarks/ whose ``check`` runs (``"timm_models"`` for the timm survey)."""
+    code = (f"import json, torch, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import {survey}; "
+            f"torch.set_num_threads({threads}); print(json.dumps({survey}.check({name!r})))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if done.returncode != 0:
         reason = "killed (out of memory)" if done.returncode in (-9, 137) else done.stderr.strip().splitlines()[-1]

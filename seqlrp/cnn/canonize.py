@@ -16,10 +16,7 @@ layers are structural copies sharing their parameters, and verification runs on 
 
 from __future__ import annotations
 
-import inspect
 import math
-from contextvars import ContextVar
-from types import FunctionType
 
 import torch
 from torch import Tensor, nn
@@ -31,15 +28,29 @@ from torchvision.models.vgg import VGG
 from torchvision.ops.misc import SqueezeExcitation
 
 from ..core.checks import check_eval_mode, mode_dependent
-from ..core.copying import copy_tree, record_outputs, shallow_copy, structural_copy, unwrap, with_children
+from ..core.copying import copy_tree, record_outputs, structural_copy, unwrap, with_children
 from ..core.ops import Sum
-from .layers import ChannelAffine, TensorBiasedConv2d, TensorBiasedLinear, ThreshReLU
+from .batchnorm import (
+    BN,
+    FUSABLE,
+    HOOKS,
+    NAMES,
+    NORMS,
+    CanonizationError,
+    bn_affine,
+    check_replaceable,
+    expect,
+    fuse,
+    module_name,
+    patched_methods,
+    threshold,
+    threshold_and_fuse,
+)
+from .layers import ChannelAffine, TensorBiasedLinear
+from .normact import expand
 
-_BN = nn.modules.batchnorm._BatchNorm
-
-
-class CanonizationError(RuntimeError):
-    """The model could not be canonized (names the modules) or the canonized model differs."""
+# (the names this module had before the algebra moved to batchnorm.py)
+_bn_affine, _threshold = bn_affine, threshold
 
 
 class Concat(nn.Module):
@@ -51,106 +62,6 @@ class Concat(nn.Module):
 
     def forward(self, *inputs: Tensor) -> Tensor:
         return torch.cat(inputs, self.dim)
-
-
-# --------------------------------------------------------------------------------------------- BN math
-def _bn_affine(bn: _BN) -> tuple[Tensor, Tensor]:
-    """``BN(x) = scale * x + shift`` per channel (eval mode, running statistics)."""
-    if not bn.track_running_stats or bn.running_mean is None:
-        raise CanonizationError(f"{type(bn).__name__} without running statistics cannot be fused")
-    std = torch.sqrt(bn.running_var + bn.eps)
-    gamma = bn.weight if bn.affine else torch.ones_like(std)
-    beta = bn.bias if bn.affine else torch.zeros_like(std)
-    scale = gamma / std
-    return scale.detach(), (beta - bn.running_mean * scale).detach()
-
-
-_HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
-#: qualified names of the modules of the model being canonized (for messages)
-_NAMES: ContextVar[dict[int, str] | None] = ContextVar("seqlrp_canonize_names", default=None)
-#: the exact classes whose forward canonization knows (subclasses may compute something else)
-_FUSABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
-_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
-
-
-def _name(module: nn.Module) -> str:
-    return (_NAMES.get() or {}).get(id(module), type(module).__name__)
-
-
-def _check_replaceable(*modules: nn.Module) -> None:
-    """Canonization rebuilds these modules from what it knows of their class: refuse hooks on them, and
-    instance attributes that replace a method of the class (``module.forward = ...``)."""
-    for module in modules:
-        hooks = [kind.strip("_").replace("_", " ") for kind in _HOOKS if getattr(module, kind, None)]
-        if hooks:
-            raise CanonizationError(
-                f"module {_name(module)!r} ({type(module).__name__}) has {', '.join(hooks)}; canonization replaces "
-                "it by a new layer (batch norm fused), where the hooks would see other values. Remove them "
-                "(handle.remove()) before explaining")
-        patched = _patched_methods(module)
-        if patched:
-            raise CanonizationError(
-                f"module {_name(module)!r} ({type(module).__name__}) has its method(s) {patched} replaced on the "
-                "instance; canonization only knows the class's own forward")
-
-
-def _patched_methods(module: nn.Module) -> list[str]:
-    """Names of the class's methods that the instance replaces (``module.forward = ...``)."""
-    return [key for key, value in module.__dict__.items() if callable(value)
-            and isinstance(inspect.getattr_static(type(module), key, None), FunctionType)]
-
-
-def _expect(module: nn.Module, types: tuple[type, ...], role: str) -> nn.Module:
-    """``module`` if its class is exactly one of ``types``; else a :class:`CanonizationError` naming it."""
-    if type(module) not in types:
-        raise CanonizationError(
-            f"module {_name(module)!r} is a {type(module).__name__} where the canonizer of a torchvision model "
-            f"expects {role} ({' or '.join(t.__name__ for t in types)}): the model was changed in a way it cannot "
-            "follow; explain a model built from nn.Sequential or fuse the batch norms by hand")
-    return module
-
-
-def fuse(layer: nn.Module, bn: _BN) -> nn.Module:
-    """A new Conv/Linear computing ``bn(layer(x))`` (new tensors; the user's layers are only read)."""
-    _expect(layer, _FUSABLE, "a convolution or linear layer before a batch norm")
-    _expect(bn, _NORMS, "a batch norm")
-    _check_replaceable(layer, bn)
-    scale, shift = _bn_affine(bn)
-    fused = shallow_copy(layer)  # same hyper-parameters, fresh containers, new tensors below
-    shape = (-1,) + (1,) * (layer.weight.dim() - 1)
-    with torch.no_grad():
-        weight = layer.weight * scale.view(shape).to(layer.weight.dtype)
-        bias = shift if layer.bias is None else layer.bias * scale + shift
-    fused.__dict__["_parameters"] = {"weight": nn.Parameter(weight.detach(), layer.weight.requires_grad),
-                                     "bias": nn.Parameter(bias.detach().to(layer.weight.dtype),
-                                                          layer.weight.requires_grad)}
-    return fused
-
-
-def _threshold(bn: _BN) -> tuple[ThreshReLU, Tensor, Tensor]:
-    """``ReLU(bn(x)) = scale * ThreshReLU(x) + shift``: the ThreshReLU and the BN affine to fuse onwards."""
-    _expect(bn, _NORMS, "a batch norm")
-    _check_replaceable(bn)
-    scale, shift = _bn_affine(bn)
-    mean, std = bn.running_mean.detach(), torch.sqrt(bn.running_var + bn.eps).detach()
-    beta = bn.bias.detach() if bn.affine else torch.zeros_like(std)
-    gamma = bn.weight.detach() if bn.affine else torch.ones_like(std)
-    zero = gamma == 0
-    safe_gamma = torch.where(zero, torch.ones_like(gamma), gamma)
-    threshold = torch.where(zero, torch.zeros_like(mean), mean - beta * std / safe_gamma)
-    # γ = 0: the BN output is the constant β, so ReLU gives max(β, 0) whatever x is
-    shift = torch.where(zero, beta.clamp(min=0), shift)
-    scale = torch.where(zero, torch.zeros_like(scale), scale)
-    return ThreshReLU(threshold, torch.sign(gamma)), scale, shift
-
-
-def threshold_and_fuse(bn: _BN, relu: nn.Module, conv: nn.Conv2d) -> tuple[ThreshReLU, TensorBiasedConv2d]:
-    """``conv(relu(bn(x)))`` as ``TensorBiasedConv2d(ThreshReLU(x))`` (see :class:`ThreshReLU`)."""
-    _expect(relu, (nn.ReLU,), "a ReLU between batch norm and convolution")
-    _expect(conv, (nn.Conv2d,), "a convolution")
-    _check_replaceable(relu, conv)
-    thresh, scale, shift = _threshold(bn)
-    return thresh, TensorBiasedConv2d(conv, scale, shift)
 
 
 # ----------------------------------------------------------------------------------------- ResNet
@@ -212,7 +123,7 @@ class CanonicalDenseLayer(nn.Module):
     def __init__(self, layer: _DenseLayer):
         super().__init__()
         if layer.training and layer.drop_rate > 0:
-            raise CanonizationError(f"dense layer {_name(layer)!r} is in training mode with drop_rate "
+            raise CanonizationError(f"dense layer {module_name(layer)!r} is in training mode with drop_rate "
                                     f"{layer.drop_rate} (random dropout); call model.eval()")
         self.cat = Concat(1)
         self.thresh1, self.conv1 = threshold_and_fuse(layer.norm1, layer.relu1, layer.conv1)
@@ -224,8 +135,8 @@ class CanonicalDenseLayer(nn.Module):
 
 class CanonicalDenseBlock(nn.ModuleDict):
     def __init__(self, block: _DenseBlock):
-        layers = {name: _expect(layer, (_DenseLayer,), "a dense layer") for name, layer in block.items()}
-        _check_replaceable(*layers.values())
+        layers = {name: expect(layer, (_DenseLayer,), "a dense layer") for name, layer in block.items()}
+        check_replaceable(*layers.values())
         super().__init__({name: CanonicalDenseLayer(layer) for name, layer in layers.items()})
         self.cat = Concat(1)
 
@@ -257,32 +168,32 @@ class CanonicalDenseNet(nn.Module):
 
     def __init__(self, model: DenseNet):
         super().__init__()
-        source = _expect(model.features, (nn.Sequential,), "the features nn.Sequential")
-        _check_replaceable(source)
+        source = expect(model.features, (nn.Sequential,), "the features nn.Sequential")
+        check_replaceable(source)
         *body, (norm_name, norm) = list(source._modules.items())
         features, i = nn.Sequential(), 0
         while i < len(body):
             name, module = body[i]
             following = body[i + 1][1] if i + 1 < len(body) else None
-            if type(module) in _FUSABLE and type(following) in _NORMS:
+            if type(module) in FUSABLE and type(following) in NORMS:
                 features.add_module(name, fuse(module, following))
                 i += 2
                 continue
             if type(module) is _DenseBlock:
                 features.add_module(name, CanonicalDenseBlock(module))
             elif type(module) is _Transition:
-                _check_replaceable(module)
+                check_replaceable(module)
                 features.add_module(name, CanonicalTransition(module))
             else:
                 features.add_module(name, _canonize_module(module))
             i += 1
         self.features = features
         # head: F.relu(norm5(x)) -> avg pool -> classifier; the BN affine commutes with the average
-        self.thresh5, scale, shift = _threshold(norm)
+        self.thresh5, scale, shift = threshold(norm)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.flatten = nn.Flatten(1)
-        classifier = _expect(model.classifier, (nn.Linear,), "the classifier nn.Linear")
-        _check_replaceable(classifier)
+        classifier = expect(model.classifier, (nn.Linear,), "the classifier nn.Linear")
+        check_replaceable(classifier)
         weight = classifier.weight.detach()
         bias = classifier.bias.detach() if classifier.bias is not None else torch.zeros_like(weight[:, 0])
         self.classifier = TensorBiasedLinear(weight * scale[None, :], weight @ shift + bias)
@@ -303,7 +214,7 @@ def _sequential(seq: nn.Sequential, whole: bool) -> nn.Sequential:
     while i < len(items):
         name, module = items[i]
         following = items[i + 1][1] if i + 1 < len(items) else None
-        if inner and type(module) in _FUSABLE and type(following) in _NORMS:
+        if inner and type(module) in FUSABLE and type(following) in NORMS:
             children[name] = fuse(module, following)
             i += 2
             continue
@@ -341,7 +252,7 @@ def _calls_children_whole(module: nn.Module) -> bool:
     cls = type(module)
     if not (_runs_sequentially(module) or (cls in _CALLS_CHILDREN_WHOLE and _plain_call(cls))):
         return False
-    return not any(getattr(module, kind, None) for kind in _HOOKS) and not _patched_methods(module)
+    return not any(getattr(module, kind, None) for kind in HOOKS) and not patched_methods(module)
 
 
 def structure_suffices(model: nn.Module) -> bool:
@@ -366,7 +277,7 @@ def _canonize_module(module: nn.Module, whole: bool = True) -> nn.Module:
     module = unwrap(module)
     rebuild = _REBUILT.get(type(module))
     if rebuild is not None:
-        _check_replaceable(module)
+        check_replaceable(module)
         return rebuild(module)
     if _runs_sequentially(module):
         return _sequential(module, whole)
@@ -400,32 +311,34 @@ def canonize(model: nn.Module, *, verify: bool = True, example_input: Tensor | N
         check_eval_mode(model)
     except RuntimeError as error:
         raise CanonizationError(str(error)) from None
-    if not any(isinstance(m, _BN) for m in model.modules()):
-        canonical = structural_copy(model)  # nothing to fuse
+    work = expand(model)  # (timm's batch norms with their activation inside: split into plain modules)
+    if not any(isinstance(m, BN) for m in work.modules()):
+        canonical = structural_copy(work)  # nothing to fuse
     else:
-        canonical = _canonize_with_norms(model)
+        canonical = _canonize_with_norms(work, model)
     _mark_eval(canonical)
     if verify:
         _verify(model, canonical, example_input, rtol)
     return canonical
 
 
-def _canonize_with_norms(model: nn.Module) -> nn.Module:
+def _canonize_with_norms(model: nn.Module, user: nn.Module) -> nn.Module:
     """From the module structure where it shows every fusion (no trace: 10-17 ms instead of 40-55 ms on the small
     torchvision models); otherwise from the traced graph (every BN pattern, wherever it is); from the module
-    structure again, as a fallback, if the model does not trace."""
+    structure again, as a fallback, if the model does not trace. ``model`` is the user's model ``user`` or a
+    copy of it; modules of either are never edited."""
     from .graph import TraceError, canonize_graph
 
     structural = _structural(model) if structure_suffices(model) else None
-    if structural is not None and not any(isinstance(m, _BN) for m in structural.modules()):
+    if structural is not None and not any(isinstance(m, BN) for m in structural.modules()):
         return structural
     try:
         return canonize_graph(model)
     except TraceError as error:
         reason = str(error)
     canonical = structural if structural is not None else _structural(model)
-    _keep_as_affine(canonical, model)
-    left = [name for name, m in canonical.named_modules() if isinstance(m, _BN)]
+    _keep_as_affine(canonical, model, user)
+    left = [name for name, m in canonical.named_modules() if isinstance(m, BN)]
     if left:
         raise CanonizationError(
             f"could not fuse the batch norm(s) {left}: torch.fx could not trace the model ({reason[:300]}), and "
@@ -435,26 +348,26 @@ def _canonize_with_norms(model: nn.Module) -> nn.Module:
     return canonical
 
 
-def _keep_as_affine(canonical: nn.Module, model: nn.Module) -> None:
+def _keep_as_affine(canonical: nn.Module, *models: nn.Module) -> None:
     """Batch norms (exact classes) left unfused in the canonized copy become :class:`ChannelAffine` layers, in
-    place: the same function wherever and however they are called. Modules of ``model`` are never edited."""
-    users = {id(m) for m in model.modules()}
+    place: the same function wherever and however they are called. Modules of ``models`` are never edited."""
+    users = {id(m) for model in models for m in model.modules()}
     for module in list(canonical.modules()):
         if id(module) in users:
             continue
         for name, child in module._modules.items():
-            if type(child) in _NORMS:
-                _check_replaceable(child)
-                module.__dict__["_modules"][name] = ChannelAffine(*_bn_affine(child))
+            if type(child) in NORMS:
+                check_replaceable(child)
+                module.__dict__["_modules"][name] = ChannelAffine(*bn_affine(child))
 
 
 def _structural(model: nn.Module) -> nn.Module:
     """:func:`_canonize_module` with the model's qualified names at hand for messages."""
-    names = _NAMES.set({id(m): name or type(model).__name__ for name, m in model.named_modules()})
+    names = NAMES.set({id(m): name or type(model).__name__ for name, m in model.named_modules()})
     try:
         return _canonize_module(model)
     finally:
-        _NAMES.reset(names)
+        NAMES.reset(names)
 
 
 def _mark_eval(canonical: nn.Module) -> None:

@@ -4,7 +4,7 @@ The model is traced symbolically (a structural copy of it: the user's objects ar
 touched) and every batch norm is rewritten where the graph shows it, in this order:
 
 1. **Conv/Linear -> BN** -- the producer's output feeds only the batch norm (and the producer is
-   called once): both become one fused layer (:func:`seqlrp.cnn.canonize.fuse`).
+   called once): both become one fused layer (:func:`seqlrp.cnn.batchnorm.fuse`).
 2. **BN -> [ReLU ->] consumers**, each a Conv2d, a Linear, or *average pool to 1x1 -> flatten -> Linear*
    (DenseNet's layers and head; the ReLU a module or ``F.relu``): the batch norm is fused into every
    consumer, a :class:`TensorBiasedConv2d` (a spatial bias map: zero padding sees no shift) or a
@@ -27,6 +27,7 @@ from torch import nn
 from ..core.copying import structural_copy
 from ..core.ops import Contraction, Product, Sum
 from ..core.views import view_of
+from .batchnorm import FUSABLE, NAMES, NORMS, bn_affine, fuse, threshold
 from .layers import ChannelAffine, TensorBiasedConv2d, TensorBiasedLinear, ThreshReLU
 
 #: seqlrp's own modules are leaves of the trace (their views apply to them as a whole)
@@ -64,19 +65,17 @@ def trace(model: nn.Module) -> tuple[nn.Module, fx.Graph]:
 
 def canonize_graph(model: nn.Module) -> fx.GraphModule:
     """Trace ``model`` and rewrite its batch norms (see the module docstring)."""
-    from .canonize import _FUSABLE, _NAMES, _NORMS, _bn_affine, _threshold, fuse
-
     root, graph = trace(model)
-    token = _NAMES.set({id(m): name for name, m in root.named_modules()})
+    token = NAMES.set({id(m): name for name, m in root.named_modules()})
     try:
-        _rewrite(root, graph, _FUSABLE, _NORMS, fuse, _threshold, _bn_affine)
+        _rewrite(root, graph)
     finally:
-        _NAMES.reset(token)
+        NAMES.reset(token)
     # (built once, from the rewritten graph: it copies only the modules the graph still calls)
     return fx.GraphModule(root, graph, class_name=type(model).__name__)
 
 
-def _rewrite(root: nn.Module, graph: fx.Graph, fusable, norms, fuse, threshold, bn_affine) -> None:
+def _rewrite(root: nn.Module, graph: fx.Graph) -> None:
     """Rewrite the batch norms of ``graph`` in place; new modules go into ``root`` (the traced copy)."""
     modules = dict(root.named_modules())
     calls = {}
@@ -95,16 +94,16 @@ def _rewrite(root: nn.Module, graph: fx.Graph, fusable, norms, fuse, threshold, 
 
     for node in list(graph.nodes):
         bn = module(node)
-        if type(bn) not in norms or calls[node.target] != 1:
+        if type(bn) not in NORMS or calls[node.target] != 1:
             continue
         producer = node.args[0]
         layer = module(producer)
-        if type(layer) in fusable and len(producer.users) == 1 and calls[producer.target] == 1:
+        if type(layer) in FUSABLE and len(producer.users) == 1 and calls[producer.target] == 1:
             set_module(producer.target, fuse(layer, bn))
             node.replace_all_uses_with(producer)
             graph.erase_node(node)
             continue
-        if _fuse_into_consumers(graph, node, bn, module, set_module, calls, threshold, bn_affine):
+        if _fuse_into_consumers(graph, node, bn, module, set_module, calls):
             continue
         set_module(node.target, ChannelAffine(*bn_affine(bn)))
 
@@ -117,7 +116,7 @@ def _is_relu(node: fx.Node, module) -> bool:
     return type(module(node)) is nn.ReLU
 
 
-def _fuse_into_consumers(graph, node, bn, module, set_module, calls, threshold, bn_affine) -> bool:
+def _fuse_into_consumers(graph, node, bn, module, set_module, calls) -> bool:
     """BN -> [ReLU ->] consumers, each a Conv2d, a Linear, or avg-to-1x1 -> flatten -> Linear: the batch norm is
     fused into every consumer (a tensor-biased layer); with the ReLU it becomes a :class:`ThreshReLU`."""
     relu = None

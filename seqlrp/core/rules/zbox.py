@@ -41,7 +41,7 @@ class ZBox(Rule):
                              "broadcast to each other") from None
         if not ordered:
             raise ValueError("rule 'zbox': low must be < high everywhere (the box of the input values), got "
-                             f"low={self.params()['low']}, high={self.params()['high']}")
+                             f"low={_summary(self.low)}, high={_summary(self.high)}")
 
     def _bound(self, parameter: str, value) -> Tensor:
         try:
@@ -59,6 +59,12 @@ class ZBox(Rule):
             return t.item() if t.numel() == 1 else tuple(t.flatten().tolist())
 
         return {"low": short(self.low), "high": short(self.high), **super().params()}
+
+    def __repr__(self) -> str:
+        # bounds given per pixel hold ~10^5 numbers: shape, dtype and range instead (params() keeps them all)
+        args = {"low": _summary(self.low), "high": _summary(self.high)}
+        args.update({k: repr(v) for k, v in super().params().items()})
+        return f"{self.name}({', '.join(f'{k}={v}' for k, v in args.items())})"
 
     def relevance(self, view, inputs, out, relevance, nonnegative=()):
         (x,) = inputs
@@ -82,3 +88,13 @@ class ZBox(Rule):
         s = self._divide(relevance, z)
         g, gp, gn = view.vjp_stack(s, (w, wp, wn), x)
         return (x * g - low_one * gp - high_one * gn,)
+
+
+def _summary(bound: Tensor) -> str:
+    """A number as itself; a tensor of a few values as their list; a larger one as shape, dtype, min and max."""
+    if bound.numel() == 1:
+        return repr(bound.item())
+    if bound.numel() <= 8:
+        return repr(tuple(bound.flatten().tolist()))
+    return (f"tensor(shape={tuple(bound.shape)}, dtype={str(bound.dtype).removeprefix('torch.')}, "
+            f"min={bound.min().item():.4g}, max={bound.max().item():.4g})")

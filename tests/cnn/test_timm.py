@@ -1,0 +1,107 @@
+"""timm CNNs: batch norms with their activation inside (``BatchNormAct2d`` and variants) are canonized.
+
+Tiny configurations, random weights and batch-norm statistics, float64: the canonized model computes the
+model's logits to 1e-9, no op is left without a rule (no CoverageWarning), every layer conserves under ε with
+bias_factor = 1, and the user's model is unchanged.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+import seqlrp
+from benchmarks.models import Conserving
+from seqlrp.cnn import CanonizationError, EpsilonGammaBox, EpsilonPlusFlat, canonize
+
+from ..core.helpers import assert_unchanged, snapshot
+
+timm = pytest.importorskip("timm")
+from benchmarks.timm_models import build  # noqa: E402 - needs timm
+
+BN = nn.modules.batchnorm._BatchNorm
+
+
+def assert_explained(model: nn.Module, x: torch.Tensor) -> None:
+    """Forward equivalence (1e-9), no batch norm left, no CoverageWarning, per-layer conservation (1e-6)."""
+    before = snapshot(model)
+    canonical = canonize(model, example_input=x, rtol=1e-9)
+    assert not any(isinstance(m, BN) for m in canonical.modules())
+    with torch.no_grad():
+        reference, ours = model(x), canonical(x)
+    assert float((ours - reference).abs().max()) <= 1e-9 * float(reference.abs().max())
+    low, high = torch.full_like(x, -4.0), torch.full_like(x, 4.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", seqlrp.CoverageWarning)
+        for composite in (EpsilonGammaBox(low, high), EpsilonPlusFlat()):
+            result = seqlrp.explain(model, x, composite=composite)
+            assert result.coverage.complete, result.coverage
+            assert bool(torch.isfinite(result.relevance).all())
+        conserved = seqlrp.explain(model, x, target=result.target, composite=Conserving(), record="full")
+    worst = max(float((layer.delta.abs() / layer.magnitude.clamp_min(1e-300)).max())
+                for layer in conserved.conservation())
+    assert worst <= 1e-6
+    assert_unchanged(model, before)
+
+
+@pytest.mark.parametrize("name", ["test_efficientnet", "mobilenetv3_small_050", "test_byobnet"])
+def test_tiny_timm_models_with_batchnormact_are_canonized_and_explained(name):
+    model, x = build(name, size=32)
+    assert any(type(m) is timm.layers.BatchNormAct2d for m in model.modules())
+    assert_explained(model, x)
+
+
+def test_frozen_and_sync_variants_are_canonized():
+    """``freeze_batch_norm_2d`` (FrozenBatchNormAct2d, torchvision's FrozenBatchNorm2d) and
+    ``convert_sync_batchnorm`` (SyncBatchNormAct; eval mode) compute the same function: the same relevance."""
+    model, x = build("test_efficientnet", size=32)
+    reference = seqlrp.explain(model, x, composite=EpsilonPlusFlat())
+    frozen = timm.layers.freeze_batch_norm_2d(build("test_efficientnet", size=32)[0])
+    synced = timm.layers.convert_sync_batchnorm(build("test_efficientnet", size=32)[0]).eval()
+    assert any(type(m) is timm.layers.FrozenBatchNormAct2d for m in frozen.modules())
+    assert any(type(m) is timm.layers.SyncBatchNormAct for m in synced.modules())
+    for variant in (frozen, synced):
+        assert_explained(variant, x)
+        result = seqlrp.explain(variant, x, composite=EpsilonPlusFlat())
+        torch.testing.assert_close(result.relevance, reference.relevance, rtol=1e-9, atol=1e-12)
+
+
+def test_plain_frozen_batchnorm_is_fused():
+    from torchvision.ops.misc import FrozenBatchNorm2d
+
+    torch.manual_seed(0)
+    frozen = FrozenBatchNorm2d(4)
+    with torch.no_grad():
+        frozen.weight.uniform_(0.5, 1.5), frozen.bias.normal_(), frozen.running_mean.normal_()
+        frozen.running_var.uniform_(0.5, 1.5)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), frozen, nn.ReLU(), nn.Flatten(), nn.LazyLinear(2)).double()
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    model(x)
+    assert_explained(model.eval(), x)
+    assert not any(isinstance(m, FrozenBatchNorm2d) for m in canonize(model, example_input=x).modules())
+
+
+def test_a_hook_on_a_batchnormact_is_refused_naming_it():
+    model, x = build("test_efficientnet", size=32)
+    name, bn = next((n, m) for n, m in model.named_modules() if type(m) is timm.layers.BatchNormAct2d)
+    handle = bn.register_forward_hook(lambda module, inputs, output: None)
+    before = snapshot(model)
+    try:
+        with pytest.raises(CanonizationError, match=name.replace(".", r"\.")):
+            canonize(model, example_input=x)
+        assert_unchanged(model, before)
+    finally:
+        handle.remove()
+
+
+def test_per_pixel_zbox_bounds_print_short():
+    """Bounds given per pixel (150,528 numbers on a 224² image): the coverage shows shape, dtype and range."""
+    model, x = build("test_efficientnet", size=32)
+    low, high = torch.full_like(x, -2.0), torch.linspace(1, 3, x.numel(), dtype=x.dtype).view_as(x)
+    result = seqlrp.explain(model, x, composite=EpsilonGammaBox(low, high))
+    text = repr(result.coverage)
+    assert "shape=(1, 3, 32, 32)" in text and "min=1" in text and "max=3" in text
+    assert len(text) < 20_000
