@@ -50,6 +50,8 @@ bench: $(STAMP)
 	  $(PY) benchmarks/cnn.py --models efficientnet_b0,mobilenet_v3_large,regnet_y_400mf,convnext_tiny
 	GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4294967295:glibc.malloc.trim_threshold=68719476736 \
 	  $(PY) benchmarks/breakdown.py
+	GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4294967295:glibc.malloc.trim_threshold=68719476736 \
+	  $(PY) benchmarks/photos.py
 
 bench-gpu: $(STAMP)
 	$(PY) benchmarks/lstm.py --device cuda --batch 1024 --order both

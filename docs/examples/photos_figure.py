@@ -65,13 +65,13 @@ def main(argv=None) -> Path:
     titles = [f"{name}: {classes[0][0]} ({classes[0][1]:.2f})" for name, classes in zip(PHOTOS, top, strict=True)]
     fig = figure(pretrained, x, explanations(pretrained, x, target), titles)
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=72)
+    fig.savefig(buffer, format="png", dpi=60)
     plt.close(fig)
     buffer.seek(0)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    # an adaptive 256-colour palette keeps the PNG small (docs images are at most 150 kB)
-    Image.open(buffer).convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(out, optimize=True)
+    # an adaptive 96-colour palette keeps the PNG small (docs images are at most 150 kB)
+    Image.open(buffer).convert("RGB").quantize(colors=96, method=Image.Quantize.MEDIANCUT).save(out, optimize=True)
     print(f"{out} ({out.stat().st_size:,} bytes)")
     return out
 

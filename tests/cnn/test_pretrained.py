@@ -101,3 +101,30 @@ def test_preprocess_refuses_a_grey_image(pretrained):
 
     with pytest.raises(ValueError, match=r"expected an \(H, W, 3\) uint8 RGB array"):
         pretrained.preprocess(np.zeros((8, 8), dtype=np.uint8))
+
+
+def test_epsilon_gamma_box_on_real_photos_has_no_border_stripe(pretrained):
+    """Issue 24: EpsilonGammaBox on the cat was faint with a stripe along the left border.
+
+    The cause was timm's BatchNormAct2d left uncanonized (relevance took the plain-gradient route through
+    its 49 batch norms: 30% of |R| on chelsea lay in the 8 leftmost pixel columns). Canonized, no op is
+    left without a rule, and no 8-pixel border band holds more than twice its share of the area.
+    """
+    import warnings
+
+    import seqlrp
+    from seqlrp.cnn import EpsilonGammaBox
+    from seqlrp.cnn.pretrained import photo
+
+    x = pretrained.preprocess([photo("chelsea"), photo("rocket")])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", seqlrp.CoverageWarning)
+        result = seqlrp.explain(pretrained.model, x, None, EpsilonGammaBox(pretrained.low, pretrained.high))
+    heat = result.relevance.detach().sum(1).abs()
+    total = heat.sum((1, 2))
+    area = 8 / 224
+    for band in (heat[:, :, :8], heat[:, :, -8:], heat[:, :8, :], heat[:, -8:, :]):
+        assert bool((band.sum((1, 2)) / total < 2 * area).all()), (band.sum((1, 2)) / total).tolist()
+    # the explained logit is mostly positive evidence (not a faint map of cancelling signs)
+    signed = result.relevance.detach().sum((1, 2, 3))
+    assert bool((signed > 0.25 * heat.sum((1, 2))).all()), (signed / heat.sum((1, 2))).tolist()
