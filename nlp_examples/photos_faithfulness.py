@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -67,43 +66,6 @@ def make_inputs(pretrained, per_photo: int, size: int, seed: int = 0) -> tuple[t
             images.append(centre(image) if k == 0 else random(image))
             names.append(name if k == 0 else f"{name} crop {k}")
     return torch.stack(images), names
-
-
-def split_batchnorm_act(model: torch.nn.Module) -> torch.nn.Module:
-    """A copy of ``model`` with each timm ``BatchNormAct2d`` written as ``Sequential(BatchNorm2d, drop, act)``.
-
-    The same function (asserted by the caller); seqlrp's canonization then fuses each batch norm into
-    the convolution before it. Used only when this seqlrp does not canonize ``BatchNormAct2d`` itself
-    (explaining the model warns a CoverageWarning).
-    """
-    import copy
-
-    from timm.layers import BatchNormAct2d
-
-    model = copy.deepcopy(model)
-    for module in list(model.modules()):
-        for name, child in list(module.named_children()):
-            if isinstance(child, BatchNormAct2d):
-                norm = torch.nn.BatchNorm2d(child.num_features, child.eps, child.momentum, child.affine,
-                                            child.track_running_stats)
-                norm.load_state_dict(child.state_dict())
-                setattr(module, name, torch.nn.Sequential(norm, child.drop, child.act))
-    return model.eval()
-
-
-def explained_model(pretrained, x: torch.Tensor) -> tuple[torch.nn.Module, bool]:
-    """The model, or its :func:`split_batchnorm_act` copy where seqlrp warns about uncovered ops on it."""
-    from seqlrp.cnn import EpsilonPlusFlat
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        seqlrp.explain(pretrained.model, x[:1], None, EpsilonPlusFlat())
-    if not any(issubclass(w.category, seqlrp.CoverageWarning) for w in caught):
-        return pretrained.model, False
-    model = split_batchnorm_act(pretrained.model)
-    with torch.no_grad():
-        assert torch.equal(model(x[:2]), pretrained.model(x[:2])), "the split model computes another function"
-    return model, True
 
 
 def explainers(pretrained, ig_steps: int, smooth_samples: int) -> dict:
@@ -227,8 +189,8 @@ def main(argv=None) -> dict:
     images, names = make_inputs(pretrained, per_photo, size)
     if args.quick:
         images, names = images[:2], names[:2]
-    model, split = explained_model(pretrained, images)
-    print(f"{len(images)} inputs; BatchNormAct2d split for canonization: {split}", flush=True)
+    model = pretrained.model
+    print(f"{len(images)} inputs", flush=True)
     with torch.no_grad():
         targets = model(images).argmax(1)
     methods = explainers(pretrained, ig_steps, smooth)
@@ -237,7 +199,6 @@ def main(argv=None) -> dict:
     per_input = {rep: {name: {"morf": [], "lerf": []} for name in methods} for rep in ("uniform", "blur")}
     kept = {name: [] for name in methods}  # relevance of the first inputs, for the Quantus metric
     start = time.perf_counter()
-    warnings.filterwarnings("ignore", category=seqlrp.CoverageWarning)  # reported once below, not per chunk
     for first in range(0, len(images), args.chunk):
         x, t = images[first:first + args.chunk], targets[first:first + args.chunk]
         generator = torch.Generator().manual_seed(first)
@@ -257,7 +218,7 @@ def main(argv=None) -> dict:
         rows = table(per_input)
         (out / "photos_faithfulness.json").write_text(json.dumps(
             {"inputs_used": done, "inputs_planned": len(images), "seconds": time.perf_counter() - start,
-             "batchnorm_act_split": split,
+
              "settings": {"size": size, "patch": patch, "steps": steps, "fraction": fraction, "ig_steps": ig_steps,
                           "smoothgrad_samples": smooth, "blur_sigma": sigma},
              "rows": rows}, indent=1))
@@ -269,7 +230,7 @@ def main(argv=None) -> dict:
     result = {"rows": table(per_input), "quantus": quantus_rows, "inputs": len(images),
               "predicted": [pretrained.categories[int(i)] for i in targets], "names": names}
     (out / "photos_faithfulness.json").write_text(json.dumps(
-        {**result, "inputs_used": len(images), "inputs_planned": len(images), "batchnorm_act_split": split,
+        {**result, "inputs_used": len(images), "inputs_planned": len(images),
          "seconds": time.perf_counter() - start}, indent=1))
     (out / "photos_faithfulness.md").write_text(markdown(result["rows"]) + "\n")
     print(markdown(result["rows"]))
