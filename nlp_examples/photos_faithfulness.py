@@ -175,6 +175,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--per-photo", type=int, default=50)
     parser.add_argument("--chunk", type=int, default=4)
     parser.add_argument("--quantus", type=int, default=24, help="inputs for the Quantus metric")
+    parser.add_argument("--quantus-only", action="store_true",
+                        help="only the Quantus metric and its cross-check, on the first --quantus inputs")
     parser.add_argument("--out", default="out/photos_faithfulness")
     args = parser.parse_args(argv)
     from seqlrp.cnn.pretrained import efficientnet_lite0
@@ -189,6 +191,8 @@ def main(argv=None) -> dict:
     images, names = make_inputs(pretrained, per_photo, size)
     if args.quick:
         images, names = images[:2], names[:2]
+    if args.quantus_only:
+        images, names = images[:n_quantus], names[:n_quantus]
     model = pretrained.model
     print(f"{len(images)} inputs", flush=True)
     with torch.no_grad():
@@ -209,24 +213,33 @@ def main(argv=None) -> dict:
             relevance = explain(model, x, t)
             if len(kept[name]) < n_quantus:
                 kept[name] += list(relevance[: n_quantus - len(kept[name])])
+            if args.quantus_only:
+                continue
             for rep, fill in fills.items():
                 for order in ("morf", "lerf"):
                     curves = region_perturbation(model, x, relevance, t, patch=patch, order=order, steps=steps,
                                                  fraction=fraction, replacement=fill)
                     per_input[rep][name][order] += aopc(curves).tolist()
         done = min(first + args.chunk, len(images))
+        print(f"{done}/{len(images)} inputs, {time.perf_counter() - start:.0f} s", flush=True)
+        if args.quantus_only:
+            continue
         rows = table(per_input)
         (out / "photos_faithfulness.json").write_text(json.dumps(
             {"inputs_used": done, "inputs_planned": len(images), "seconds": time.perf_counter() - start,
-
              "settings": {"size": size, "patch": patch, "steps": steps, "fraction": fraction, "ig_steps": ig_steps,
                           "smoothgrad_samples": smooth, "blur_sigma": sigma},
              "rows": rows}, indent=1))
-        print(f"{done}/{len(images)} inputs, {time.perf_counter() - start:.0f} s", flush=True)
     quantus_rows = []
     if n_quantus:
         quantus_rows = quantus_check(model, images[:n_quantus], targets[:n_quantus],
                                      {name: torch.stack(r) for name, r in kept.items()}, nr_runs, subset)
+    if args.quantus_only:
+        (out / "photos_quantus.json").write_text(json.dumps({"inputs": len(images), "nr_runs": nr_runs,
+                                                             "subset_size": subset, "rows": quantus_rows}, indent=1))
+        for row in quantus_rows:
+            print(row)
+        return {"quantus": quantus_rows}
     result = {"rows": table(per_input), "quantus": quantus_rows, "inputs": len(images),
               "predicted": [pretrained.categories[int(i)] for i in targets], "names": names}
     (out / "photos_faithfulness.json").write_text(json.dumps(
