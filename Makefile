@@ -58,6 +58,8 @@ bench: $(STAMP)
 	  $(PY) benchmarks/recurrent.py --batch 64 --tokens 64 --threads 2
 	GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4294967295:glibc.malloc.trim_threshold=68719476736 \
 	  $(PY) benchmarks/transformer.py --batch 32 --tokens 64 --threads 2
+	GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4294967295:glibc.malloc.trim_threshold=68719476736 \
+	  $(PY) benchmarks/photos.py
 
 bench-gpu: $(STAMP)
 	$(PY) benchmarks/lstm.py --device cuda --batch 1024 --order both

