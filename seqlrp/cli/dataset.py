@@ -182,6 +182,7 @@ def _explain(args) -> Path | None:
     from ..dataset.sharding import init_from_env
 
     ranks = init_from_env()
+    threads = torch.get_num_threads()
     if not ranks.distributed and getattr(args, "workers", 1) == 1:
         torch.set_num_threads(default_threads())
     try:
@@ -189,6 +190,7 @@ def _explain(args) -> Path | None:
         summary = explain_dataset(model.to(ranks.device()), source, out=args.out, overwrite=args.overwrite,
                                   **options)
     finally:
+        torch.set_num_threads(threads)  # (main() may run inside a caller's process: leave its setting as it was)
         if ranks.distributed:
             torch.distributed.destroy_process_group()
     if ranks.rank != 0:
