@@ -1,6 +1,6 @@
 """CNN side: canonization of torchvision ResNet/DenseNet/VGG, layers, composite presets."""
 
-from .canonize import CanonizationError, Concat, canonize
+from .canonize import CanonizationError, CanonizationWarning, Concat, canonize
 from .canonizer import Canonizer, Place
 from .canonizers import (
     DEFAULT_CANONIZERS,
@@ -26,6 +26,7 @@ from .layers import ChannelAffine, Sum, TensorBiasedConv2d, TensorBiasedLinear, 
 __all__ = [
     "DEFAULT_CANONIZERS",
     "CanonizationError",
+    "CanonizationWarning",
     "Canonizer",
     "ClassRebuild",
     "KeepAsAffine",

@@ -30,6 +30,10 @@ class CanonizationError(RuntimeError):
     """The model could not be canonized (names the modules) or the canonized model differs."""
 
 
+class CanonizationWarning(UserWarning):
+    """Canonization could not follow the forward (no trace) and fell back (names the modules and the fallback)."""
+
+
 def bn_affine(bn: BN) -> tuple[Tensor, Tensor]:
     """``BN(x) = scale * x + shift`` per channel (eval mode, running statistics)."""
     if not bn.track_running_stats or bn.running_mean is None:

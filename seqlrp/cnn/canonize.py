@@ -22,6 +22,7 @@ layers are structural copies sharing their parameters, and verification runs on 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -30,14 +31,15 @@ from torch import Tensor, nn
 from ..core.checks import check_eval_mode, mode_dependent
 from ..core.copying import record_outputs, structural_copy, unwrap
 from . import graph
-from .batchnorm import BN, NAMES, CanonizationError, bn_affine, fuse, threshold, threshold_and_fuse
+from .batchnorm import BN, NAMES, CanonizationError, CanonizationWarning, bn_affine, fuse, threshold, threshold_and_fuse
 from .canonizer import CURRENT, Canonizer, Place, Run, check_canonizers, structure_suffices, walk
 from .canonizers import DEFAULT_CANONIZERS
 from .rebuilt import Concat
 
 # (the names this module had before the algebra and the patterns moved out of it)
 _bn_affine, _threshold = bn_affine, threshold
-__all__ = ["CanonizationError", "Concat", "canonize", "fuse", "structure_suffices", "threshold_and_fuse"]
+__all__ = ["CanonizationError", "CanonizationWarning", "Concat", "canonize", "fuse", "structure_suffices",
+           "threshold_and_fuse"]
 
 
 def canonize(model: nn.Module, *, verify: bool = True, example_input: Tensor | None = None,
@@ -63,7 +65,8 @@ def canonize(model: nn.Module, *, verify: bool = True, example_input: Tensor | N
     nn.Module
         The canonized model (shares the parameters of the layers it did not change).
     """
-    run = Run(DEFAULT_CANONIZERS if canonizers is None else check_canonizers(canonizers))
+    run = Run(DEFAULT_CANONIZERS if canonizers is None else check_canonizers(canonizers),
+              None if example_input is None else example_input.detach())
     model = unwrap(model)
     try:
         check_eval_mode(model)
@@ -135,7 +138,15 @@ def _canonize_with_norms(model: nn.Module, user: nn.Module) -> nn.Module:
     except graph.TraceError as error:
         reason = str(error)
     canonical = structural if structural is not None else _structural(model)
-    _fallback(canonical, model, user)
+    kept = _fallback(canonical, model, user)
+    if kept:
+        names = [name for name, m in canonical.named_modules() if id(m) in kept]
+        warnings.warn(
+            f"canonization could not follow the forward of {type(user).__name__} ({reason[:300]}); from its module "
+            f"structure, the batch norm(s) {names} are kept as per-channel affine layers (ChannelAffine) instead of "
+            "fused into their neighbouring layers, so the relevance can differ from that of the same model written "
+            "plainly. Make the forward traceable by torch.fx, or fuse them by hand",
+            CanonizationWarning, stacklevel=4)
     left = [name for name, m in canonical.named_modules() if isinstance(m, BN)]
     if left:
         raise CanonizationError(
@@ -146,9 +157,11 @@ def _canonize_with_norms(model: nn.Module, user: nn.Module) -> nn.Module:
     return canonical
 
 
-def _fallback(canonical: nn.Module, *models: nn.Module) -> None:
+def _fallback(canonical: nn.Module, *models: nn.Module) -> set[int]:
     """Offer the children of the canonized copy to the fallback-stage canonizers; replaced in place (the same
-    function wherever and however they are called). Modules of ``models`` are never edited."""
+    function wherever and however they are called). Modules of ``models`` are never edited. Returns the ids of
+    the new modules."""
+    new_ids: set[int] = set()
     canonizers = CURRENT.get().stage["fallback"]
     users = {id(m) for model in models for m in model.modules()}
     place = Place()
@@ -162,7 +175,9 @@ def _fallback(canonical: nn.Module, *models: nn.Module) -> None:
                 new = canonizer.rebuild(child, place)
                 if new is not None:
                     module.__dict__["_modules"][name] = new
+                    new_ids.add(id(new))
                     break
+    return new_ids
 
 
 def _structural(model: nn.Module) -> nn.Module:
@@ -182,15 +197,7 @@ def _mark_eval(canonical: nn.Module) -> None:
             module.__dict__["training"] = False
 
 
-def _example(model: nn.Module) -> Tensor:
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            return torch.randn(2, m.in_channels, 64, 64, generator=torch.Generator().manual_seed(0))
-        if isinstance(m, nn.Conv1d):
-            return torch.randn(2, m.in_channels, 64, generator=torch.Generator().manual_seed(0))
-        if isinstance(m, nn.Linear):
-            return torch.randn(2, m.in_features, generator=torch.Generator().manual_seed(0))
-    raise CanonizationError("cannot guess an input shape for verification: pass example_input=")
+_example = graph.example_input
 
 
 def _float64_outputs(model: nn.Module, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:

@@ -96,8 +96,10 @@ def check_canonizers(canonizers: Sequence[Canonizer] | Canonizer) -> tuple[Canon
 class Run:
     """The canonizers of one canonization, by stage."""
 
-    def __init__(self, canonizers: Sequence[Canonizer]):
+    def __init__(self, canonizers: Sequence[Canonizer], example_input=None):
         self.canonizers = tuple(canonizers)
+        #: the input data-dependent conditions are evaluated on while tracing (None: a random one)
+        self.example_input = example_input
         self.stage = {stage: tuple(c for c in self.canonizers if stage in c.stages) for stage in STAGES}
 
 

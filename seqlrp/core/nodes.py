@@ -26,6 +26,9 @@ ROUTING_NODES = frozenset({
     "AdaptiveMaxPool1DBackward0", "AdaptiveMaxPool2DBackward0", "AdaptiveMaxPool3DBackward0",
     "MaskedFillBackward0", "ChannelShuffleBackward0", "PixelShuffleBackward0", "PixelUnshuffleBackward0",
     "SqueezeBackwardAutogradNestedTensor0", "RollBackward0",
+    # nearest-neighbour upsampling copies each input value to several outputs (HRNet's fuse layers)
+    "UpsampleNearest1DBackward0", "UpsampleNearest2DBackward0", "UpsampleNearest3DBackward0",
+    "UpsampleNearestExact1DBackward0", "UpsampleNearestExact2DBackward0", "UpsampleNearestExact3DBackward0",
 })
 #: nodes that are the gradient of a ReLU: relevance of positive units passes, like the pass rule
 RELU_NODES = frozenset({"ReluBackward0", "ThresholdBackward0", "ThresholdBackwardBackward0"})

@@ -140,3 +140,22 @@ def test_timm_blocks_that_change_their_base_class_forward_are_rebuilt():
     canonical = canonize(model, example_input=x, rtol=1e-12)
     assert not any(type(m).__module__.startswith("timm.") for m in canonical.modules())
     assert_explained(model, x)
+
+
+def test_nearest_upsampling_routes_relevance():
+    """HRNet's fuse layers upsample by nearest neighbour: a copy, routed like one. LRP-0 with pass on ReLUs
+    equals gradient x input (an independent reference), and no op is left without a rule."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Upsample(scale_factor=2, mode="nearest"),
+                          nn.Conv2d(4, 4, 3, padding=1, bias=False), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                          nn.Flatten(), nn.Linear(4, 3, bias=False)).double().eval()
+    x = torch.randn(2, 3, 5, 6, dtype=torch.float64, requires_grad=True)
+    zero = seqlrp.Composite({seqlrp.groups.WEIGHTED: "zero", seqlrp.groups.AVG_POOLS: "zero",
+                             seqlrp.groups.ACTIVATIONS: "pass"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", seqlrp.CoverageWarning)
+        result = seqlrp.explain(model, x.detach(), target=torch.tensor([0, 2]), composite=zero)
+    assert result.coverage.complete
+    out = model(x)
+    (grad,) = torch.autograd.grad(out[torch.arange(2), torch.tensor([0, 2])].sum(), x)
+    torch.testing.assert_close(result.relevance, (x * grad).detach(), rtol=1e-9, atol=1e-12)
