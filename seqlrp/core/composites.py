@@ -150,21 +150,29 @@ def _default() -> Composite:
     return EpsilonEverywhere()
 
 
+def layer_rules(linear: Any, *, product: Any = "signal_takes_all", contraction: Any = None,
+                activations: Any = "pass") -> dict:
+    """The rules most presets share: ``linear`` on affine layers, average pools, normalizations, sums and (unless
+    ``contraction`` is given) gate-weighted contractions; ``product`` on gated products; winner-takes-all on max
+    pools; ``activations`` on element-wise activations. A preset adds or overrides its own keys."""
+    return {
+        groups.WEIGHTED: linear,
+        groups.AVG_POOLS: linear,
+        groups.NORMS: linear,
+        Sum: linear,
+        Contraction: linear if contraction is None else contraction,
+        Product: product,
+        groups.MAX_POOLS: "winner_takes_all",
+        groups.ACTIVATIONS: activations,
+    }
+
+
 class ZeroEverywhere(Composite):
     """LRP-0 on every affine layer, average pool, sum, contraction and normalization; winner-takes-all on
     max pools, signal-takes-all on gated products, pass on activations."""
 
     def __init__(self):
-        super().__init__({
-            groups.WEIGHTED: "zero",
-            groups.AVG_POOLS: "zero",
-            groups.NORMS: "zero",
-            Sum: "zero",
-            Contraction: "zero",
-            Product: "signal_takes_all",
-            groups.MAX_POOLS: "winner_takes_all",
-            groups.ACTIVATIONS: "pass",
-        })
+        super().__init__(layer_rules("zero"))
 
 
 class EpsilonEverywhere(Composite):
@@ -182,13 +190,4 @@ class EpsilonEverywhere(Composite):
 
     def __init__(self, epsilon: float = 1e-6, bias_factor: float = 0.0):
         eps = ("epsilon", {"epsilon": epsilon, "bias_factor": bias_factor})
-        super().__init__({
-            groups.WEIGHTED: eps,
-            groups.AVG_POOLS: eps,
-            groups.NORMS: eps,
-            Sum: eps,
-            Contraction: eps,
-            Product: "signal_takes_all",
-            groups.MAX_POOLS: "winner_takes_all",
-            groups.ACTIVATIONS: "pass",
-        })
+        super().__init__(layer_rules(eps))

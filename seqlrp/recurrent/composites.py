@@ -7,8 +7,7 @@ import importlib
 from torch import nn
 
 from ..core import groups
-from ..core.composites import Composite
-from ..core.ops import Contraction, Product, Sum
+from ..core.composites import Composite, layer_rules
 from ..core.rules.base import Rule
 from ..core.session import register_handler
 from .norms import FAMILY_NORMS
@@ -50,14 +49,8 @@ class RecurrentLRP(Composite):
             raise ValueError(f"output_gate must be 'half_product' or 'signal_takes_all', got {output_gate!r}")
         eps = ("epsilon", {"epsilon": epsilon})
         super().__init__({
-            groups.WEIGHTED: eps,
-            groups.AVG_POOLS: eps,
-            groups.NORMS: eps,
-            Sum: eps,
-            Contraction: eps,
-            Product: "signal_takes_all",
-            groups.ACTIVATIONS: "pass",
             OUTPUT_GATE: (output_gate, {"epsilon": epsilon}) if output_gate == "half_product" else output_gate,
+            **layer_rules(eps),
         })
         self._norm: Rule = self._rules[groups.NORMS]
 

@@ -41,19 +41,34 @@ def refuse_cache(name: str, cache, layer: int) -> None:
                           "lost); explain the whole sequence with use_cache=False")
 
 
-class MambaForward:
-    """The replacement ``forward(hidden_states, cache=None, attention_mask=None)`` of a ``MambaMixer`` copy."""
+class MixerForward:
+    """The replacement ``forward(hidden_states, cache=None, attention_mask=None)`` of a mixer copy: the rules of the
+    session, a cache refused, the mixer's own ops computed with the functional rules off (:meth:`_forward`)."""
 
-    def __init__(self, session: Session, name: str, module: MambaMixer):
+    def __init__(self, session: Session, name: str, module: nn.Module):
         self.session, self.name, self.module = session, name, module
         self.rules = RecurrentRules.of(session)
-        session.assigned[name] = (f"MambaMixer: sum {self.rules.sum!r}, gate {self.rules.product!r}, C "
-                                  f"{self.rules.contraction!r}, output gate {self.rules.output_gate!r} [unrolled]")
+        session.assigned[name] = f"{type(module).__name__}: {self.describe()}"
+
+    def describe(self) -> str:
+        """Which rule goes where, for the coverage report."""
+        raise NotImplementedError
 
     def __call__(self, hidden_states: Tensor, cache=None, attention_mask: Tensor | None = None, **kwargs) -> Tensor:
         refuse_cache(self.name, cache, self.module.layer_idx)
         with torch._C.DisableTorchFunction():
             return self._forward(hidden_states, attention_mask)
+
+    def _forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        raise NotImplementedError
+
+
+class MambaForward(MixerForward):
+    """The replacement forward of a ``MambaMixer`` copy: the selective scan unrolled as wrapped ops."""
+
+    def describe(self) -> str:
+        return (f"sum {self.rules.sum!r}, gate {self.rules.product!r}, C {self.rules.contraction!r}, output gate "
+                f"{self.rules.output_gate!r} [unrolled]")
 
     def _forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
         m, ops = self.module, Ops(self.name, self.rules, self.session.calls)

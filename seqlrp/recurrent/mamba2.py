@@ -27,9 +27,9 @@ from transformers.models.mamba2.modeling_mamba2 import Mamba2Mixer, Mamba2RMSNor
 from ..core.function import LayerCall, LRPFunction
 from ..core.session import Session
 from ..core.views import DETERMINISTIC
-from .mamba import refuse_cache
+from .mamba import MixerForward
 from .norms import FamilyRMSNormView, register_norm
-from .ops import Ops, RecurrentRules, where_mask
+from .ops import Ops, where_mask
 
 
 class GroupedRMSNormView(FamilyRMSNormView):
@@ -58,19 +58,12 @@ def _read(alpha: Tensor, u: Tensor) -> Tensor:
     return alpha @ u
 
 
-class Mamba2Forward:
-    """The replacement ``forward(hidden_states, cache=None, attention_mask=None)`` of a ``Mamba2Mixer`` copy."""
+class Mamba2Forward(MixerForward):
+    """The replacement forward of a ``Mamba2Mixer`` copy: the scan as one gated contraction (closed form)."""
 
-    def __init__(self, session: Session, name: str, module: Mamba2Mixer):
-        self.session, self.name, self.module = session, name, module
-        self.rules = RecurrentRules.of(session)
-        session.assigned[name] = (f"Mamba2Mixer: read-out {self.rules.contraction!r}, gate {self.rules.product!r}, "
-                                  f"output gate {self.rules.output_gate!r} [closed form]")
-
-    def __call__(self, hidden_states: Tensor, cache=None, attention_mask: Tensor | None = None, **kwargs) -> Tensor:
-        refuse_cache(self.name, cache, self.module.layer_idx)
-        with torch._C.DisableTorchFunction():
-            return self._forward(hidden_states, attention_mask)
+    def describe(self) -> str:
+        return (f"read-out {self.rules.contraction!r}, gate {self.rules.product!r}, output gate "
+                f"{self.rules.output_gate!r} [closed form]")
 
     def _forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
         m, ops = self.module, Ops(self.name, self.rules, self.session.calls)

@@ -28,7 +28,7 @@ from torch import nn
 
 from ..core import groups
 from ..core.bilinear import SignalProduct
-from ..core.composites import Composite
+from ..core.composites import Composite, layer_rules
 from ..core.ops import Contraction, Product, Sum
 from ..core.registry import resolve
 from .views import register_hf_views
@@ -132,15 +132,8 @@ class CPLRP(TransformerComposite):
         self.rmsnorm = resolve("identity")
         super().__init__({
             _RMS_NORMS: "identity",
-            groups.WEIGHTED: eps,
-            groups.AVG_POOLS: eps,
-            groups.NORMS: eps,
-            Sum: eps,
-            Product: "signal_takes_all",
-            Contraction: eps,
             SignalProduct: ("uniform", {"epsilon": epsilon}),
-            groups.MAX_POOLS: "winner_takes_all",
-            groups.ACTIVATIONS: "identity",
+            **layer_rules(eps, activations="identity"),
         })
 
 

@@ -25,8 +25,8 @@ from torch import Tensor, nn
 from ..core.checks import check_eval_mode
 from ..core.composites import Composite, as_composite
 from ..core.copying import release, unwrap
-from ..core.explain import propagate
 from ..core.explanation import Explanation
+from ..core.pipeline import propagate
 from ..core.session import Session
 from .composites import AttnLRP
 
