@@ -200,8 +200,10 @@ def _conservation(report: Report, dataset: pads.Dataset, names, rows: int, text:
     import seaborn as sns
 
     stride = max(1, -(-rows // SCATTER_POINTS))
+    parameters = "parameter_relevance" in dataset.schema.names  # (datasets written before it have no column)
     columns = ["id", "target", "predicted", "label", "logit", "relevance_sum"] + (["initial_state_relevance"]
-                                                                                 if text else [])
+                                                                                 if text else []) \
+        + (["parameter_relevance"] if parameters else [])
     parts = []
     for batch in dataset.to_batches(columns=columns, batch_size=BATCH):  # (every stride-th example)
         keep = (batch.column("id").to_numpy() % stride == 0) & batch.column("target").is_valid().to_numpy(False)
@@ -209,6 +211,8 @@ def _conservation(report: Report, dataset: pads.Dataset, names, rows: int, text:
     table = pa.concat_tables(parts).to_pandas()
     table["explained"] = [_name(names, t) for t in table["target"]]
     total = table["relevance_sum"] + (table["initial_state_relevance"] if text else 0)
+    if parameters:  # relevance that reached parameters (a class token) is received too: (name, value) pairs
+        total = total + table["parameter_relevance"].map(lambda pairs: sum(value for _, value in pairs))
     table["Σ relevance"] = total
     table["logit − Σ relevance"] = table["logit"] - total
     summary = [["examples (sampled)", f"{len(table)} of {rows}"],
@@ -226,7 +230,8 @@ def _conservation(report: Report, dataset: pads.Dataset, names, rows: int, text:
     low, high = float(min(table["logit"].min(), total.min())), float(max(table["logit"].max(), total.max()))
     ax.plot([low, high], [low, high], color="black", linewidth=0.8, label="Σ relevance = logit")
     ax.legend(fontsize=8)
-    ax.set_title("relevance sum vs explained logit" + (" (+ initial-state relevance)" if text else ""))
+    ax.set_title("relevance sum vs explained logit" + (" (+ initial-state relevance)" if text else "")
+                 + (" (+ parameters)" if parameters else ""))
     report.add_figure(fig, "Σ relevance vs logit (a point per example; the line is exact conservation)")
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
     sns.histplot(data=table, x="logit − Σ relevance", hue="explained", bins=60, element="step", ax=ax)

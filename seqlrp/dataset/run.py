@@ -31,13 +31,15 @@ from .writer import output_bytes, part_is_done, part_path, write_part, write_suc
 
 _SCALARS = [("predicted", pa.int64()), ("target", pa.int64()), ("logit", pa.float64()),
             ("probability", pa.float64()), ("relevance_sum", pa.float64())]
+#: per row: parameter name -> the relevance that reached that parameter (empty when none reached any)
+PARAMETERS = pa.map_(pa.string(), pa.float64())
 TEXT_SCHEMA = pa.schema([("id", pa.int64()), ("tokens", pa.list_(pa.string())), ("unknown", pa.list_(pa.int32())),
                          ("label", pa.int64()),
                          ("relevance", pa.list_(pa.float32())), *_SCALARS,
-                         ("initial_state_relevance", pa.float64())])
+                         ("initial_state_relevance", pa.float64()), ("parameter_relevance", PARAMETERS)])
 IMAGE_SCHEMA = pa.schema([("id", pa.int64()), ("path", pa.string()), ("label", pa.int64()),
                           ("height", pa.int32()), ("width", pa.int32()), ("relevance", pa.list_(pa.float32())),
-                          *_SCALARS])
+                          *_SCALARS, ("parameter_relevance", PARAMETERS)])
 
 
 def with_labels(schema: pa.Schema, kind: str) -> pa.Schema:
@@ -143,6 +145,13 @@ def _assemble(schema: pa.Schema, rows: int, done: list[np.ndarray], pieces: dict
     return table.select(schema.names).cast(schema)
 
 
+def _parameter_rows(maps: list[list], batch: np.ndarray, parameter_relevance: dict[str, torch.Tensor]) -> None:
+    """Put each sample's share of ``parameter_relevance`` (name -> (B,) tensor) into ``maps`` at its row."""
+    for name, values in parameter_relevance.items():
+        for row, value in zip(batch, values.detach().double().cpu().tolist(), strict=True):
+            maps[row].append((name, value))
+
+
 def _text_call(composite, deprecated: dict) -> dict:
     """The rule arguments of :func:`seqlrp.explain_text`: ``composite=``, or the deprecated keywords of
     ``explain_dataset`` (epsilon / bias_factor / rules) as a :class:`seqlrp.lstm.ArrasLSTM`."""
@@ -219,6 +228,7 @@ class _TextRows:
         done, values, pieces = [], [], {"predicted": [], "target": [], "logit": [], "probability": [],
                                         "relevance_sum": [], "initial_state_relevance": []}
         present = np.flatnonzero(sizes > 0)
+        parameters = [[] for _ in rows]
         for batch in _buckets(sizes[present], self.batch_size, self.lengths):
             batch = present[batch]
             steps = np.arange(int(sizes[batch].max()))
@@ -232,6 +242,7 @@ class _TextRows:
                 pieces[name].append(value)
             pieces["relevance_sum"].append((relevance.double() * torch.from_numpy(mask)).sum(1).numpy())
             pieces["initial_state_relevance"].append(result.initial_state_relevance.detach().double().cpu().numpy())
+            _parameter_rows(parameters, batch, result.parameter_relevance)
             done.append(batch)
             progress(len(batch))
         progress(len(rows) - len(present))  # (empty rows: nothing to explain)
@@ -241,7 +252,8 @@ class _TextRows:
         first = {"id": pa.array(np.arange(first_id, first_id + len(rows)), pa.int64()),
                  "tokens": pa.array([names for names, _, _ in encoded], pa.list_(pa.string())),
                  "unknown": pa.array([unknown for _, _, unknown in encoded], pa.list_(pa.int32())),
-                 "label": _label_array([label for _, label in rows], self.schema)}
+                 "label": _label_array([label for _, label in rows], self.schema),
+                 "parameter_relevance": pa.array(parameters, PARAMETERS)}
         return _assemble(_labelled(self.schema, first["label"]), len(rows), done, pieces, relevance, first)
 
 
@@ -275,6 +287,7 @@ class _ImageRows:
         device = _device(self.model)
         done, values, sizes, pieces = [], [], [], {"predicted": [], "target": [], "logit": [], "probability": [],
                                                    "relevance_sum": [], "height": [], "width": []}
+        parameters = [[] for _ in rows]
         for batch in _buckets(keys, self.batch_size, mixed=False):
             images = torch.stack([rows[i][0] for i in batch]).to(device)
             result = explain(self.model, images, self.target, self.composite)
@@ -287,12 +300,14 @@ class _ImageRows:
             pieces["relevance_sum"].append(relevance.double().sum((1, 2, 3)).cpu().numpy())
             pieces["height"].append(np.full(len(batch), maps.shape[1]))
             pieces["width"].append(np.full(len(batch), maps.shape[2]))
+            _parameter_rows(parameters, batch, result.parameter_relevance)
             done.append(batch)
             progress(len(batch))
         relevance = _lists(values, np.concatenate(sizes), pa.float32())
         first = {"id": pa.array(np.arange(first_id, first_id + len(rows)), pa.int64()),
                  "path": pa.array([path for _, _, path in rows], pa.string()),
-                 "label": _label_array([label for _, label, _ in rows], self.schema)}
+                 "label": _label_array([label for _, label, _ in rows], self.schema),
+                 "parameter_relevance": pa.array(parameters, PARAMETERS)}
         return _assemble(_labelled(self.schema, first["label"]), len(rows), done, pieces, relevance, first)
 
 

@@ -49,7 +49,8 @@ def _names(explanation, class_names):
 
 
 def _panel(explanation, index: int, method: str) -> dict[str, Any]:
-    """The numbers of one explanation of one example: Σ relevance, the explained logit, the conservation Δ."""
+    """The numbers of one explanation of one example: Σ relevance, the explained logit, the conservation Δ and the
+    relevance that reached each parameter (``explanation.parameter_relevance``; Δ counts it as received)."""
     relevance_sum = float(explanation.relevance[index].sum())
     target = int(explanation.target[index])
     logit = float(explanation.output[index, target])
@@ -61,11 +62,16 @@ def _panel(explanation, index: int, method: str) -> dict[str, Any]:
             delta += float(initial[index])
     else:
         seed = delta = None
+    parameters = {name: float(values[index]) for name, values in getattr(explanation, "parameter_relevance",
+                                                                          {}).items()}
+    if delta is not None:
+        delta += sum(parameters.values())
     magnitude = float(explanation.relevance[index].abs().sum())
     share = f"{abs(delta) / magnitude:.0%} of Σ|R|" if delta is not None and magnitude > 0 else None
     return {"method": method, "relevance_sum": number(relevance_sum), "seed": None if seed is None else number(seed),
             "logit": number(logit), "delta": None if delta is None else number(delta), "delta_share": share,
-            "coverage": list(explanation.coverage.rules.items())}
+            "coverage": list(explanation.coverage.rules.items()),
+            "parameters": [(name, number(value)) for name, value in parameters.items()]}
 
 
 def _true_label(true_label, names) -> str:
