@@ -211,8 +211,8 @@ def _conservation(report: Report, dataset: pads.Dataset, names, rows: int, text:
     table = pa.concat_tables(parts).to_pandas()
     table["explained"] = [_name(names, t) for t in table["target"]]
     total = table["relevance_sum"] + (table["initial_state_relevance"] if text else 0)
-    if parameters:  # relevance that reached parameters (a class token) is received too: (name, value) pairs
-        total = total + table["parameter_relevance"].map(lambda pairs: sum(value for _, value in pairs))
+    if parameters:  # relevance that reached parameters (a class token) is received too: {name, relevance} items
+        total = total + table["parameter_relevance"].map(lambda items: sum(item["relevance"] for item in items))
     table["Σ relevance"] = total
     table["logit − Σ relevance"] = table["logit"] - total
     summary = [["examples (sampled)", f"{len(table)} of {rows}"],

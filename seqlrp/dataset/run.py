@@ -31,8 +31,9 @@ from .writer import output_bytes, part_is_done, part_path, write_part, write_suc
 
 _SCALARS = [("predicted", pa.int64()), ("target", pa.int64()), ("logit", pa.float64()),
             ("probability", pa.float64()), ("relevance_sum", pa.float64())]
-#: per row: parameter name -> the relevance that reached that parameter (empty when none reached any)
-PARAMETERS = pa.map_(pa.string(), pa.float64())
+#: per row: one {name, relevance} per parameter that relevance reached (empty when none); a list of structs, not a
+#: map: Hugging Face datasets reads no Arrow map
+PARAMETERS = pa.list_(pa.struct([("name", pa.string()), ("relevance", pa.float64())]))
 TEXT_SCHEMA = pa.schema([("id", pa.int64()), ("tokens", pa.list_(pa.string())), ("unknown", pa.list_(pa.int32())),
                          ("label", pa.int64()),
                          ("relevance", pa.list_(pa.float32())), *_SCALARS,
@@ -149,7 +150,7 @@ def _parameter_rows(maps: list[list], batch: np.ndarray, parameter_relevance: di
     """Put each sample's share of ``parameter_relevance`` (name -> (B,) tensor) into ``maps`` at its row."""
     for name, values in parameter_relevance.items():
         for row, value in zip(batch, values.detach().double().cpu().tolist(), strict=True):
-            maps[row].append((name, value))
+            maps[row].append({"name": name, "relevance": value})
 
 
 def _text_call(composite, deprecated: dict) -> dict:

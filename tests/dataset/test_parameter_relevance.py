@@ -55,12 +55,17 @@ def test_parquet_parameter_relevance_equals_explain_and_closes_the_balance(tmp_p
     rows = table.to_pylist()
     frame = table.to_pandas()
     for i, row in enumerate(rows):
-        found = dict(row["parameter_relevance"])
+        found = {item["name"]: item["relevance"] for item in row["parameter_relevance"]}
         assert list(found) == ["class_token"]
         assert found["class_token"] == pytest.approx(float(token[i]), rel=0, abs=1e-12)
-        assert dict(frame["parameter_relevance"][i]) == found  # pandas: a list of (name, value) pairs
+        assert list(frame["parameter_relevance"][i]) == row["parameter_relevance"]  # pandas: the same dicts
         assert row["relevance_sum"] + sum(found.values()) == pytest.approx(row["logit"], rel=0, abs=1e-6)
         assert abs(row["relevance_sum"] - row["logit"]) > 1e-3  # the input alone does not close it
+    datasets = pytest.importorskip("datasets")  # (Hugging Face datasets reads no Arrow map: hence a list of structs)
+    loaded = datasets.load_dataset("parquet", data_files=str(tmp_path / "out" / "part-*.parquet"), split="train",
+                                   cache_dir=str(tmp_path / "hf"))
+    by_id = dict(zip(loaded["id"], loaded["parameter_relevance"], strict=True))
+    assert [by_id[i] for i in range(len(rows))] == table["parameter_relevance"].to_pylist()
     # the dataset report's conservation table counts the parameters: mean |logit − Σ relevance| is ~0
     report = seqlrp.report_dataset(tmp_path / "out", tmp_path / "report.html")
     dom = html5lib.parse(report.read_text(encoding="utf-8"), namespaceHTMLElements=False)
