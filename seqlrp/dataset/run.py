@@ -451,6 +451,7 @@ def explain_dataset(
     rows_of = _rows_of(model, source, composite, old_text, target, batch_size, "int64")
     signature = {"kind": source.kind, "model": model_identity(model), "target": target, "shard_size": shard_size,
                  "options": _options(source, rows_of, composite, old_text), "input": source.describe(),
+                 "columns": rows_of.schema.names,  # (parts of an older layout are not mixed with new ones)
                  **_plain_fingerprint(fingerprint)}
     if ranks.rank == 0:
         check_out(out, signature | {"rows": None}, True)  # (a file or a foreign folder: refused before counting)

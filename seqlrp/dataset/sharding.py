@@ -134,7 +134,8 @@ def _what_changed(old: dict, new: dict) -> str:
         names = {"model.state": "the model's parameters or buffers", "model.code": "the model's code",
                  "options.vocabulary": "the vocabulary", "options.unk": "the unknown-word token",
                  "options.lengths": "how the model is called (lengths)", "options": "the rule parameters",
-                 "rows": "the number of input rows", "input": "how the input is read"}
+                 "rows": "the number of input rows", "input": "how the input is read",
+                 "columns": "the output's columns (written by another seqlrp version)"}
         label = next((v for k, v in names.items() if key == k or key.startswith(k + ".")), key)
         return f"{label} changed ({key}: {detail})"
     if isinstance(old_shards, list) and isinstance(new_shards, list):

@@ -4,6 +4,7 @@ composite, Σ input + Σ parameters is the explained logit. A model without such
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import html5lib
@@ -80,3 +81,20 @@ def test_plain_cnn_rows_have_empty_parameter_maps():
     images = [(torch.rand(3, 4, 4), 0) for _ in range(3)]
     table = explained(model, images, call=seqlrp.explain_dataset)
     assert table["parameter_relevance"].to_pylist() == [[], [], []]
+
+
+def test_a_resumed_output_without_the_column_is_refused_not_mixed(tmp_path):
+    """Parts written before ``parameter_relevance`` existed are not resumed into a dataset with it."""
+    model = TokenImageModel().double().eval()
+    images = [(torch.randn(3, 4, 4, dtype=torch.float64), 0) for _ in range(4)]
+    out = tmp_path / "out"
+    explained(model, images, call=seqlrp.explain_dataset, out=out, shard_size=2)
+    manifest = json.loads((out / "_manifest.json").read_text())
+    manifest["signature"]["columns"].remove("parameter_relevance")  # (as an older seqlrp wrote it)
+    (out / "_manifest.json").write_text(json.dumps(manifest))
+    (out / "_SUCCESS").unlink()
+    (out / "part-00001.parquet").unlink()
+    with pytest.raises(ValueError, match="the output's columns"):
+        explained(model, images, call=seqlrp.explain_dataset, out=out, shard_size=2)
+    summary = explained(model, images, call=seqlrp.explain_dataset, out=out, shard_size=2, overwrite=True)
+    assert summary.complete and pq.read_table(out).num_rows == 4
