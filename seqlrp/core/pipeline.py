@@ -15,6 +15,7 @@ torch.Size([2, 4])
 
 from __future__ import annotations
 
+import abc
 import os
 import sys
 import warnings
@@ -45,7 +46,7 @@ class CoverageWarning(UserWarning):
     """Relevance passed through ops that mix values without a rule (plain-gradient route)."""
 
 
-class Inputs:
+class Inputs(abc.ABC):
     """The leaf/readback seam: how a model family's inputs reach the model and how relevance comes back.
 
     The pipeline calls, in this order: :meth:`forward_args` (what ``model(*args)`` receives), the forward,
@@ -70,13 +71,13 @@ class Inputs:
     shape: tuple[int, ...]
     unexplained = "the model's output does not depend on its inputs: nothing to explain"
 
+    @abc.abstractmethod
     def forward_args(self) -> tuple:
         """The positional arguments of the model's forward."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def leaf(self) -> Tensor:
         """The tensor relevance is read at (called after the forward)."""
-        raise NotImplementedError
 
     def sinks(self, session: Session | None) -> list[Tensor]:
         """Further leaves whose relevance the readback reports (default: none)."""

@@ -13,6 +13,7 @@ Library messages name the Python keywords (``text_column=``); the command line t
 
 from __future__ import annotations
 
+import abc
 import csv
 import json
 import re
@@ -49,7 +50,7 @@ def _check_binary(path: Path) -> None:
                              f"{path.suffix} format")
 
 
-class Reader:
+class Reader(abc.ABC):
     """The rows of one input file (subclasses: one per format)."""
 
     what = "column"
@@ -58,12 +59,13 @@ class Reader:
     def __init__(self, path: Path):
         self.path = path
 
+    @abc.abstractmethod
     def columns(self) -> list[str]:
-        raise NotImplementedError
+        """The file's column names."""
 
+    @abc.abstractmethod
     def rows(self, columns: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
         """``(where, {column: value})`` for the requested ``columns``, in file order (blank lines skipped)."""
-        raise NotImplementedError
 
 
 class LinesReader(Reader):

@@ -16,6 +16,7 @@ Importing this module registers the handler and the view of ``MambaRMSNorm`` (th
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable
 
 import torch
@@ -41,7 +42,7 @@ def refuse_cache(name: str, cache, layer: int) -> None:
                           "lost); explain the whole sequence with use_cache=False")
 
 
-class MixerForward:
+class MixerForward(abc.ABC):
     """The replacement ``forward(hidden_states, cache=None, attention_mask=None)`` of a mixer copy: the rules of the
     session, a cache refused, the mixer's own ops computed with the functional rules off (:meth:`_forward`)."""
 
@@ -50,17 +51,18 @@ class MixerForward:
         self.rules = RecurrentRules.of(session)
         session.assigned[name] = f"{type(module).__name__}: {self.describe()}"
 
+    @abc.abstractmethod
     def describe(self) -> str:
         """Which rule goes where, for the coverage report."""
-        raise NotImplementedError
 
     def __call__(self, hidden_states: Tensor, cache=None, attention_mask: Tensor | None = None, **kwargs) -> Tensor:
         refuse_cache(self.name, cache, self.module.layer_idx)
         with torch._C.DisableTorchFunction():
             return self._forward(hidden_states, attention_mask)
 
+    @abc.abstractmethod
     def _forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
-        raise NotImplementedError
+        """The mixer's output, computed with the session's rules."""
 
 
 class MambaForward(MixerForward):
