@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 import seqlrp
+from seqlrp.demo import encode
 from seqlrp.evaluate import compare_text, format_table, token_perturbation
 from seqlrp.lstm import BiLSTMClassifier
 from seqlrp.viz import Report, perturbation_figure
@@ -35,12 +36,19 @@ def read(path: Path, limit: int | None = None):
     return pairs[:limit] if limit else pairs
 
 
-def encode(pairs, vocab: dict[str, int]):
-    lengths = torch.tensor([len(words) for words, _ in pairs])
-    ids = torch.zeros(len(pairs), int(lengths.max()), dtype=torch.long)
-    for row, (words, _) in enumerate(pairs):
-        ids[row, : len(words)] = torch.tensor([vocab.get(w, 1) for w in words])
-    return ids, lengths, torch.tensor([label for _, label in pairs])
+def train(model: nn.Module, ids, lengths, labels, epochs: int, generator: torch.Generator, lr: float = 2e-3) -> None:
+    """Adam on shuffled batches of 64, each cut to its longest phrase; leaves the model in eval mode."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    for _ in range(epochs):
+        model.train()
+        order = torch.randperm(len(ids), generator=generator)
+        for begin in range(0, len(ids), 64):
+            idx = order[begin:begin + 64]
+            longest = int(lengths[idx].max())
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(model(ids[idx, :longest], lengths[idx]), labels[idx]).backward()
+            optimizer.step()
+    model.eval()
 
 
 def main(argv=None) -> dict:
@@ -63,18 +71,8 @@ def main(argv=None) -> dict:
     ids, lengths, labels = encode(train_pairs, vocab)
     test_ids, test_lengths, test_labels = encode(test_pairs, vocab)
     model = BiLSTMClassifier(len(vocab_list), 60, 60, 2, padding_idx=0)
-    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
     epochs = 2 if args.quick else args.epochs
-    for _ in range(epochs):
-        model.train()
-        order = torch.randperm(len(ids), generator=generator)
-        for begin in range(0, len(ids), 64):
-            idx = order[begin:begin + 64]
-            longest = int(lengths[idx].max())
-            optimizer.zero_grad()
-            nn.functional.cross_entropy(model(ids[idx, :longest], lengths[idx]), labels[idx]).backward()
-            optimizer.step()
-    model.eval()
+    train(model, ids, lengths, labels, epochs, generator)
     with torch.no_grad():
         predicted = model(test_ids, test_lengths).argmax(1)
     accuracy = float((predicted == test_labels).double().mean())

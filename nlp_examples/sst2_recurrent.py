@@ -19,7 +19,6 @@ from collections import Counter
 from pathlib import Path
 
 import torch
-from torch import nn
 
 import seqlrp
 from seqlrp.evaluate import compare_text, format_table
@@ -60,17 +59,7 @@ def main(argv=None) -> dict:
     ids, lengths, labels = sst2.encode(train_pairs, vocab)
     test_ids, test_lengths, test_labels = sst2.encode(test_pairs, vocab)
     model = toy.TokenClassifier(args.family, len(vocab_list), hidden=64)
-    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
-    for _ in range(epochs):
-        model.train()
-        order = torch.randperm(len(ids), generator=generator)
-        for begin in range(0, len(ids), 64):
-            idx = order[begin:begin + 64]
-            longest = int(lengths[idx].max())
-            optimizer.zero_grad()
-            nn.functional.cross_entropy(model(ids[idx, :longest], lengths[idx]), labels[idx]).backward()
-            optimizer.step()
-    model.eval()
+    sst2.train(model, ids, lengths, labels, epochs, generator)
     with torch.no_grad():
         predicted = model(test_ids, test_lengths).argmax(1)
     accuracy = float((predicted == test_labels).double().mean())

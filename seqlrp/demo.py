@@ -156,7 +156,8 @@ def sst2_pairs(split: str) -> list[tuple[list[str], int]]:
     return pairs
 
 
-def _encode(pairs, vocab: dict[str, int]):
+def encode(pairs, vocab: dict[str, int]):
+    """``(tokens, label)`` pairs as padded ids ``(B, T)`` (unknown words -> id 1), lengths and labels ``(B,)``."""
     lengths = torch.tensor([len(words) for words, _ in pairs])
     ids = torch.zeros(len(pairs), int(lengths.max()), dtype=torch.long)
     for row, (words, _) in enumerate(pairs):
@@ -169,8 +170,8 @@ def sst2_part(report: Report, generator: torch.Generator, shown: int = 12) -> di
     train_pairs, test_pairs = sst2_pairs("train"), sst2_pairs("test")
     vocab_list = ["<pad>", "<unk>"] + sorted({w for words, _ in train_pairs for w in words})
     vocab = {w: i for i, w in enumerate(vocab_list)}
-    ids, lengths, labels = _encode(train_pairs, vocab)
-    test_ids, test_lengths, test_labels = _encode(test_pairs, vocab)
+    ids, lengths, labels = encode(train_pairs, vocab)
+    test_ids, test_lengths, test_labels = encode(test_pairs, vocab)
     model = BiLSTMClassifier(len(vocab_list), 32, 32, 2, padding_idx=0)
 
     def batches():

@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import Tensor, nn
+
+import seqlrp
+
+
+def explain_strict(model: nn.Module, x: Tensor, target=None, composite=None):
+    """``seqlrp.explain`` with a CoverageWarning turned into an error: every op of a family must have a rule."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", seqlrp.CoverageWarning)
+        return seqlrp.explain(model, x, target, composite=composite)
 
 
 class EmbeddingClassifier(nn.Module):

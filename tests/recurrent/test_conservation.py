@@ -4,8 +4,6 @@ The user's model stays untouched (the half rule's conservation: test_mamba.py)."
 
 from __future__ import annotations
 
-import warnings
-
 import pytest
 import torch
 from torch import nn
@@ -14,7 +12,7 @@ import seqlrp
 
 pytest.importorskip("transformers")
 
-from .models import tiny_mamba, tiny_mamba2, tiny_recurrent_gemma, tiny_rwkv, tiny_xlstm  # noqa: E402
+from .models import explain_strict, tiny_mamba, tiny_mamba2, tiny_recurrent_gemma, tiny_rwkv, tiny_xlstm  # noqa: E402
 
 BUILDERS = {"mamba": tiny_mamba, "mamba2": tiny_mamba2, "recurrent_gemma": tiny_recurrent_gemma, "rwkv": tiny_rwkv,
             "xlstm": tiny_xlstm}
@@ -29,9 +27,7 @@ def test_every_op_conserves_and_the_model_is_untouched(family):
                 module.bias.zero_()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     x = torch.randn(2, 5, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", seqlrp.CoverageWarning)
-        result = seqlrp.explain(model, x, composite=seqlrp.recurrent.RecurrentLRP(epsilon=1e-12))
+    result = explain_strict(model, x, composite=seqlrp.recurrent.RecurrentLRP(epsilon=1e-12))
     rows = result.conservation()
     assert len(rows) > 10
     for row in rows:

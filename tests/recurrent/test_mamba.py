@@ -16,14 +16,12 @@ from seqlrp.lstm.recurrent import cell_rules
 
 pytest.importorskip("transformers")
 
-from .models import tiny_mamba  # noqa: E402
+from .models import explain_strict, tiny_mamba  # noqa: E402
 from .reference import mamba_reference  # noqa: E402
 
 
 def explain(model, x, target=None, **options):
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", seqlrp.CoverageWarning)  # no op without a rule
-        return seqlrp.explain(model, x, target, composite=seqlrp.recurrent.MambaLRP(**options))
+    return explain_strict(model, x, target, seqlrp.recurrent.MambaLRP(**options))
 
 
 @pytest.mark.parametrize("output_gate", ["half_product", "signal_takes_all"])

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import pytest
 import torch
 
@@ -13,14 +11,12 @@ from seqlrp.core.session import NoRuleError
 
 pytest.importorskip("transformers")
 
-from .models import EmbeddingClassifier, tiny_recurrent_gemma  # noqa: E402
+from .models import EmbeddingClassifier, explain_strict, tiny_recurrent_gemma  # noqa: E402
 from .reference import recurrent_gemma_reference  # noqa: E402
 
 
 def explain(model, x, target=None, **options):
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", seqlrp.CoverageWarning)
-        return seqlrp.explain(model, x, target, composite=seqlrp.recurrent.RecurrentLRP(**options))
+    return explain_strict(model, x, target, seqlrp.recurrent.RecurrentLRP(**options))
 
 
 @pytest.mark.parametrize("output_gate", ["signal_takes_all", "half_product"])

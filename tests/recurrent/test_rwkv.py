@@ -13,14 +13,12 @@ from seqlrp.core.session import NoRuleError
 
 pytest.importorskip("transformers")
 
-from .models import tiny_rwkv  # noqa: E402
+from .models import explain_strict, tiny_rwkv  # noqa: E402
 from .reference import rwkv_reference  # noqa: E402
 
 
 def explain(model, x, target=None, **options):
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", seqlrp.CoverageWarning)
-        return seqlrp.explain(model, x, target, composite=seqlrp.recurrent.RecurrentLRP(**options))
+    return explain_strict(model, x, target, seqlrp.recurrent.RecurrentLRP(**options))
 
 
 def test_relevance_equals_the_step_by_step_reference():

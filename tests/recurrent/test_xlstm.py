@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import pytest
 import torch
 
@@ -12,15 +10,13 @@ from seqlrp.core.ops import Product
 
 pytest.importorskip("transformers")
 
-from .models import tiny_xlstm  # noqa: E402
+from .models import explain_strict, tiny_xlstm  # noqa: E402
 from .reference import xlstm_reference  # noqa: E402
 
 
 def explain(model, x, target=None, composite=None):
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", seqlrp.CoverageWarning)
-        return seqlrp.explain(model, x, target, composite=composite or seqlrp.recurrent.RecurrentLRP(epsilon=1e-6,
-                                                                                    output_gate="half_product"))
+    composite = composite or seqlrp.recurrent.RecurrentLRP(epsilon=1e-6, output_gate="half_product")
+    return explain_strict(model, x, target, composite)
 
 
 def test_relevance_equals_the_step_by_step_reference():
