@@ -15,7 +15,12 @@ Inputs
 - integer tensors ``(B, T)`` of token ids (a text model, ``nn.Embedding`` first): one relevance per token,
   ``(B, T)`` like the ids — the embedding relevance summed over the embedding dimensions
   (:func:`seqlrp.explain_text`, ``TextExplanation.token_relevance``); ``additional_forward_args=(lengths,)``
-  passes the lengths (``model(ids, lengths)``).
+  passes the lengths (``model(ids, lengths)``);
+- a Hugging Face text model (a transformer, a recurrent family such as ``MambaForCausalLM``, or a backbone under a
+  head such as :class:`seqlrp.recurrent.SequenceClassifier`): ``input_ids`` ``(B, T)`` with
+  ``additional_forward_args=(attention_mask,)``, or a tokenizer's output (a mapping with ``input_ids``):
+  ``(B, T)`` per token (:func:`seqlrp.transformers.explain_transformer`, ``.relevance``); a causal LM is explained
+  at each sequence's last real token, ``target`` a vocabulary id.
 """
 
 from __future__ import annotations
@@ -88,8 +93,17 @@ class Attribution:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
         self.model, self.composite, self.method, self.options = model, composite, method, options
 
-    def explanation(self, inputs: Tensor, target=None, additional_forward_args=None):
-        """The full :class:`seqlrp.Explanation` (or ``TextExplanation``) behind :meth:`attribute`."""
+    def explanation(self, inputs: Tensor | Mapping, target=None, additional_forward_args=None):
+        """The full :class:`seqlrp.Explanation` (or ``TextExplanation``, ``TransformerExplanation``) behind
+        :meth:`attribute`."""
+        if isinstance(inputs, Mapping) and input_kind(inputs) == "text":  # (a tokenizer's output)
+            if additional_forward_args is not None:
+                raise ValueError("a tokenizer's output carries its attention_mask: give no additional_forward_args")
+            ids = inputs["input_ids"]
+            if not isinstance(ids, Tensor) or ids.dim() != 2:
+                raise TypeError("inputs['input_ids'] must be a tensor (B, T): call the tokenizer with "
+                                "return_tensors='pt'")
+            return self._hf(inputs, _target(target, ids.shape[0]))
         if not isinstance(inputs, Tensor):
             raise TypeError(f"inputs must be a torch.Tensor, got {type(inputs).__name__} (Captum takes tensors; "
                             "seqlrp.quantus_explain takes numpy arrays)")
@@ -108,9 +122,20 @@ class Attribution:
 
         return getattr(baselines, self.method)(model, inputs, target, **self.options)
 
+    def _hf(self, batch: Mapping, target):
+        from .transformers.text import explain_transformer
+
+        return explain_transformer(self.model, batch, target, self.composite, mode=self.method, **self.options)
+
     def _text(self, ids: Tensor, target, args: tuple):
         from .lstm.text import explain_text, text_gradient, text_gradient_x_input
+        from .transformers.text import is_hf_model
 
+        if is_hf_model(self.model):
+            if len(args) > 1:
+                raise ValueError(f"for a Hugging Face model, additional_forward_args may hold only the attention_mask "
+                                 f"(B, T), got {len(args)} arguments")
+            return self._hf({"input_ids": ids, **({"attention_mask": args[0]} if args else {})}, target)
         if len(args) > 1:
             raise ValueError(f"for token ids, additional_forward_args may hold only the lengths (B,), got {len(args)} "
                              "arguments")
@@ -120,19 +145,20 @@ class Attribution:
         function = {"gradient": text_gradient, "gradient_x_input": text_gradient_x_input}[self.method]
         return function(self.model, ids, target, lengths=lengths, **self.options)
 
-    def attribute(self, inputs: Tensor, target=None, additional_forward_args=None,
+    def attribute(self, inputs: Tensor | Mapping, target=None, additional_forward_args=None,
                   return_convergence_delta: bool = False):
         """Relevance of ``inputs`` for ``target``, shaped like ``inputs`` (Captum's ``attribute``).
 
         Parameters
         ----------
-        inputs : Tensor
-            A floating-point batch ``(B, ...)``, or integer token ids ``(B, T)`` of a text model.
+        inputs : Tensor or mapping
+            A floating-point batch ``(B, ...)``, integer token ids ``(B, T)`` of a text model, or a tokenizer's
+            output (a mapping with ``input_ids``) for a Hugging Face model.
         target : None, int, list, array or Tensor
             None: the predicted class; an int: that class for every sample; one class per sample.
         additional_forward_args : tuple, optional
             Further arguments of the forward: ``model(inputs, *additional_forward_args)``; for token ids,
-            ``(lengths,)``.
+            ``(lengths,)``, for a Hugging Face model ``(attention_mask,)``.
         return_convergence_delta : bool
             Also return the conservation delta per sample, ``Σ relevance (inputs, and parameters that received
             some: a class token) − relevance put on the output``
@@ -146,10 +172,14 @@ class Attribution:
         result = self.explanation(inputs, target, additional_forward_args)
         text = getattr(result, "token_relevance", None) is not None
         relevance = (result.token_relevance if text else result.relevance).detach()
-        if not text and relevance.dtype != inputs.dtype:
+        if not text and isinstance(inputs, Tensor) and relevance.dtype != inputs.dtype:
             relevance = relevance.to(inputs.dtype)
         if not return_convergence_delta:
             return relevance
+        if hasattr(result, "embedding_shares"):  # (a TransformerExplanation: tokens + embedding shares)
+            inner = result.explanation
+            delta = result.total() + inner.parameter_relevance_sum - inner.seed.sum(1)
+            return relevance, delta.detach()
         delta = result.relevance_sum + result.parameter_relevance_sum - result.seed.sum(1)
         initial = getattr(result, "initial_state_relevance", None)
         return relevance, (delta if initial is None else delta + initial).detach()

@@ -7,7 +7,8 @@ canonizes a model (or by :func:`register_families`).
 >>> composite = seqlrp.recurrent.MambaLRP(epsilon=1e-6)
 """
 
+from .classifier import SequenceClassifier
 from .composites import MambaLRP, RecurrentLRP, register_families
 from .ops import OUTPUT_GATE
 
-__all__ = ["OUTPUT_GATE", "MambaLRP", "RecurrentLRP", "register_families"]
+__all__ = ["OUTPUT_GATE", "MambaLRP", "RecurrentLRP", "SequenceClassifier", "register_families"]

@@ -42,6 +42,8 @@ class RecurrentLRP(Composite):
     """
 
     default_output_gate = "signal_takes_all"
+    #: the name reported in ``result.coverage``
+    preset = "RecurrentLRP"
 
     def __init__(self, epsilon: float = 1e-6, output_gate: str | None = None):
         output_gate = output_gate or self.default_output_gate
@@ -75,3 +77,4 @@ class MambaLRP(RecurrentLRP):
     maps and sums (see docs/recurrent.md). Same parameters as :class:`RecurrentLRP`."""
 
     default_output_gate = "half_product"
+    preset = "MambaLRP"

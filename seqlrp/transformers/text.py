@@ -10,11 +10,25 @@ non-pad token) while the relevance reaching each table is measured separately:
 * ``result.embedding_shares`` -- ``{name: (B, T)}``: what reached the position / token-type embeddings (reported
   like ``initial_state_relevance``, never dropped);
 * ``result.words`` -- word pieces merged into words with the tokenizer's ``word_ids()`` (relevance summed),
-  special tokens ([CLS], [SEP], <s>, ...) kept apart as their own entries with ``special=True``.
+  special tokens ([CLS], [SEP], <s>, ...) kept apart as their own entries with ``special=True``;
+* ``result.parameter_relevance`` -- ``{name: (B,)}``: relevance that reached parameters the forward uses directly;
+  ``result.absorbed()`` -- ``(B,)``: what the rules' biases and ε absorbed. ``total() + parameters + absorbed``
+  is the explained logit (nothing leaves unreported).
+
+The explained output. A classifier's logits ``(B, C)`` are explained as they are. A causal language model's
+logits ``(B, T, V)`` (``...ForCausalLM``, ``GPT2LMHeadModel``: a model that can generate) are read at each
+sequence's last real token (the last 1 of ``attention_mask``; left and right padding alike): the explained
+output is the next-token distribution ``(B, V)`` after the sentence, and ``target`` is a vocabulary id (an int,
+one per example, or None: the predicted next token). ``result.read_at`` ``(B,)`` says which position was read.
+
+The default composite is chosen by the model's family: :class:`~seqlrp.recurrent.RecurrentLRP` for the recurrent
+families (Mamba, Mamba2, RecurrentGemma, RWKV, xLSTM; :mod:`seqlrp.recurrent.text`), which also refuses padding the
+family cannot honour, :class:`~seqlrp.transformers.AttnLRP` otherwise; ``result.coverage`` names it.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,10 +38,11 @@ from torch import Tensor, nn
 
 from ..core.checks import check_eval_mode
 from ..core.composites import Composite, as_composite
-from ..core.copying import release, unwrap
+from ..core.copying import release, structural_copy, unwrap
 from ..core.explanation import Explanation
-from ..core.pipeline import propagate
+from ..core.pipeline import MODES, Mode, propagate
 from ..core.session import Session
+from ..recurrent.text import MASK_UNUSED, check_padding, family_of, last_real
 from .composites import AttnLRP
 
 #: names of embedding tables whose relevance is reported apart from the tokens'
@@ -59,6 +74,31 @@ class TransformerExplanation:
     word_ids: list[list[int | None]] | None = field(default=None, repr=False)
     special: Tensor | None = field(default=None, repr=False)
     words: list[list[Word]] | None = None
+    #: ``(B,)``: the position whose next-token logits were explained (a causal LM), None for a classifier
+    read_at: Tensor | None = None
+
+    @property
+    def token_relevance(self) -> Tensor:
+        """``(B, T)``: the same as ``relevance`` (the name :class:`~seqlrp.lstm.text.TextExplanation` uses)."""
+        return self.relevance
+
+    @property
+    def parameter_relevance(self) -> dict[str, Tensor]:
+        """Relevance that reached parameters the forward uses directly: name -> ``(B,)`` (see
+        :attr:`seqlrp.Explanation.parameter_relevance`)."""
+        return self.explanation.parameter_relevance
+
+    def absorbed(self) -> Tensor:
+        r"""``(B,)``: the relevance the rules absorbed, :math:`\sum_{\text{ops}} (R_\text{out} - R_\text{in})`
+        (biases and ε under the ε rule); needs ``record="sums"`` (the default).
+
+        ``total() + sum(parameter_relevance) + absorbed()`` equals the relevance put on the output (the target
+        logit): the accounting that nothing left unreported."""
+        rows = self.explanation.conservation()
+        absorbed = self.relevance.new_zeros(self.relevance.shape[0])
+        for row in rows:
+            absorbed = absorbed + (row.relevance_out - row.relevance_in).to(absorbed.dtype)
+        return absorbed
 
     @property
     def output(self) -> Tensor:
@@ -97,8 +137,24 @@ def is_hf_batch(batch: Any) -> bool:
 
 
 def is_hf_model(model: Any) -> bool:
-    """Whether ``model`` is a Hugging Face model (a ``transformers`` class with input embeddings)."""
-    return type(model).__module__.startswith("transformers.") and hasattr(model, "get_input_embeddings")
+    """Whether ``model`` is a Hugging Face model (a ``transformers`` class with input embeddings), or holds one
+    under its own head (:class:`seqlrp.recurrent.SequenceClassifier`, a user's ``nn.Module``)."""
+    if not isinstance(model, nn.Module):
+        return False
+    return any(_is_hf_class(module) for module in model.modules())
+
+
+def _is_hf_class(module: nn.Module) -> bool:
+    return type(module).__module__.startswith("transformers.") and hasattr(module, "get_input_embeddings")
+
+
+def default_composite(model: nn.Module) -> Composite:
+    """:class:`~seqlrp.recurrent.RecurrentLRP` for a model of a recurrent family, :class:`AttnLRP` otherwise."""
+    if family_of(model) is not None:
+        from ..recurrent.composites import RecurrentLRP
+
+        return RecurrentLRP()
+    return AttnLRP()
 
 
 def explain_transformer(
@@ -110,32 +166,51 @@ def explain_transformer(
     tokenizer: Any = None,
     seed: str | Callable = "logit",
     record: str = "sums",
+    mode: Mode = "lrp",
 ) -> TransformerExplanation:
-    """Token and word relevance of a Hugging Face text classifier for a tokenizer's output.
+    r"""Token and word relevance of a Hugging Face text classifier for a tokenizer's output.
 
     Parameters
     ----------
     model : nn.Module
-        A model returning logits ``(B, C)`` (an ``...ForSequenceClassification``, pooler or last-token head, or
-        any model whose output has ``.logits`` or is a tensor), in eval mode. Never modified.
+        A model returning logits ``(B, C)`` (an ``...ForSequenceClassification``, pooler or last-token head, a
+        Hugging Face backbone under a user's head such as :class:`seqlrp.recurrent.SequenceClassifier`, or any
+        model whose output has ``.logits`` or is a tensor), or a causal LM's ``(B, T, V)`` (explained at each
+        sequence's last real token: the next-token logits), in eval mode. Never modified. A model that is not a
+        transformers class is called with the keywords its forward names (``input_ids``, ``attention_mask``,
+        ...), or positionally ``(input_ids[, attention_mask])``.
     batch : mapping
         ``tokenizer(texts, padding=True, return_tensors="pt")``: ``input_ids`` ``(B, T)``, and optionally
         ``attention_mask`` and ``token_type_ids``.
     target : None, int, Tensor or callable
-        As in :func:`seqlrp.explain` (None: the predicted class).
+        As in :func:`seqlrp.explain` (None: the predicted class); for a causal LM a vocabulary id (None: the
+        predicted next token).
     composite : Composite or mapping, optional
-        Default :class:`~seqlrp.transformers.AttnLRP`; :class:`~seqlrp.transformers.CPLRP`; any composite.
+        Default by family (:func:`default_composite`): :class:`~seqlrp.recurrent.RecurrentLRP` for Mamba, Mamba2,
+        RecurrentGemma, RWKV and xLSTM models, :class:`~seqlrp.transformers.AttnLRP` otherwise;
+        :class:`~seqlrp.transformers.CPLRP`, :class:`~seqlrp.recurrent.MambaLRP`; any composite.
     tokenizer : optional
         Used to write the words (``convert_tokens_to_string``); without it word pieces are joined as they are
         (``##`` / ``Ġ`` / ``▁`` markers removed).
     seed, record
         As in :func:`seqlrp.explain`.
+    mode : {"lrp", "gradient", "gradient_x_input"}
+        LRP with ``composite``, or a baseline on the same inputs and outputs (no rules): the gradient
+        (``.relevance``: its squared norm per token, :math:`\|\partial f / \partial x_t\|^2`) or gradient x input
+        (summed per token).
 
     Returns
     -------
     TransformerExplanation
         ``.relevance`` ``(B, T)``, ``.embedding_shares``, ``.words``, ``.tokens``, ``.output``, ``.target``,
-        ``.coverage``, ``.conservation()``.
+        ``.coverage``, ``.conservation()``, ``.parameter_relevance``, ``.absorbed()``, ``.read_at``.
+
+    Raises
+    ------
+    ValueError
+        Padding the model's family cannot be explained with (a left-padded batch for RWKV, xLSTM or
+        RecurrentGemma, whose forward ignores ``attention_mask``: pad on the right or explain one length per
+        batch), or per-token logits of a model that is not a causal LM.
     """
     _hf_import()
     if not is_hf_batch(batch):
@@ -151,38 +226,93 @@ def explain_transformer(
                         "return_tensors='pt'")
     inputs = {k: batch[k] for k in _BATCH_KEYS if k in batch and batch[k] is not None}
     mask = inputs.get("attention_mask", torch.ones_like(ids))
+    family = family_of(model)
+    check_padding(family, mask)
+    if family is not None and _is_hf_class(model):
+        inputs["use_cache"] = False  # (a cache would hold states whose relevance is not read)
+        if family in MASK_UNUSED:
+            inputs.pop("attention_mask", None)  # (ignored by its forward, which logs that it is; padding checked)
+    call = _caller(model, inputs)
 
-    composite = as_composite(composite if composite is not None else AttnLRP())
-    session = Session(composite.bind(model), record=record)
-    copy = session.wrap(model)
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if mode == "lrp":
+        composite = as_composite(composite if composite is not None else default_composite(model))
+        canonical = composite.canonize(model)
+        session: Session | None = Session(composite.bind(canonical), record=record)
+        copy = session.wrap(canonical, private_to=model)
+    else:
+        session, copy = None, structural_copy(model)
+    read_at: list[Tensor | None] = [None]
     try:
         tables = _embedding_tables(copy)
         feed = _EmbeddingFeed(copy, tables)
         with torch.no_grad():
-            stacked = feed.capture(lambda: copy(**inputs), ids.shape)
+            stacked = feed.capture(lambda: call(copy), ids.shape)
 
         def forward(x: Tensor) -> Tensor:
             feed.values = x
-            output = copy(**inputs)
-            return output if isinstance(output, Tensor) else output.logits
+            output = call(copy)
+            logits = output if isinstance(output, Tensor) else output.logits
+            if logits.dim() == 3 and logits.shape[:2] == ids.shape:
+                _check_causal(model)
+                read_at[0] = last_real(mask).to(logits.device)
+                return logits[torch.arange(logits.shape[0], device=logits.device), read_at[0]]
+            return logits
 
-        result = propagate(forward, stacked, target, seed, session)
+        result = propagate(forward, stacked, target, seed, session, mode=mode, warn_coverage=session is not None)
     finally:
         release(copy)
     per_feature = result.relevance  # (B, K, T, H)
     special = _special_tokens(batch, ids)
     tokens, word_ids = _tokens(batch, ids.shape[0])
-    relevance = per_feature[:, 0].sum(-1) * mask
-    shares = {name: per_feature[:, k].sum(-1) * mask for k, name in enumerate(feed.names) if k > 0}
+    per_token = (lambda t: t.pow(2).sum(-1)) if mode == "gradient" else (lambda t: t.sum(-1))
+    relevance = per_token(per_feature[:, 0]) * mask
+    shares = {name: per_token(per_feature[:, k]) * mask for k, name in enumerate(feed.names) if k > 0}
     words = None if word_ids is None else [
         _words(tokens[i], word_ids[i], relevance[i], mask[i], tokenizer) for i in range(ids.shape[0])]
     return TransformerExplanation(relevance.detach(), per_feature[:, 0].detach(), shares, mask, result, tokens,
-                                  word_ids, special, words)
+                                  word_ids, special, words, read_at[0])
+
+
+def _check_causal(model: nn.Module) -> None:
+    """Per-token logits are explained at the last real token only for a causal LM (a model that generates)."""
+    generates = getattr(model, "can_generate", None)
+    if callable(generates) and generates() and not getattr(getattr(model, "config", None), "is_encoder_decoder",
+                                                           False):
+        return
+    raise ValueError(f"{type(model).__name__} returns per-token logits (B, T, V) but is not a causal language model; "
+                     "explain_text explains a classifier's (B, C) logits or a causal LM's next-token logits: put a "
+                     "classification head on it (e.g. seqlrp.recurrent.SequenceClassifier)")
+
+
+def _caller(model: nn.Module, inputs: dict[str, Any]) -> Callable[[nn.Module], Any]:
+    """How to call ``model`` (or its copy) on the batch: keywords for a transformers class or a forward naming
+    them, else positionally ``(input_ids[, attention_mask])``."""
+    if _is_hf_class(model):
+        return lambda copy: copy(**inputs)
+    try:
+        parameters = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return lambda copy: copy(**inputs)
+    if any(p.kind == p.VAR_KEYWORD for p in parameters.values()):
+        return lambda copy: copy(**inputs)
+    if "input_ids" in parameters:
+        named = {k: v for k, v in inputs.items() if k in parameters}
+        return lambda copy: copy(**named)
+    args = [inputs["input_ids"]]
+    positional = [p for p in parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if "attention_mask" in inputs and len(positional) > 1:
+        args.append(inputs["attention_mask"])
+    return lambda copy: copy(*args)
 
 
 def _embedding_tables(model: nn.Module) -> dict[str, nn.Embedding]:
     """The input embedding and the position / token-type embedding tables of ``model`` (qualified names)."""
     get = getattr(model, "get_input_embeddings", None)
+    if get is None:  # (a user's head over a Hugging Face backbone: the first transformers model inside)
+        inner = next((m for m in model.modules() if _is_hf_class(m)), None)
+        get = inner.get_input_embeddings if inner is not None else None
     word = get() if get is not None else None
     if not isinstance(word, nn.Embedding):
         raise TypeError(f"{type(model).__name__}: no input embedding (get_input_embeddings() gave "
