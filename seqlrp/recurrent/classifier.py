@@ -84,8 +84,9 @@ class SequenceClassifier(nn.Module):
             if attention_mask is None:
                 return self.head(h[:, -1])
             return self.head(h[torch.arange(h.shape[0], device=h.device), last_real(attention_mask)])
-        if attention_mask is None:
-            return self.head(h.mean(1))
-        real = attention_mask.bool()[..., None]
+        # (one op for every batch, masked or not: a sum over the real tokens, then / their count, so the ε of the
+        # sum's rule sees the same total for a sentence alone and in a padded batch)
+        real = (torch.ones(h.shape[:2], dtype=torch.bool, device=h.device) if attention_mask is None
+                else attention_mask.bool())[..., None]
         summed = torch.where(real, h, torch.zeros((), dtype=h.dtype, device=h.device)).sum(1)
         return self.head(summed / real.sum(1).to(h.dtype))
