@@ -112,3 +112,58 @@ def test_same_code_runs_captum_and_seqlrp():
         assert attributions.shape == x.shape
     torch.testing.assert_close(captum.InputXGradient(model).attribute(x, target=[1, 3]),
                                seqlrp.Attribution(model, method="gradient_x_input").attribute(x, target=[1, 3]))
+
+
+class _NextToken(nn.Module):
+    """A causal LM as a function of its input embeddings: the next-token logits after the last position."""
+
+    def __init__(self, lm):
+        super().__init__()
+        self.lm = lm
+
+    def forward(self, embeds):
+        return self.lm(inputs_embeds=embeds, use_cache=False).logits[:, -1]
+
+
+def _hf_text_models():
+    transformers = pytest.importorskip("transformers")
+    from .recurrent.models import tiny_classifier, tiny_lm
+
+    torch.manual_seed(0)
+    gpt2 = transformers.GPT2LMHeadModel(transformers.GPT2Config(
+        n_embd=8, n_layer=1, n_head=2, n_positions=16, vocab_size=16, bos_token_id=1, eos_token_id=2,
+        attn_implementation="eager")).eval().double()
+    return {"mamba": tiny_lm("mamba"), "gpt2": gpt2, "rwkv-classifier": tiny_classifier("rwkv", "mean")}
+
+
+@pytest.mark.parametrize("name", ["mamba", "gpt2", "rwkv-classifier"])
+def test_hugging_face_text_models_give_explain_text_s_token_relevance(name):
+    model = _hf_text_models()[name]
+    ids, mask = torch.tensor([[3, 4, 5, 0], [1, 2, 3, 4]]), torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]])
+    before = snapshot(model)
+    attribution = seqlrp.Attribution(model)
+    relevance, delta = attribution.attribute(ids, target=[2, 1], additional_forward_args=(mask,),
+                                             return_convergence_delta=True)
+    expected = seqlrp.explain_text(model, {"input_ids": ids, "attention_mask": mask}, torch.tensor([2, 1]))
+    assert relevance.shape == ids.shape
+    torch.testing.assert_close(relevance, expected.relevance, rtol=0, atol=0)
+    logit = expected.output.gather(1, expected.target[:, None])[:, 0].double()
+    torch.testing.assert_close(delta, expected.total() + expected.explanation.parameter_relevance_sum - logit)
+    batch = {"input_ids": ids, "attention_mask": mask}  # (a tokenizer's output: input_kind says "text")
+    torch.testing.assert_close(attribution.attribute(batch, target=[2, 1]), expected.relevance, rtol=0, atol=0)
+    quantus = seqlrp.quantus_explain(model, ids[1:].numpy(), np.array([1]))
+    alone = seqlrp.explain_text(model, ids[1:], 1).relevance
+    np.testing.assert_allclose(quantus, alone.numpy(), rtol=0, atol=0)
+    assert_unchanged(model, before)
+
+
+def test_hugging_face_baselines_match_the_embedding_route():
+    model = _hf_text_models()["mamba"]
+    ids = torch.tensor([[3, 4, 5, 6]])
+    embeds = model.get_input_embeddings()(ids).detach()
+    x_grad = seqlrp.Attribution(model, method="gradient_x_input").attribute(ids, target=4)
+    reference = seqlrp.baselines.gradient_x_input(_NextToken(model), embeds, 4)
+    torch.testing.assert_close(x_grad, reference.relevance.sum(-1), rtol=1e-10, atol=1e-12)
+    sensitivity = seqlrp.Attribution(model, method="gradient").attribute(ids, target=4)
+    reference = seqlrp.baselines.gradient(_NextToken(model), embeds, 4)
+    torch.testing.assert_close(sensitivity, reference.relevance.pow(2).sum(-1), rtol=1e-10, atol=1e-12)

@@ -180,8 +180,11 @@ def explain_text(
     >>> result.token_relevance.shape
     torch.Size([1, 3])
 
-    A Hugging Face model or a tokenizer's output goes to :func:`seqlrp.transformers.explain_transformer`
-    (``composite``: default AttnLRP) and returns its ``TransformerExplanation``.
+    A Hugging Face model (a transformer, a recurrent family's causal LM such as ``MambaForCausalLM``, or a
+    Hugging Face backbone under a head such as :class:`seqlrp.recurrent.SequenceClassifier`) or a tokenizer's
+    output goes to :func:`seqlrp.transformers.explain_transformer` (``composite``: default by family,
+    :class:`~seqlrp.recurrent.RecurrentLRP` or :class:`~seqlrp.transformers.AttnLRP`; a causal LM explained at
+    each sequence's last real token, ``target`` a vocabulary id) and returns its ``TransformerExplanation``.
     """
     from ..transformers.text import explain_transformer, is_hf_batch, is_hf_model  # (transformers: optional)
 

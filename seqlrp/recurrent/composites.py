@@ -55,6 +55,12 @@ class RecurrentLRP(Composite):
             **layer_rules(eps),
         })
         self._norm: Rule = self._rules[groups.NORMS]
+        self._options = {"epsilon": epsilon, "output_gate": output_gate}
+
+    def __repr__(self) -> str:
+        """The preset and its options (``coverage.rules["<composite>"]``), e.g. ``RecurrentLRP(epsilon=1e-06,
+        output_gate='signal_takes_all')``."""
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self._options.items())})"
 
     def by_type(self, module: nn.Module) -> Rule | None:
         rule = super().by_type(module)

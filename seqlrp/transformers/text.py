@@ -164,7 +164,7 @@ def explain_transformer(
     composite: Composite | Mapping | None = None,
     *,
     tokenizer: Any = None,
-    seed: str | Callable = "logit",
+    seed: str | Callable | None = None,
     record: str = "sums",
     mode: Mode = "lrp",
 ) -> TransformerExplanation:
@@ -193,7 +193,8 @@ def explain_transformer(
         Used to write the words (``convert_tokens_to_string``); without it word pieces are joined as they are
         (``##`` / ``Ġ`` / ``▁`` markers removed).
     seed, record
-        As in :func:`seqlrp.explain`.
+        As in :func:`seqlrp.explain` (``seed`` default: the target logit for LRP, 1 for the baselines, as in
+        :func:`seqlrp.baselines.gradient`).
     mode : {"lrp", "gradient", "gradient_x_input"}
         LRP with ``composite``, or a baseline on the same inputs and outputs (no rules): the gradient
         (``.relevance``: its squared norm per token, :math:`\|\partial f / \partial x_t\|^2`) or gradient x input
@@ -236,6 +237,8 @@ def explain_transformer(
 
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if seed is None:
+        seed = "logit" if mode == "lrp" else "one"
     if mode == "lrp":
         composite = as_composite(composite if composite is not None else default_composite(model))
         canonical = composite.canonize(model)

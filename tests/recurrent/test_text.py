@@ -52,7 +52,7 @@ def test_a_causal_lm_equals_explain_on_its_embeddings_and_accounts_for_the_logit
     with untouched(model):
         result = strict_text(model, tokens, target=torch.tensor([3, 11]))
     assert family_of(model) == family
-    assert "RecurrentLRP" in result.coverage.rules["<composite>"]
+    assert result.coverage.rules["<composite>"] == "RecurrentLRP(epsilon=1e-06, output_gate='signal_takes_all')"
     assert result.read_at.tolist() == [5, 5] and result.relevance.shape == (2, 6)
     with torch.no_grad():  # the explained output is the model's own next-token logits (transformers: float32 parts)
         torch.testing.assert_close(result.output.double(), model(input_ids=tokens).logits[:, -1].double(),
@@ -166,3 +166,22 @@ def test_a_transformer_causal_lm_takes_attnlrp_and_its_last_real_token():
     alone = strict_text(model, short, target=3)
     assert "AttnLRP" in together.coverage.rules["<composite>"] and together.read_at.tolist() == [2, 4]
     torch.testing.assert_close(together.relevance[0, :3], alone.relevance[0], rtol=1e-9, atol=1e-12)
+
+
+def test_the_docs_examples_run(capsys):
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).parents[2] / "docs" / "recurrent.md").read_text()
+    section = text.split("## Token ids in: `explain_text`", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    assert len(blocks) == 6  # (one per family, and the classifier)
+    for block in blocks:
+        scope: dict = {}
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", seqlrp.CoverageWarning)
+            exec(compile(block, "docs/recurrent.md", "exec"), scope)  # noqa: S102 - the documentation's own code
+        result = scope["result"]
+        assert result.relevance.shape == result.attention_mask.shape and float(result.relevance.abs().sum()) > 0
+        assert result.coverage.rules["<composite>"] == "RecurrentLRP(epsilon=1e-06, output_gate='signal_takes_all')"
+    assert "tensor([2, 4])" in capsys.readouterr().out  # (the RWKV example's read_at)

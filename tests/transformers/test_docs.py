@@ -22,3 +22,17 @@ def test_the_ten_line_example_runs(monkeypatch, capsys):
     assert not result.coverage.unruled and result.coverage.rules["<composite>"] == "AttnLRP(epsilon=1e-06)"
     assert [w.text for w in result.words[0]][:3] == ["[CLS]", "a", "wonderful"]
     assert "wonderful" in capsys.readouterr().out
+
+
+def test_the_attribution_example_runs(capsys):
+    pytest.importorskip("transformers")
+    section = DOC.read_text(encoding="utf-8").split("## Captum and Quantus", 1)[1].split("\n## ", 1)[0]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    namespace: dict = {}
+    exec(compile(code, str(DOC), "exec"), namespace)  # noqa: S102 - the documentation's own example
+    import seqlrp
+
+    expected = seqlrp.explain_text(namespace["model"], {"input_ids": namespace["ids"], "attention_mask":
+                                                        namespace["mask"]}, namespace["torch"].tensor([7, 8]))
+    assert namespace["relevance"].shape == (2, 4)
+    assert namespace["torch"].equal(namespace["relevance"], expected.relevance)
