@@ -231,6 +231,7 @@ def explain_transformer(
     check_padding(family, mask)
     if family is not None and _is_hf_class(model):
         inputs["use_cache"] = False  # (a cache would hold states whose relevance is not read)
+        inputs.pop("token_type_ids", None)  # (no token types in these families: a BERT tokenizer's extra key)
         if family in MASK_UNUSED:
             inputs.pop("attention_mask", None)  # (ignored by its forward, which logs that it is; padding checked)
     call = _caller(model, inputs)

@@ -86,7 +86,7 @@ def test_targets_are_vocabulary_ids():
     tokens = torch.randint(1, 16, (3, 4), generator=torch.Generator().manual_seed(3))
     predicted = seqlrp.explain_text(model, tokens)
     assert torch.equal(predicted.target, predicted.output.argmax(1))  # None: the predicted next token
-    fixed = seqlrp.explain_text(model, tokens, target=7)
+    fixed = seqlrp.explain_text(model, {"input_ids": tokens, "token_type_ids": torch.zeros_like(tokens)}, target=7)
     per_example = seqlrp.explain_text(model, tokens, target=torch.tensor([7, 2, 9]))
     assert fixed.target.tolist() == [7, 7, 7] and per_example.target.tolist() == [7, 2, 9]
     torch.testing.assert_close(per_example.relevance[0], fixed.relevance[0], rtol=0, atol=0)
