@@ -135,7 +135,12 @@ class Attribution:
             if len(args) > 1:
                 raise ValueError(f"for a Hugging Face model, additional_forward_args may hold only the attention_mask "
                                  f"(B, T), got {len(args)} arguments")
-            return self._hf({"input_ids": ids, **({"attention_mask": args[0]} if args else {})}, target)
+            mask = args[0] if args else None
+            if mask is not None and (not isinstance(mask, Tensor) or mask.shape != ids.shape):
+                raise ValueError(f"for a Hugging Face model, additional_forward_args is (attention_mask,) of the ids' "
+                                 f"shape {tuple(ids.shape)}, got {type(mask).__name__} of shape "
+                                 f"{tuple(getattr(mask, 'shape', ()))} (lengths are for nn.LSTM models)")
+            return self._hf({"input_ids": ids, **({"attention_mask": mask} if mask is not None else {})}, target)
         if len(args) > 1:
             raise ValueError(f"for token ids, additional_forward_args may hold only the lengths (B,), got {len(args)} "
                              "arguments")

@@ -155,6 +155,8 @@ def test_hugging_face_text_models_give_explain_text_s_token_relevance(name):
     alone = seqlrp.explain_text(model, ids[1:], 1).relevance
     np.testing.assert_allclose(quantus, alone.numpy(), rtol=0, atol=0)
     assert_unchanged(model, before)
+    with pytest.raises(ValueError, match=r"\(attention_mask,\) of the ids' shape \(2, 4\)"):
+        attribution.attribute(ids, target=1, additional_forward_args=(torch.tensor([3, 4]),))
 
 
 def test_hugging_face_baselines_match_the_embedding_route():

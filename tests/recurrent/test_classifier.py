@@ -121,6 +121,29 @@ def test_a_user_head_with_a_positional_forward():
     torch.testing.assert_close(result.relevance, reference.relevance, rtol=1e-12, atol=1e-14)
 
 
+def test_relevance_reaching_a_parameter_of_the_head_is_reported_and_accounted():
+    class Extra(nn.Module):  # (learned features concatenated to the summary, like a class token: used directly)
+        def __init__(self):
+            super().__init__()
+            self.backbone, self.out = tiny_backbone("mamba"), nn.Linear(12, 2).double()
+            self.extra = nn.Parameter(torch.randn(4, dtype=torch.float64, generator=torch.Generator().manual_seed(6)))
+
+        def forward(self, input_ids, attention_mask=None):
+            h = self.backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+            return self.out(torch.cat([h[:, -1], self.extra.expand(len(h), -1)], 1))
+
+    model = Extra().eval()
+    with untouched(model):
+        result = strict_text(model, torch.tensor([[1, 5, 7], [2, 2, 9]]), target=0)
+    assert set(result.parameter_relevance) == {"extra"} and result.parameter_relevance["extra"].shape == (2,)
+    assert float(result.parameter_relevance["extra"].abs().min()) > 0
+    logit = result.output[:, 0]
+    accounted = result.total() + result.parameter_relevance["extra"] + result.absorbed()
+    torch.testing.assert_close(accounted, logit, rtol=1e-10, atol=1e-12)
+    without = result.total() + result.absorbed()  # (dropping it would break the accounting: not vacuous)
+    assert float((without - logit).abs().min()) > 1e-6
+
+
 def test_bad_arguments():
     backbone = tiny_backbone("mamba")
     with pytest.raises(ValueError, match="pool must be one of"):
