@@ -182,7 +182,8 @@ def explain_text(
 
     A Hugging Face model (a transformer, a recurrent family's causal LM such as ``MambaForCausalLM``, or a
     Hugging Face backbone under a head such as :class:`seqlrp.recurrent.SequenceClassifier`) or a tokenizer's
-    output goes to :func:`seqlrp.transformers.explain_transformer` (``composite``: default by family,
+    output goes to :func:`seqlrp.transformers.explain_transformer` (``lengths``: taken as right padding, the
+    ``attention_mask`` they stand for; ``composite``: default by family,
     :class:`~seqlrp.recurrent.RecurrentLRP` or :class:`~seqlrp.transformers.AttnLRP`; a causal LM explained at
     each sequence's last real token, ``target`` a vocabulary id) and returns its ``TransformerExplanation``.
     """
@@ -190,13 +191,30 @@ def explain_text(
 
     if is_hf_batch(token_ids) or is_hf_model(model):
         batch = token_ids if is_hf_batch(token_ids) else {"input_ids": token_ids}
-        return explain_transformer(model, batch, target, composite=composite, seed=seed)
+        if lengths is not None:
+            batch = _lengths_as_mask(batch, lengths)
+        result = explain_transformer(model, batch, target, composite=composite, seed=seed)
+        if tokens is not None and result.tokens is None:
+            result.tokens = check_tokens(tokens, tuple(result.relevance.shape), None)
+        return result
     composite = text_rules(composite, rules, epsilon, bias_factor)
     session = Session(composite, fused=fused)
     result = run_text(model, token_ids, target, lengths=lengths, session=session, seed=seed, tokens=tokens,
                       embedding=embedding)
     result.labels = check_labels(labels, result.output.shape[1])
     return result
+
+
+def _lengths_as_mask(batch: Mapping, lengths) -> dict:
+    """``lengths`` for a Hugging Face model: the right-padding ``attention_mask`` they stand for."""
+    if batch.get("attention_mask") is not None:
+        raise ValueError("give a Hugging Face model either attention_mask (in the batch) or lengths=, not both")
+    ids = batch["input_ids"]
+    if not isinstance(ids, Tensor) or ids.dim() != 2:
+        raise TypeError("input_ids must be an integer tensor (B, T)")
+    _, lengths = check_token_ids(ids, int(ids.max()) + 1, lengths)
+    mask = torch.arange(ids.shape[1], device=ids.device)[None, :] < lengths.to(ids.device)[:, None]
+    return {**batch, "attention_mask": mask.long()}
 
 
 def text_rules(composite: Composite | Mapping | None, rules=_UNSET, epsilon=_UNSET, bias_factor=_UNSET) -> Composite:

@@ -185,3 +185,15 @@ def test_the_docs_examples_run(capsys):
         assert result.relevance.shape == result.attention_mask.shape and float(result.relevance.abs().sum()) > 0
         assert result.coverage.rules["<composite>"] == "RecurrentLRP(epsilon=1e-06, output_gate='signal_takes_all')"
     assert "tensor([2, 4])" in capsys.readouterr().out  # (the RWKV example's read_at)
+
+
+def test_lengths_stand_for_right_padding_and_tokens_are_kept():
+    model = tiny_lm("rwkv")
+    ids, mask = torch.tensor([[4, 5, 6, 0], [1, 2, 3, 4]]), torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]])
+    words = [["a", "b", "c", "<pad>"], ["d", "e", "f", "g"]]
+    by_lengths = seqlrp.explain_text(model, ids, 3, lengths=torch.tensor([3, 4]), tokens=words)
+    by_mask = seqlrp.explain_text(model, {"input_ids": ids, "attention_mask": mask}, 3)
+    assert torch.equal(by_lengths.relevance, by_mask.relevance) and by_lengths.read_at.tolist() == [2, 3]
+    assert by_lengths.tokens == words
+    with pytest.raises(ValueError, match="either attention_mask .* or lengths="):
+        seqlrp.explain_text(model, {"input_ids": ids, "attention_mask": mask}, 3, lengths=torch.tensor([3, 4]))
