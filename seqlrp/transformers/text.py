@@ -11,6 +11,10 @@ non-pad token) while the relevance reaching each table is measured separately:
   like ``initial_state_relevance``, never dropped);
 * ``result.words`` -- word pieces merged into words with the tokenizer's ``word_ids()`` (relevance summed),
   special tokens ([CLS], [SEP], <s>, ...) kept apart as their own entries with ``special=True``.
+
+``mode="gradient"`` / ``"gradient_x_input"`` give the gradient baselines on the same input (no rules: a plain copy
+of the model): per token the squared norm of the gradient (as :func:`seqlrp.baselines.text_gradient`) or
+gradient × input summed over the features.
 """
 
 from __future__ import annotations
@@ -24,9 +28,9 @@ from torch import Tensor, nn
 
 from ..core.checks import check_eval_mode
 from ..core.composites import Composite, as_composite
-from ..core.copying import release, unwrap
+from ..core.copying import release, structural_copy, unwrap
 from ..core.explanation import Explanation
-from ..core.pipeline import propagate
+from ..core.pipeline import MODES, propagate
 from ..core.session import Session
 from .composites import AttnLRP
 
@@ -59,6 +63,8 @@ class TransformerExplanation:
     word_ids: list[list[int | None]] | None = field(default=None, repr=False)
     special: Tensor | None = field(default=None, repr=False)
     words: list[list[Word]] | None = None
+    #: class names (one per class) for reports and the notebook view, when known
+    labels: list[str] | None = field(default=None, repr=False)
 
     @property
     def output(self) -> Tensor:
@@ -72,6 +78,17 @@ class TransformerExplanation:
     def coverage(self):
         return self.explanation.coverage
 
+    @property
+    def seed(self) -> Tensor | None:
+        """The relevance put on the output, ``(B, C)``."""
+        return self.explanation.seed
+
+    @property
+    def parameter_relevance(self) -> dict[str, Tensor]:
+        """Relevance that reached parameters the forward uses directly (name -> ``(B,)``), as in
+        :attr:`seqlrp.Explanation.parameter_relevance`."""
+        return self.explanation.parameter_relevance
+
     def conservation(self):
         return self.explanation.conservation()
 
@@ -81,6 +98,12 @@ class TransformerExplanation:
         for share in self.embedding_shares.values():
             total = total + share.sum(1)
         return total
+
+    def _repr_html_(self) -> str:
+        """The notebook view (Jupyter): each sentence's words coloured by relevance, special tokens grey."""
+        from ..viz.notebook import explanation_html
+
+        return str(explanation_html(self))
 
 
 def _hf_import():
@@ -110,6 +133,7 @@ def explain_transformer(
     tokenizer: Any = None,
     seed: str | Callable = "logit",
     record: str = "sums",
+    mode: str = "lrp",
 ) -> TransformerExplanation:
     """Token and word relevance of a Hugging Face text classifier for a tokenizer's output.
 
@@ -130,6 +154,10 @@ def explain_transformer(
         (``##`` / ``Ġ`` / ``▁`` markers removed).
     seed, record
         As in :func:`seqlrp.explain`.
+    mode : {"lrp", "gradient", "gradient_x_input"}
+        ``"lrp"`` (default): the composite's rules. The baselines run a plain copy of the model (the composite is
+        not used; pass ``seed="one"`` for the plain gradient of the target logit): ``"gradient"`` gives per token
+        the squared norm of the gradient, ``"gradient_x_input"`` gradient × input summed over the features.
 
     Returns
     -------
@@ -138,6 +166,8 @@ def explain_transformer(
         ``.coverage``, ``.conservation()``.
     """
     _hf_import()
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if not is_hf_batch(batch):
         raise TypeError("batch must be a tokenizer's output: a mapping with 'input_ids' (and optionally "
                         f"'attention_mask', 'token_type_ids'); got {type(batch).__name__}")
@@ -152,9 +182,12 @@ def explain_transformer(
     inputs = {k: batch[k] for k in _BATCH_KEYS if k in batch and batch[k] is not None}
     mask = inputs.get("attention_mask", torch.ones_like(ids))
 
-    composite = as_composite(composite if composite is not None else AttnLRP())
-    session = Session(composite.bind(model), record=record)
-    copy = session.wrap(model)
+    if mode == "lrp":
+        composite = as_composite(composite if composite is not None else AttnLRP())
+        session = Session(composite.bind(model), record=record)
+        copy = session.wrap(model)
+    else:  # (a baseline: the plain function, on a structural copy whose embedding tables may be fed)
+        session, copy = None, structural_copy(model)
     try:
         tables = _embedding_tables(copy)
         feed = _EmbeddingFeed(copy, tables)
@@ -166,14 +199,16 @@ def explain_transformer(
             output = copy(**inputs)
             return output if isinstance(output, Tensor) else output.logits
 
-        result = propagate(forward, stacked, target, seed, session)
+        result = propagate(forward, stacked, target, seed, session, mode=mode, warn_coverage=session is not None)
     finally:
         release(copy)
     per_feature = result.relevance  # (B, K, T, H)
     special = _special_tokens(batch, ids)
     tokens, word_ids = _tokens(batch, ids.shape[0])
-    relevance = per_feature[:, 0].sum(-1) * mask
-    shares = {name: per_feature[:, k].sum(-1) * mask for k, name in enumerate(feed.names) if k > 0}
+    per_token = per_feature.pow(2).sum(-1) if mode == "gradient" else per_feature.sum(-1)  # (B, K, T)
+    mask = mask.to(per_token.device)
+    relevance = per_token[:, 0] * mask
+    shares = {name: per_token[:, k] * mask for k, name in enumerate(feed.names) if k > 0}
     words = None if word_ids is None else [
         _words(tokens[i], word_ids[i], relevance[i], mask[i], tokenizer) for i in range(ids.shape[0])]
     return TransformerExplanation(relevance.detach(), per_feature[:, 0].detach(), shares, mask, result, tokens,
