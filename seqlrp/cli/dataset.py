@@ -186,6 +186,9 @@ def _job(args) -> tuple[torch.nn.Module, Source, dict]:
     if args.input is not None and args.hf_model is not None:
         hf.check_hf_flags(args)
     elif args.input is not None:
+        if args.model is None:
+            raise CliError("--input (text) needs a model: --model FILE with --model-class and --vocab (an LSTM/GRU "
+                           "state_dict), or --hf-model DIR (a Hugging Face model folder with its tokenizer)")
         _need(args, ["--model", "--model-class", "--vocab"], "--input (text)")
     else:
         if args.hf_model is not None:
