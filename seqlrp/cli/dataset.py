@@ -11,7 +11,7 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import image, text
+from . import hf, image, text
 from .common import (
     CliError,
     Formatter,
@@ -34,6 +34,7 @@ EPILOG = """examples:
       --model-arg num_classes=2 --vocab vocab.txt --lengths --out out/train
   torchrun --nproc_per_node 4 -m seqlrp explain-dataset --input reviews.jsonl --text-field body ... --out out/r
   seqlrp explain-dataset --workers 2 --images photos/ --arch resnet50 --weights resnet50.pth --out out/photos
+  seqlrp explain-dataset --input reviews.tsv --hf-model my-finetuned-bert/ --composite cplrp --out out/reviews
   seqlrp report-dataset out/train --out train-report.html
 
 A killed or interrupted run is resumed by running the same command again; --out must be shared by all
@@ -52,7 +53,11 @@ def add_parsers(sub) -> None:
     explain.add_argument("--out", required=True, help="folder of the Parquet dataset (created; resumed when it "
                                                       "holds a run of the same command)")
     group = explain.add_argument_group("text (--input)")
-    group.add_argument("--model", help="a state_dict file (torch.save(model.state_dict(), FILE))")
+    which = group.add_mutually_exclusive_group()
+    which.add_argument("--model", help="a state_dict file (torch.save(model.state_dict(), FILE)) of an LSTM/GRU "
+                                       "classifier (with --model-class and --vocab)")
+    which.add_argument("--hf-model", metavar="DIR", help="a Hugging Face model folder with its tokenizer "
+                       "(save_pretrained); texts are read as written and explained word by word")
     group.add_argument("--model-class", help="the model's class: importable module:Class or path/file.py:Class")
     group.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
                        help="keyword argument of the class, a Python literal or a string (repeatable)")
@@ -64,13 +69,15 @@ def add_parsers(sub) -> None:
                        help="column or field of integer labels (default: label, when present)")
     group.add_argument("--lengths", action="store_true", help="call model(token_ids, lengths) on mixed-length sorted "
                                                               "batches (the model packs); default: one length a batch")
-    group.add_argument("--epsilon", type=float, default=1e-3, help="ε of the LSTM-LRP rules")
+    group.add_argument("--epsilon", type=float, help="ε of the rules (default: 1e-3 for --model's LSTM-LRP, 1e-6 for "
+                                                     "--hf-model's presets)")
     group.add_argument("--bias-factor", type=float, default=0.0, help="Arras's bias share, 0 to 1 (1 conserves)")
     group = explain.add_argument_group("images (--images)")
     group.add_argument("--arch", help="torchvision architecture, e.g. resnet50, densenet121, vgg16")
     group.add_argument("--weights", help="state_dict file of that architecture (.pth)")
     group.add_argument("--num-classes", type=int, default=1000, help="output classes of the weights")
-    group.add_argument("--composite", default="epsilon_gamma_box", choices=image.COMPOSITES, help="LRP rule preset")
+    group.add_argument("--composite", choices=image.COMPOSITES + hf.COMPOSITES,
+                       help="LRP rule preset (default: epsilon_gamma_box for --images, attnlrp for --hf-model)")
     group.add_argument("--size", type=int, default=224, help="crop size (shorter side resized to size·256/224)")
     group = explain.add_argument_group("run")
     group.add_argument("--target", help="class index to explain (default: the predicted class)")
@@ -139,14 +146,36 @@ def _need(args, options: list[str], what: str) -> None:
         raise CliError(f"{what} needs {', '.join(missing)}")
 
 
-def _fingerprint(args) -> dict:
+def _fingerprint(args, composite: str | None) -> dict:
     """The options of the command line that make the result (not how it is run: --batch-size, --workers); the
-    files' contents, the model's code and every rule parameter are in the run's identity already."""
+    files' contents, the model's code and configuration, the tokenizer and every rule parameter are in the run's
+    identity already."""
+    if args.input is not None and args.hf_model is not None:
+        return {"command": "hf", "composite": composite, "limit": args.limit}
     if args.input is not None:
         return {"command": "text", "model_class": args.model_class, "model_args": args.model_arg or [],
                 "limit": args.limit}
     return {"command": "images", "arch": args.arch, "num_classes": args.num_classes, "size": args.size,
-            "composite": args.composite, "limit": args.limit}
+            "composite": composite, "limit": args.limit}
+
+
+def _composite_name(args) -> str | None:
+    """``--composite`` checked against the kind of run, with its default (None: the LSTM route, set by --epsilon and
+    --bias-factor)."""
+    name = args.composite
+    if args.input is not None and args.hf_model is None:
+        if name is not None:
+            raise CliError(f"--composite {name} is a preset of --images or --hf-model; --model's LSTM-LRP rules are "
+                           "set with --epsilon and --bias-factor")
+        return None
+    if args.input is not None:
+        if name is not None and name not in hf.COMPOSITES:
+            raise CliError(f"--composite {name} is an image preset; --hf-model takes {' or '.join(hf.COMPOSITES)}")
+        return name or "attnlrp"
+    if name is not None and name not in image.COMPOSITES:
+        raise CliError(f"--composite {name} is a transformer preset (--hf-model); --images takes one of "
+                       f"{', '.join(image.COMPOSITES)}")
+    return name or "epsilon_gamma_box"
 
 
 def _job(args) -> tuple[torch.nn.Module, Source, dict]:
@@ -154,23 +183,37 @@ def _job(args) -> tuple[torch.nn.Module, Source, dict]:
     from ..dataset.sources import ImageFolderSource, TextFile
 
     limit = positive_int(args.limit, "--limit") if args.limit is not None else None
-    if args.input is not None:
+    if args.input is not None and args.hf_model is not None:
+        hf.check_hf_flags(args)
+    elif args.input is not None:
+        if args.model is None:
+            raise CliError("--input (text) needs a model: --model FILE with --model-class and --vocab (an LSTM/GRU "
+                           "state_dict), or --hf-model DIR (a Hugging Face model folder with its tokenizer)")
         _need(args, ["--model", "--model-class", "--vocab"], "--input (text)")
     else:
+        if args.hf_model is not None:
+            raise CliError("--hf-model explains text (--input FILE); --images takes --arch and --weights")
         _need(args, ["--arch", "--weights"], "--images")
+    composite = _composite_name(args)
     options = {"target": parse_target(args.target), "batch_size": positive_int(args.batch_size, "--batch-size"),
-               "shard_size": positive_int(args.shard_size, "--shard-size"), "fingerprint": _fingerprint(args)}
-    if args.input is not None:
+               "shard_size": positive_int(args.shard_size, "--shard-size"),
+               "fingerprint": _fingerprint(args, composite)}
+    if args.input is not None and args.hf_model is not None:
+        model, tokenizer, _ = hf.load_hf(args.hf_model)
+        source = TextFile(input_file(args.input, "input file"), args.text_column, args.label_column, limit,
+                          tokenizer=tokenizer)
+        options["composite"] = hf.transformer_composite(composite, args.epsilon)
+    elif args.input is not None:
         source = TextFile(input_file(args.input, "input file"), args.text_column, args.label_column, limit,
                           vocabulary=text.read_vocabulary(args.vocab), unk=args.unk, lengths=args.lengths)
         model = text.load_text_model(args)
-        options["composite"] = text.lstm_rules(args.epsilon, args.bias_factor)
+        options["composite"] = text.lstm_rules(1e-3 if args.epsilon is None else args.epsilon, args.bias_factor)
     else:
         size = positive_int(args.size, "--size")
         source = ImageFolderSource(args.images, lambda path: image.normalize(image.load_image(path, size)),
                                    image.EXTENSIONS, limit)
         model = image.load_model(args)
-        options["composite"] = image.composite(args.composite)
+        options["composite"] = image.composite(composite)
     return model, source, options
 
 

@@ -1,4 +1,5 @@
-"""``seqlrp explain-text``: token relevance of a saved text classifier, as an HTML report."""
+"""``seqlrp explain-text``: token relevance of a saved text classifier (an LSTM/GRU state_dict, or a Hugging Face
+model folder: word relevance), as an HTML report."""
 
 from __future__ import annotations
 
@@ -17,10 +18,12 @@ from .common import (
     load_weights,
     model_kwargs,
     parse_target,
+    positive_int,
     read_labels,
     read_text,
     report_path,
 )
+from .hf import COMPOSITES
 
 if TYPE_CHECKING:
     import torch
@@ -30,24 +33,40 @@ EPILOG = """examples:
       --vocab vocab.txt --input sentences.txt --out out/
   seqlrp explain-text --model model.pt --model-class seqlrp.lstm:BiLSTMClassifier --model-arg vocab_size=6 \\
       --model-arg embedding_dim=4 --model-arg hidden_size=3 --model-arg num_classes=2 --lengths \\
-      --vocab vocab.txt --input test.tsv --target 1 --labels classes.txt --compare --out report.html"""
+      --vocab vocab.txt --input test.tsv --target 1 --labels classes.txt --compare --out report.html
+  seqlrp explain-text --hf-model my-finetuned-bert/ --input reviews.tsv --out out/
+  seqlrp explain-text --hf-model my-finetuned-bert/ --composite cplrp --input reviews.txt --compare --out r.html
+
+--hf-model DIR: a Hugging Face sequence classifier and its tokenizer, saved in one folder (model.save_pretrained(DIR),
+tokenizer.save_pretrained(DIR)); sentences are read as written (not split on whitespace), tokenized, and shown word
+by word (word pieces merged, special tokens grey)."""
 
 
 def add_parser(sub) -> None:
     text = sub.add_parser("explain-text", help="token relevance of a saved text classifier (HTML report)",
-                          description="Explain a text classifier (nn.Embedding -> LSTM/GRU -> Linear) sentence by "
-                          "sentence with LSTM-LRP and write a self-contained HTML report.",
+                          description="Explain a text classifier sentence by sentence and write a self-contained HTML "
+                          "report: an LSTM/GRU classifier (nn.Embedding -> LSTM/GRU -> Linear, a state_dict) with "
+                          "LSTM-LRP, or a Hugging Face classifier (--hf-model DIR) with AttnLRP / CP-LRP.",
                           epilog=EPILOG, formatter_class=Formatter)
-    text.add_argument("--model", required=True, help="a state_dict file (torch.save(model.state_dict(), FILE))")
+    which = text.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", help="a state_dict file (torch.save(model.state_dict(), FILE)) of an LSTM/GRU "
+                                       "classifier (with --model-class and --vocab)")
+    which.add_argument("--hf-model", metavar="DIR", help="a Hugging Face model folder with its tokenizer "
+                       "(model.save_pretrained(DIR) and tokenizer.save_pretrained(DIR)); loaded with "
+                       "AutoModelForSequenceClassification and AutoTokenizer")
     text.add_argument("--model-class", help="the model's class: importable module:Class or path/file.py:Class "
                                             "(the current folder is importable)")
     text.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
                       help="keyword argument of the class, a Python literal or a string (repeatable)")
-    text.add_argument("--vocab", required=True, help="UTF-8 file, one token per line; the line number is the id")
+    text.add_argument("--vocab", help="--model: UTF-8 file, one token per line; the line number is the id")
     text.add_argument("--input", required=True, help="UTF-8 .tsv (sentence<TAB>label, optional header) or "
-                                                     ".txt (one sentence per line); tokens split on whitespace")
+                                                     ".txt (one sentence per line); --model: tokens split on "
+                                                     "whitespace; --hf-model: the folder's tokenizer")
     text.add_argument("--target", help="class index to explain (default: the predicted class)")
-    text.add_argument("--epsilon", type=float, default=1e-3, help="ε of the LSTM-LRP rules")
+    text.add_argument("--composite", choices=COMPOSITES, help="--hf-model: the transformer preset, AttnLRP or CP-LRP "
+                                                              "(default: attnlrp)")
+    text.add_argument("--epsilon", type=float, help="ε of the rules (default: 1e-3 for --model's LSTM-LRP, 1e-6 for "
+                                                    "--hf-model's presets)")
     text.add_argument("--bias-factor", type=float, default=0.0, help="Arras's bias share, 0 to 1 (1 conserves)")
     text.add_argument("--lengths", action="store_true", help="call model(token_ids, lengths) instead of "
                                                              "model(token_ids)")
@@ -56,6 +75,8 @@ def add_parser(sub) -> None:
                       "(default: classes shown as indices)")
     text.add_argument("--compare", action="store_true",
                       help="show LRP, gradient × input and gradient side by side for every sentence")
+    text.add_argument("--batch-size", type=int, default=32, help="sentences per explained batch (a batch holds "
+                                                                 "sentences of one length: no padding)")
     text.add_argument("--out", default="report.html", help="a folder (report.html inside) or a .html file path")
     text.set_defaults(func=run)
 
@@ -96,18 +117,28 @@ def read_vocabulary(path: str) -> dict[str, int]:
     return index
 
 
-def read_sentences(path: str) -> tuple[list[list[str]], list[int | None]]:
+def read_lines(path: str) -> tuple[list[str], list[int | None]]:
+    """The sentences of ``--input`` as written (.tsv: before the tab, a header row ``sentence<TAB>...`` skipped;
+    blank lines skipped) and their integer labels (None where there is none)."""
     p = Path(path)
     sentences, labels = [], []
     for number, line in enumerate(read_text(p, "input file").splitlines()):
         if not line.strip() or (number == 0 and line.lower().startswith("sentence\t")):
             continue
         text, _, label = line.partition("\t") if p.suffix == ".tsv" else (line, "", "")
-        sentences.append(text.split())
+        if not text.strip():
+            continue
+        sentences.append(text)
         labels.append(int(label) if label.strip().lstrip("-").isdigit() else None)
     if not sentences:
         raise CliError(f"no sentences in {p}")
     return sentences, labels
+
+
+def read_sentences(path: str) -> tuple[list[list[str]], list[int | None]]:
+    """:func:`read_lines`, each sentence split on whitespace."""
+    sentences, labels = read_lines(path)
+    return [sentence.split() for sentence in sentences], labels
 
 
 def token_ids(sentences: list[list[str]], index: dict[str, int], unk: str) -> list[list[int]]:
@@ -123,6 +154,19 @@ def token_ids(sentences: list[list[str]], index: dict[str, int], unk: str) -> li
 
 
 def run(args) -> Path:
+    positive_int(args.batch_size, "--batch-size")
+    if args.hf_model is not None:
+        return run_hf(args)
+    if args.composite is not None:
+        raise CliError(f"--composite {args.composite} is a preset of --hf-model (a Hugging Face model); --model's "
+                       "LSTM-LRP rules are set with --epsilon and --bias-factor")
+    if args.vocab is None:
+        raise CliError("--model needs --vocab (one token per line; the line number is the id)")
+    args.epsilon = 1e-3 if args.epsilon is None else args.epsilon
+    return run_lstm(args)
+
+
+def run_lstm(args) -> Path:
     import torch
 
     from ..lstm import explain_text
@@ -144,7 +188,9 @@ def run(args) -> Path:
     for row, sentence in enumerate(ids):
         by_length[len(sentence)].append(row)
     results: dict[int, tuple] = {}
-    for length, rows in sorted(by_length.items()):
+    chunks = [(length, rows[i:i + args.batch_size]) for length, rows in sorted(by_length.items())
+              for i in range(0, len(rows), args.batch_size)]
+    for length, rows in chunks:
         batch = torch.tensor([ids[r] for r in rows], dtype=torch.long)
         lengths = torch.full((len(rows),), length, dtype=torch.long) if args.lengths else None
         result = explain_text(model, batch, target, lstm_rules(args.epsilon, args.bias_factor), lengths=lengths,
@@ -167,4 +213,52 @@ def run(args) -> Path:
         else:
             report.add_text(result, j, sentence, true_label=true_labels[i], method=f"LRP ε={args.epsilon}",
                             title=f"sentence {i + 1}")
+    return report.save(out)
+
+
+def run_hf(args) -> Path:
+    """``--hf-model DIR``: word relevance of a Hugging Face classifier, every sentence explained as if alone."""
+    import warnings
+
+    from ..transformers import explain_transformer
+    from ..transformers.batching import batch_size_for, explain_texts, plan, token_limit
+    from ..viz import Report
+    from .hf import check_hf_flags, load_hf, transformer_composite
+
+    check_hf_flags(args)
+    out = report_path(args.out)
+    target = parse_target(args.target)
+    labels = read_labels(args.labels)
+    composite = transformer_composite(args.composite, args.epsilon)
+    sentences, true_labels = read_lines(args.input)
+    model, tokenizer, names = load_hf(args.hf_model)
+    labels = labels or names
+    schedule = plan(tokenizer, sentences, batch_size_for(model, args.batch_size), token_limit(model, tokenizer))
+    if schedule.truncated:
+        warnings.warn(f"{len(schedule.truncated)} sentence(s) (e.g. sentence {schedule.truncated[0] + 1}) have more "
+                      f"tokens than the model reads ({schedule.limit}); only their first {schedule.limit} tokens were "
+                      "explained", UserWarning, stacklevel=1)
+    method = repr(composite)
+    results: dict[int, tuple] = {}
+    for rows, batch, result in explain_texts(model, tokenizer, sentences, target, composite, schedule=schedule):
+        if args.labels:
+            check_label_count(labels, result.output.shape[1], args.labels)
+        if args.compare:  # the baselines explain the class LRP explained
+            result = {method: result, **{name: explain_transformer(model, batch, result.target, tokenizer=tokenizer,
+                                                                   seed="one", mode=mode)
+                                         for name, mode in (("gradient × input", "gradient_x_input"),
+                                                            ("gradient² (sensitivity)", "gradient"))}}
+        results.update({r: (result, j) for j, r in enumerate(rows)})
+    report = Report(f"seqlrp: {Path(args.hf_model).name}", f"{len(sentences)} sentences from {args.input}"
+                    + ("" if labels else "; classes as indices (pass --labels FILE for names)")
+                    + (f"; {len(schedule.truncated)} sentence(s) truncated to {schedule.limit} tokens"
+                       if schedule.truncated else ""), labels=labels)
+    report.section("Word relevance", "Word pieces are merged into words (their relevance summed); special tokens "
+                   "are grey.")
+    for i in range(len(sentences)):
+        result, j = results[i]
+        if args.compare:
+            report.add_comparison(result, j, true_label=true_labels[i], title=f"sentence {i + 1}")
+        else:
+            report.add_text(result, j, true_label=true_labels[i], method=method, title=f"sentence {i + 1}")
     return report.save(out)

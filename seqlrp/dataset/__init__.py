@@ -4,10 +4,12 @@ and ``report_dataset`` (the dataset-level HTML report). See docs/datasets.md."""
 from .report import report_dataset
 from .run import IMAGE_SCHEMA, TEXT_SCHEMA, Summary, explain_dataset
 from .sources import DatasetSource, ImageFolderSource, Source, TextFile
+from .words import WORDS_SCHEMA
 
 __all__ = [
     "IMAGE_SCHEMA",
     "TEXT_SCHEMA",
+    "WORDS_SCHEMA",
     "DatasetSource",
     "ImageFolderSource",
     "Source",

@@ -5,20 +5,24 @@ difference is refused, naming what changed. The identity covers
 
 - the **input's content**: one SHA-256 per shard of the rows as read (tokens and labels; image files'
   bytes; a Dataset's items), not a path, size or modification time;
-- the **vocabulary's content** (every token and its id);
+- the **vocabulary's content** (every token and its id), or a Hugging Face **tokenizer's** (the files it saves:
+  its vocabulary, merges, normalizer, special tokens and settings);
 - **every rule parameter**: the composite / rule objects described recursively (class, attributes,
   tensors by dtype, shape and a hash of their values);
 - the **model's parameters and buffers** (persistent or not) and the **code that runs**: a hash of the
   source file of every class in the model that does not come from torch (the ``--model-class`` file
-  edited is a different run), torch's and seqlrp's versions.
+  edited is a different run), torch's and seqlrp's versions; a Hugging Face model's **configuration** (every
+  value of ``model.config``: the attention implementation, the padding id, the norm's ε, ...).
 """
 
 from __future__ import annotations
 
 import hashlib
 import inspect
+import json
 import re
 import sys
+import tempfile
 from collections.abc import Mapping
 from contextlib import suppress
 from pathlib import Path
@@ -133,10 +137,40 @@ def code_identity(model: nn.Module) -> dict[str, str]:
     return code
 
 
+#: what a configuration or a saved tokenizer records about where and how it was loaded, not what it computes
+_LOADING_KEYS = frozenset({"_name_or_path", "name_or_path", "is_local", "local_files_only", "cache_dir", "token",
+                           "revision", "_commit_hash", "trust_remote_code"})
+
+
 def model_identity(model: nn.Module) -> dict[str, Any]:
-    """What the model contributes to a row: its class, parameters and buffers, and its code."""
-    return {"class": f"{type(model).__module__}.{type(model).__qualname__}", "state": model_digest(model),
-            "code": code_identity(model)}
+    """What the model contributes to a row: its class, parameters and buffers, and its code (and a Hugging Face
+    model's configuration)."""
+    identity = {"class": f"{type(model).__module__}.{type(model).__qualname__}", "state": model_digest(model),
+                "code": code_identity(model)}
+    to_dict = getattr(getattr(model, "config", None), "to_dict", None)
+    if callable(to_dict):
+        identity["config"] = describe({str(k): v for k, v in sorted(to_dict().items()) if k not in _LOADING_KEYS})
+    return identity
+
+
+def tokenizer_identity(tokenizer: Any) -> str:
+    """A hash of a Hugging Face tokenizer's content: every file ``save_pretrained`` writes (the vocabulary, merges,
+    normalizer and pre-tokenizer, special tokens, settings), without where it was loaded from."""
+    digest = hashlib.sha256()
+    with tempfile.TemporaryDirectory() as folder:
+        tokenizer.save_pretrained(folder)
+        for path in sorted(Path(folder).rglob("*")):
+            if not path.is_file():
+                continue
+            data = path.read_bytes()
+            if path.suffix == ".json":
+                with suppress(ValueError):
+                    value = json.loads(data)
+                    if isinstance(value, dict):
+                        value = {k: v for k, v in value.items() if k not in _LOADING_KEYS}
+                    data = json.dumps(value, sort_keys=True).encode()
+            digest.update(f"{path.relative_to(folder).as_posix()}:{len(data)}:".encode() + data)
+    return digest.hexdigest()[:32]
 
 
 class RowHasher:

@@ -4,7 +4,10 @@ Text: per explained class, the tokens with the highest and the lowest mean relev
 counts; tokens seen fewer than ``min_count`` times are left out), each with a few sentences in which
 that token is most relevant (resp. least), shown in context (the table Arras et al. 2017 show for their
 SST classifier); and conservation at scale: the relevance sum (plus the initial-state relevance)
-against the explained logit, and the distribution of their gap. Images: the mean relevance map per
+against the explained logit, and the distribution of their gap. A Hugging Face model's dataset (a ``words``
+column, :data:`seqlrp.dataset.WORDS_SCHEMA`) is read word by word: the tables rank words (special tokens apart,
+in a table of their own, and grey in the contexts), the relevance that reached the position / token-type
+embeddings is tabled per class and counted in the conservation. Images: the mean relevance map per
 class and the images with the most extreme relevance. The dataset is streamed in record batches.
 """
 
@@ -47,23 +50,40 @@ def _name(names: list[str] | None, index) -> str:
     return f"{names[index]} ({index})" if names and 0 <= index < len(names) else str(index)
 
 
-def _flat(batch: pa.RecordBatch) -> pa.Table:
-    """One row per token: its class (the row's target), the token, its relevance, the row id and position."""
-    tokens = batch.column("tokens")
+def token_column(dataset: pads.Dataset) -> str:
+    """The column of the explained units: ``words`` (a Hugging Face model's dataset) or ``tokens``."""
+    return "words" if "words" in dataset.schema.names else "tokens"
+
+
+def _columns(dataset: pads.Dataset) -> list[str]:
+    column = token_column(dataset)
+    return ["id", "target", column, "relevance"] + (["special"] if column == "words" else [])
+
+
+def _flat(batch: pa.RecordBatch, special: str = "keep") -> pa.Table:
+    """One row per token (word): its class (the row's target), the token, its relevance, the row id and position.
+    ``special``: ``"keep"`` every token, ``"drop"`` the special ones, ``"only"`` the special ones (a words dataset)."""
+    names = batch.schema.names
+    tokens = batch.column("words" if "words" in names else "tokens")
     parents = pc.list_parent_indices(tokens)
     starts = np.asarray(tokens.offsets)[:-1]
     parent = np.asarray(parents)
-    return pa.table({"class": batch.column("target").take(parents), "token": pc.list_flatten(tokens),
+    flat = pa.table({"class": batch.column("target").take(parents), "token": pc.list_flatten(tokens),
                      "relevance": pc.cast(pc.list_flatten(batch.column("relevance")), pa.float64()),
                      "id": batch.column("id").take(parents),
                      "position": pa.array(np.arange(len(parent)) - starts[parent] if len(parent) else [], pa.int64())})
+    if special == "keep" or "special" not in names:
+        return flat if special != "only" else flat.slice(0, 0)
+    flags = pc.list_flatten(batch.column("special"))
+    return flat.filter(pc.invert(flags) if special == "drop" else flags)
 
 
-def token_table(dataset: pads.Dataset, min_count: int) -> pa.Table:
-    """Per (class, token): mean relevance and count, over every occurrence (streamed, merged per batch)."""
+def token_table(dataset: pads.Dataset, min_count: int, special: str = "drop") -> pa.Table:
+    """Per (class, token): mean relevance and count, over every occurrence (streamed, merged per batch); a words
+    dataset's special tokens are left out (``special="only"``: only them)."""
     partials = []
-    for batch in dataset.to_batches(columns=["id", "target", "tokens", "relevance"], batch_size=BATCH):
-        flat = _flat(batch)
+    for batch in dataset.to_batches(columns=_columns(dataset), batch_size=BATCH):
+        flat = _flat(batch, special)
         partials.append(flat.group_by(["class", "token"]).aggregate([("relevance", "sum"), ("relevance", "count")]))
         if len(partials) > 16:
             partials = [_merge(partials)]
@@ -102,8 +122,8 @@ def example_occurrences(dataset: pads.Dataset, chosen: dict[str, int], count: in
     keys = pa.array(list(chosen), pa.string())
     sign = dict(chosen)
     kept: pa.Table | None = None
-    for batch in dataset.to_batches(columns=["id", "target", "tokens", "relevance"], batch_size=BATCH):
-        flat = _flat(batch)
+    for batch in dataset.to_batches(columns=_columns(dataset), batch_size=BATCH):
+        flat = _flat(batch, "drop")
         flat = flat.append_column("key", _key(flat["class"], flat["token"]))
         flat = flat.filter(pc.is_in(flat["key"], value_set=keys))
         kept = flat if kept is None else pa.concat_tables([kept, flat])
@@ -134,12 +154,14 @@ def _contexts(rows: dict[int, dict], found: list[tuple], width: int, count: int)
     windows with the same tokens are shown once (SST-2's phrases repeat their sentences' words)."""
     shown, seen = [], set()
     for row, position, _ in found:
-        tokens, relevance = rows[row]["tokens"], rows[row]["relevance"]
+        tokens, relevance = rows[row].get("words", rows[row].get("tokens")), rows[row]["relevance"]
+        special = rows[row].get("special")
         lo, hi = max(0, position - width), min(len(tokens), position + width + 1)
         if (tuple(tokens[lo:hi]), position - lo) in seen or len(shown) == count:
             continue
         seen.add((tuple(tokens[lo:hi]), position - lo))
-        html = token_html(tokens[lo:hi], np.asarray(relevance[lo:hi]), focus=position - lo)
+        html = token_html(tokens[lo:hi], np.asarray(relevance[lo:hi]), focus=position - lo,
+                          special=None if special is None else special[lo:hi])
         shown.append(Markup('<div class="context">{}{}{}</div>').format(
             Markup("…") if lo else "", html, Markup("…") if hi < len(tokens) else ""))
     return Markup("").join(shown)
@@ -163,8 +185,40 @@ def unknown_words(dataset: pads.Dataset) -> tuple[int, set[str]]:
     return count, words
 
 
+def _special_and_shares(report: Report, dataset: pads.Dataset, names) -> None:
+    """A words dataset: per class the mean relevance of each special token, and of each position / token-type
+    embedding table (what the words do not carry)."""
+    special = token_table(dataset, 1, "only")
+    rows = [[_name(names, c), t, float(m), int(n)] for c, t, m, n in
+            zip(*(special.sort_by([("class", "ascending"), ("token", "ascending")])[k].to_pylist()
+                  for k in ("class", "token", "mean", "relevance_count")), strict=True)]
+    if rows:
+        report.add_table(["explained class", "special token", "mean relevance", "count"], rows,
+                         title="Special tokens (left out of the word tables)")
+    sums: dict[tuple, list[float]] = {}
+    for batch in dataset.to_batches(columns=["target", "embedding_shares"], batch_size=BATCH):
+        for target, shares in zip(batch.column("target").to_pylist(), batch.column("embedding_shares").to_pylist(),
+                                  strict=True):
+            if target is None:
+                continue
+            for share in shares:
+                total = sums.setdefault((target, share["name"]), [0.0, 0])
+                total[0] += share["relevance"]
+                total[1] += 1
+    if sums:
+        report.add_table(["explained class", "embedding table", "mean relevance", "examples"],
+                         [[_name(names, c), name, total / count, count] for (c, name), (total, count)
+                          in sorted(sums.items(), key=lambda item: (item[0][0], item[0][1]))],
+                         title="Relevance reaching the position / token-type embeddings (counted in the "
+                               "conservation above, not in the words)")
+
+
 def _text_report(report: Report, dataset: pads.Dataset, names, *, min_count: int, top: int, examples: int,
                  context: int) -> None:
+    column = token_column(dataset)
+    unit = "words" if column == "words" else "tokens"
+    if column == "words":
+        _special_and_shares(report, dataset, names)
     unknown_count, unknown = unknown_words(dataset)
     if unknown_count:
         report.section("Unknown words", f"{unknown_count} word occurrence(s) ({len(unknown)} distinct) were not in the "
@@ -177,11 +231,12 @@ def _text_report(report: Report, dataset: pads.Dataset, names, *, min_count: int
                 chosen.setdefault(f"{cls}\x1f{token}", sign)
     occurrences = example_occurrences(dataset, chosen, 3 * examples)  # (more: repeated windows are dropped)
     ids = sorted({row for found in occurrences.values() for row, _, _ in found})
-    rows = dataset.to_table(columns=["id", "tokens", "relevance"], filter=pc.field("id").isin(ids)).to_pylist() \
-        if ids else []
+    rows = dataset.to_table(columns=[c for c in _columns(dataset) if c != "target"],
+                            filter=pc.field("id").isin(ids)).to_pylist() if ids else []
     by_id = {row["id"]: row for row in rows}
     if not extremes:
-        report.section("Tokens", f"no token occurs at least {min_count} times (min_count=) in one class")
+        report.section(unit.capitalize(), f"no {unit[:-1]} occurs at least {min_count} times (min_count=) in one "
+                       "class")
     for cls, parts in extremes.items():
         for side in ("highest", "lowest"):
             table_rows = []
@@ -190,8 +245,8 @@ def _text_report(report: Report, dataset: pads.Dataset, names, *, min_count: int
                 shown = _contexts(by_id, occurrences[f"{cls}\x1f{token}"], context, examples)
                 table_rows.append([rank, f"{token} (unknown)" if token in unknown else token, float(mean), int(count),
                                    shown])
-            report.add_table(["#", "token", "mean relevance", "count", "in context"], table_rows,
-                             title=f"Class {_name(names, cls)}: tokens with the {side} mean relevance "
+            report.add_table(["#", unit[:-1], "mean relevance", "count", "in context"], table_rows,
+                             title=f"Class {_name(names, cls)}: {unit} with the {side} mean relevance "
                                    f"(at least {min_count} occurrences)", contexts=True)
 
 
@@ -200,19 +255,23 @@ def _conservation(report: Report, dataset: pads.Dataset, names, rows: int, text:
     import seaborn as sns
 
     stride = max(1, -(-rows // SCATTER_POINTS))
-    parameters = "parameter_relevance" in dataset.schema.names  # (datasets written before it have no column)
+    present = dataset.schema.names
+    parameters = "parameter_relevance" in present  # (datasets written before it have no column)
+    initial = text and "initial_state_relevance" in present  # (an LSTM's; a Hugging Face model has none)
+    shares = "embedding_shares" in present  # (a Hugging Face model's position / token-type embeddings)
     columns = ["id", "target", "predicted", "label", "logit", "relevance_sum"] + (["initial_state_relevance"]
-                                                                                 if text else []) \
-        + (["parameter_relevance"] if parameters else [])
+                                                                                 if initial else []) \
+        + (["parameter_relevance"] if parameters else []) + (["embedding_shares"] if shares else [])
     parts = []
     for batch in dataset.to_batches(columns=columns, batch_size=BATCH):  # (every stride-th example)
         keep = (batch.column("id").to_numpy() % stride == 0) & batch.column("target").is_valid().to_numpy(False)
         parts.append(pa.Table.from_batches([batch]).filter(pa.array(keep)))
     table = pa.concat_tables(parts).to_pandas()
     table["explained"] = [_name(names, t) for t in table["target"]]
-    total = table["relevance_sum"] + (table["initial_state_relevance"] if text else 0)
-    if parameters:  # relevance that reached parameters (a class token) is received too: {name, relevance} items
-        total = total + table["parameter_relevance"].map(lambda items: sum(item["relevance"] for item in items))
+    total = table["relevance_sum"] + (table["initial_state_relevance"] if initial else 0)
+    for name in ("parameter_relevance", "embedding_shares") if parameters or shares else ():
+        if name in table:  # relevance that reached parameters (a class token) or embedding tables is received too
+            total = total + table[name].map(lambda items: sum(item["relevance"] for item in items))
     table["Σ relevance"] = total
     table["logit − Σ relevance"] = table["logit"] - total
     summary = [["examples (sampled)", f"{len(table)} of {rows}"],
@@ -230,8 +289,8 @@ def _conservation(report: Report, dataset: pads.Dataset, names, rows: int, text:
     low, high = float(min(table["logit"].min(), total.min())), float(max(table["logit"].max(), total.max()))
     ax.plot([low, high], [low, high], color="black", linewidth=0.8, label="Σ relevance = logit")
     ax.legend(fontsize=8)
-    ax.set_title("relevance sum vs explained logit" + (" (+ initial-state relevance)" if text else "")
-                 + (" (+ parameters)" if parameters else ""))
+    ax.set_title("relevance sum vs explained logit" + (" (+ initial-state relevance)" if initial else "")
+                 + (" (+ parameters)" if parameters else "") + (" (+ position embeddings)" if shares else ""))
     report.add_figure(fig, "Σ relevance vs logit (a point per example; the line is exact conservation)")
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
     sns.histplot(data=table, x="logit − Σ relevance", hue="explained", bins=60, element="step", ax=ax)

@@ -3,7 +3,8 @@
 Each shard (a fixed-size run of the input order, see :mod:`seqlrp.dataset.sharding`) is explained in
 sorted buckets (text: by length, with no work on padding; images: by shape) through
 :func:`seqlrp.explain_text` / :func:`seqlrp.explain` (which never change the model), put back in input
-order and written as one Parquet part file (:mod:`seqlrp.dataset.writer`).
+order and written as one Parquet part file (:mod:`seqlrp.dataset.writer`). Text with a Hugging Face tokenizer
+(``TextFile(..., tokenizer=)``) is explained word by word (:mod:`seqlrp.dataset.words`).
 """
 
 from __future__ import annotations
@@ -75,6 +76,9 @@ class Summary:
         text is kept in ``tokens``; the ``unknown`` column marks them).
     threads : int
         CPU threads torch used on this rank.
+    truncated : int or None
+        Text with a tokenizer: rows explained by this run (this rank) that had more tokens than the model reads and
+        were cut to that (None: not a tokenizer's run).
     """
 
     out: Path
@@ -86,15 +90,17 @@ class Summary:
     complete: bool = False
     unknown: int = 0
     threads: int = 0
+    truncated: int | None = None
 
     def __str__(self) -> str:
         rate = self.explained / self.seconds if self.seconds > 0 else 0.0
         ranks = ", ".join(str(n) for n in self.per_rank)
         state = "complete" if self.complete else "INCOMPLETE"
         threads = f", {self.threads} thread(s) per process" if self.threads else ""
+        words = f"{self.unknown} unknown word(s) read as the unknown-word token" if self.truncated is None else \
+            f"{self.truncated} text(s) truncated to the tokens the model reads"
         return (f"{self.explained} examples explained in {self.seconds:.1f} s ({rate:.1f} examples/s{threads}), per "
-                f"rank: {ranks}; {self.unknown} unknown word(s) read as the unknown-word token; dataset {state}: "
-                f"{self.rows} rows, {self.bytes / 1e6:.2f} MB in {self.out}")
+                f"rank: {ranks}; {words}; dataset {state}: {self.rows} rows, {self.bytes / 1e6:.2f} MB in {self.out}")
 
 
 def _device(model: nn.Module) -> torch.device:
@@ -365,7 +371,9 @@ def explain_dataset(
     ----------
     model : nn.Module
         In eval mode, on the device to use (inputs are moved to it). Text: ``nn.Embedding -> LSTM/GRU ->
-        ...``; images: any model :func:`seqlrp.explain` takes.
+        ...``, or a Hugging Face classifier with its tokenizer in the source (``TextFile(path, tokenizer=tok)``,
+        ``DatasetSource(texts, tokenizer=tok)``: word relevance, the columns of
+        :data:`seqlrp.dataset.WORDS_SCHEMA`); images: any model :func:`seqlrp.explain` takes.
     data : Source, sequence or Dataset
         The rows: a :class:`~seqlrp.dataset.Source` (:class:`~seqlrp.dataset.TextFile` streams a file,
         :class:`~seqlrp.dataset.DatasetSource` wraps a sequence or Dataset; text sources carry the
@@ -374,7 +382,8 @@ def explain_dataset(
         ``(C, H, W)``; items may be ``(x, label)`` (as ``ImageFolder`` gives; its ``samples`` give the paths).
     composite : optional
         The rules: as in :func:`seqlrp.explain` for images (e.g. ``seqlrp.cnn.EpsilonGammaBox(low, high)``),
-        as in :func:`seqlrp.explain_text` for text (default: its LSTM-LRP rules).
+        as in :func:`seqlrp.explain_text` for text (default: its LSTM-LRP rules; with a tokenizer
+        :class:`seqlrp.transformers.AttnLRP`).
     out : str or Path, optional
         Folder of the Parquet dataset (resumable, see :mod:`seqlrp.dataset.sharding`); None returns
         the rows as a table (single process only).
@@ -402,13 +411,14 @@ def explain_dataset(
     -------
     pyarrow.Table or Summary
         Without ``out``: the rows in input order with the columns of :data:`TEXT_SCHEMA` /
-        :data:`IMAGE_SCHEMA` (``label`` is a string column when a label is not an integer). With ``out``:
-        a :class:`Summary` of the run.
+        :data:`IMAGE_SCHEMA` / :data:`seqlrp.dataset.WORDS_SCHEMA` (a tokenizer's run; ``label`` is a string column
+        when a label is not an integer). With ``out``: a :class:`Summary` of the run.
 
     Notes
     -----
     A run with ``out`` has an identity (:mod:`seqlrp.dataset.identity`): the input's content shard by shard,
-    the vocabulary, every rule parameter, the model's parameters, buffers and code. A re-run resumes only a
+    the vocabulary (or the tokenizer's files), every rule parameter, the model's parameters, buffers, code and
+    configuration. A re-run resumes only a
     dataset of the same identity; another one is refused, naming what changed, unless ``overwrite``.
     """
     unknown = sorted(set(deprecated) - set(_DEPRECATED_TEXT) - set(_DEPRECATED_SOURCE))
@@ -459,7 +469,8 @@ def explain_dataset(
         plan = Plan(rows, shard_size)
         signature |= {"rows": plan.rows, "shards": shards, "labels": labels}
         resume = check_out(out, signature, overwrite, plan.shards)
-        start_out(out, signature, plan, {"kind": source.kind, "class_names": source.class_names,
+        start_out(out, signature, plan, {"kind": source.kind,
+                                         "class_names": source.class_names or getattr(rows_of, "class_names", None),
                                          "input_path": source.where, "seqlrp": __version__}, resume)
     if setup_only:
         return None
@@ -489,7 +500,7 @@ def explain_dataset(
     if complete:
         write_success(out, {"rows": plan.rows, "shards": plan.shards, "bytes": size})
     return Summary(out, plan.rows, sum(per_rank), time.perf_counter() - started, per_rank, size, complete,
-                   rows_of.unknown, torch.get_num_threads())
+                   rows_of.unknown, torch.get_num_threads(), getattr(rows_of, "truncated", None))
 
 
 def _check_shard(source: Source, handles: list, rows: list, shards: list, k: int, plan: Plan, ranks) -> None:
@@ -503,6 +514,13 @@ def _check_shard(source: Source, handles: list, rows: list, shards: list, k: int
 
 
 def _rows_of(model, source: Source, composite, old_text: dict, target, batch_size: int, labels: str):
+    if source.kind == "text" and getattr(source, "tokenizer", None) is not None:
+        from .words import WordRows
+
+        if old_text:
+            raise ValueError(f"{', '.join(f'{k}=' for k in old_text)} are LSTM options; a Hugging Face model takes "
+                             "composite= (seqlrp.transformers.AttnLRP or CPLRP)")
+        return WordRows(model, source, target=target, composite=composite, batch_size=batch_size, labels=labels)
     if source.kind == "text":
         return _TextRows(model, source, target=target, call=_text_call(composite, old_text), batch_size=batch_size,
                          labels=labels)
@@ -515,6 +533,10 @@ def _options(source: Source, rows_of, composite, old_text: dict) -> dict:
     """The settings that change a row, described parameter by parameter."""
     if source.kind != "text":
         return {"rules": describe(composite)}
+    if getattr(source, "tokenizer", None) is not None:
+        from .words import words_options
+
+        return words_options(rows_of, composite)
     composite = rows_of.call["composite"]
     composite = ArrasLSTM() if composite is None else composite
     summary = {name: getattr(composite, name) for name in ("epsilon", "bias_factor") if hasattr(composite, name)}

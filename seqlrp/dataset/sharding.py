@@ -132,6 +132,9 @@ def _what_changed(old: dict, new: dict) -> str:
     if rest:
         key, _, detail = rest.partition(": ")
         names = {"model.state": "the model's parameters or buffers", "model.code": "the model's code",
+                 "model.config": "the model's configuration", "composite": "the rule preset (--composite)",
+                 "options.tokenizer": "the tokenizer",
+                 "options.token_limit": "the most tokens a text is explained with",
                  "options.vocabulary": "the vocabulary", "options.unk": "the unknown-word token",
                  "options.lengths": "how the model is called (lengths)", "options": "the rule parameters",
                  "rows": "the number of input rows", "input": "how the input is read",

@@ -6,7 +6,8 @@ ranks without decoding them. Row ``id`` is the 0-based position in that stream: 
 line-based files are not rows; every other line, object or record is one, even with an empty text.
 
 Text rows are ``(tokens, label)`` with ``tokens`` a list of strings (split on whitespace) or of token
-ids; image rows ``(image tensor, label, path)``.
+ids; image rows ``(image tensor, label, path)``. A text source with a Hugging Face ``tokenizer`` keeps each text as
+written instead (a string, or a list of words already split), for the tokenizer to read.
 """
 
 from __future__ import annotations
@@ -44,17 +45,30 @@ class Source:
     lengths : bool
         Text: call ``model(token_ids, lengths)`` on mixed-length sorted batches (the model must pack its
         sequences); False: one length per batch, no padding at all.
+    tokenizer : optional
+        Text, a Hugging Face model: its tokenizer. Rows stay texts as written (a string, not split on whitespace;
+        a list of strings is taken as words already split) and are explained word by word (see
+        :mod:`seqlrp.transformers.batching`); ``vocabulary``, ``unk`` and ``lengths`` do not apply.
     """
 
     kind = "text"
     class_names: list[str] | None = None
     where: str | None = None  # (the file or folder read, shown in reports; not part of the run's identity)
 
-    def __init__(self, limit: int | None = None, *, vocabulary=None, unk: str = "<unk>", lengths: bool = False):
+    def __init__(self, limit: int | None = None, *, vocabulary=None, unk: str = "<unk>", lengths: bool = False,
+                 tokenizer=None):
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
             raise ValueError(f"limit must be a positive whole number of rows, got {limit!r}")
+        if tokenizer is not None and (vocabulary is not None or lengths):
+            given = ", ".join(k for k, v in (("vocabulary=", vocabulary is not None), ("lengths=True", lengths)) if v)
+            raise ValueError(f"tokenizer= (a Hugging Face model's) reads the texts itself; {given} "
+                             f"{'is' if ',' not in given else 'are'} for a model on token ids: give one or the other")
+        if tokenizer is not None and not callable(tokenizer):
+            raise TypeError(f"tokenizer= must be a Hugging Face tokenizer (callable on texts), got "
+                            f"{type(tokenizer).__name__}")
         self.limit = limit
         self.vocabulary, self.unk, self.lengths = vocabulary, unk, bool(lengths)
+        self.tokenizer = tokenizer
         self._count: int | None = None
 
     def handles(self) -> Iterator[Any]:
@@ -141,6 +155,18 @@ def _tokens(value, where: str) -> list[str]:
                      "write the text as a string")
 
 
+def _text(value, where: str) -> str | list[str]:
+    """The text of a value as written, for a tokenizer: a string, or a list of strings (words already split)."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return list(value)
+    _tokens(value, where)  # (raises, naming what the value is)
+    raise AssertionError("unreachable")
+
+
 def _shorten(value) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -171,13 +197,14 @@ class TextFile(Source):
         when any label is not an integer (``positive``, ``1.0``) all are stored as strings.
     limit : int, optional
         Read only the first ``limit`` rows.
-    vocabulary, unk, lengths
+    vocabulary, unk, lengths, tokenizer
         How rows become the model's input (see :class:`Source`).
     """
 
     def __init__(self, path: str | os.PathLike, text_column: str | None = None, label_column: str | None = None,
-                 limit: int | None = None, *, vocabulary=None, unk: str = "<unk>", lengths: bool = False):
-        super().__init__(limit, vocabulary=vocabulary, unk=unk, lengths=lengths)
+                 limit: int | None = None, *, vocabulary=None, unk: str = "<unk>", lengths: bool = False,
+                 tokenizer=None):
+        super().__init__(limit, vocabulary=vocabulary, unk=unk, lengths=lengths, tokenizer=tokenizer)
         self.path = Path(path)
         self.where = str(self.path.resolve())
         self.reader = reader_for(self.path)
@@ -208,13 +235,16 @@ class TextFile(Source):
 
     def handles(self) -> Iterator[tuple[list[str], int | str | None]]:
         columns = [self.text_column] + ([self.label_column] if self.label_column else [])
+        read = _tokens if self.tokenizer is None else _text
         for where, row in self.reader.rows(columns):
-            yield (_tokens(row[self.text_column], f"{where} of {self.path}"),
+            yield (read(row[self.text_column], f"{where} of {self.path}"),
                    _label(row[self.label_column]) if self.label_column else None)
 
     def scan(self, handles: list, rows: list[tuple] | None = None) -> tuple[str, list]:
-        # (one string per shard: tokens joined by US, the label after RS, rows ended by GS; every token is a str)
-        text = "".join(f"{chr(31).join(tokens)}{chr(30)}{label!r}{chr(29)}" for tokens, label in handles)
+        # (one string per shard: tokens joined by US, the label after RS, rows ended by GS; every token is a str; a
+        # text kept as written for a tokenizer starts with STX)
+        text = "".join(f"{chr(2) + tokens if isinstance(tokens, str) else chr(31).join(tokens)}{chr(30)}{label!r}"
+                       f"{chr(29)}" for tokens, label in handles)
         return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32], [label for _, label in handles]
 
     def describe(self) -> dict:
@@ -226,10 +256,12 @@ class TextFile(Source):
 class DatasetSource(Source):
     """A ``torch.utils.data.Dataset`` or a sequence: items are token ids / token strings / image tensors,
     or ``(item, label)`` tuples (as ``ImageFolder`` gives). Paths come from ``dataset.samples`` when the
-    dataset has them (``ImageFolder``). ``vocabulary``, ``unk``, ``lengths``: see :class:`Source`."""
+    dataset has them (``ImageFolder``). ``vocabulary``, ``unk``, ``lengths``, ``tokenizer``: see :class:`Source`
+    (with a tokenizer, items are texts: strings, or lists of words already split)."""
 
-    def __init__(self, data, limit: int | None = None, *, vocabulary=None, unk: str = "<unk>", lengths: bool = False):
-        super().__init__(limit, vocabulary=vocabulary, unk=unk, lengths=lengths)
+    def __init__(self, data, limit: int | None = None, *, vocabulary=None, unk: str = "<unk>", lengths: bool = False,
+                 tokenizer=None):
+        super().__init__(limit, vocabulary=vocabulary, unk=unk, lengths=lengths, tokenizer=tokenizer)
         try:
             size = len(data)
         except TypeError:
@@ -255,6 +287,8 @@ class DatasetSource(Source):
             if self.kind == "image":
                 path = self.paths[index] if self.paths is not None else None
                 rows.append((item, label, path))
+            elif self.tokenizer is not None:
+                rows.append((_text_item(item, index), label))
             else:
                 rows.append((_ids_or_tokens(item, index), label))
         return rows
@@ -299,6 +333,18 @@ def _ids_or_tokens(item, index: int) -> list:
     raise TypeError(f"text item {index} must be token ids or token strings, got {type(item).__name__}")
 
 
+def _text_item(item, index: int) -> str | list[str]:
+    """A text item for a tokenizer: a string as written, or a list of words already split."""
+    if isinstance(item, str):
+        return item
+    if isinstance(item, Sequence) and not isinstance(item, (bytes, bytearray)) and all(isinstance(t, str)
+                                                                                       for t in item):
+        return list(item)
+    raise TypeError(f"text item {index} must be a text (a string, or a list of words) for tokenizer=, got "
+                    f"{type(item).__name__}" + (" (token ids: leave tokenizer= out and pass vocabulary=)"
+                                                if isinstance(item, (torch.Tensor, Sequence)) else ""))
+
+
 class ImageFolderSource(Source):
     """Images in the ``ImageFolder`` layout (``DIR/class/image.jpg``), loaded per shard by ``loader(path)``."""
 
@@ -341,5 +387,5 @@ class ImageFolderSource(Source):
 
 def as_source(data, limit: int | None = None, **text) -> Source:
     """``data`` as a :class:`Source` (a Source is returned as it is; its own limit applies). ``text``:
-    ``vocabulary``, ``unk``, ``lengths`` of a new :class:`DatasetSource`."""
+    ``vocabulary``, ``unk``, ``lengths``, ``tokenizer`` of a new :class:`DatasetSource`."""
     return data if isinstance(data, Source) else DatasetSource(data, limit, **text)

@@ -125,6 +125,7 @@ def explain_text(
     embedding: str | None = None,
     fused: bool = True,
     labels: Sequence[str] | None = None,
+    tokenizer: Any = None,
     rules: Mapping | None = _UNSET,
     epsilon: float = _UNSET,
     bias_factor: float = _UNSET,
@@ -163,6 +164,9 @@ def explain_text(
         composition of wrapped ops (same numbers, slower).
     labels : sequence of str, optional
         Class names, one per output class (a wrong count is a ValueError); kept as ``.labels``.
+    tokenizer : optional
+        Hugging Face models only: the tokenizer that made ``token_ids`` (a tokenizer's output); it writes the words
+        of ``.words`` (``convert_tokens_to_string``).
     rules, epsilon, bias_factor
         Deprecated (one release, DeprecationWarning): ``composite=ArrasLSTM(epsilon, bias_factor, rules=rules)``.
 
@@ -193,10 +197,14 @@ def explain_text(
         batch = token_ids if is_hf_batch(token_ids) else {"input_ids": token_ids}
         if lengths is not None:
             batch = _lengths_as_mask(batch, lengths)
-        result = explain_transformer(model, batch, target, composite=composite, seed=seed)
+        result = explain_transformer(model, batch, target, composite=composite, seed=seed, tokenizer=tokenizer)
         if tokens is not None and result.tokens is None:
             result.tokens = check_tokens(tokens, tuple(result.relevance.shape), None)
+        result.labels = check_labels(labels, result.output.shape[1])
         return result
+    if tokenizer is not None:
+        raise TypeError("tokenizer= is for Hugging Face models (a tokenizer's output as token_ids); this model takes "
+                        "token ids: pass tokens= to name them")
     composite = text_rules(composite, rules, epsilon, bias_factor)
     session = Session(composite, fused=fused)
     result = run_text(model, token_ids, target, lengths=lengths, session=session, seed=seed, tokens=tokens,

@@ -24,6 +24,10 @@ one per example, or None: the predicted next token). ``result.read_at`` ``(B,)``
 The default composite is chosen by the model's family: :class:`~seqlrp.recurrent.RecurrentLRP` for the recurrent
 families (Mamba, Mamba2, RecurrentGemma, RWKV, xLSTM; :mod:`seqlrp.recurrent.text`), which also refuses padding the
 family cannot honour, :class:`~seqlrp.transformers.AttnLRP` otherwise; ``result.coverage`` names it.
+
+``mode="gradient"`` / ``"gradient_x_input"`` give the gradient baselines on the same input (no rules: a plain copy
+of the model): per token the squared norm of the gradient (as :func:`seqlrp.baselines.text_gradient`) or
+gradient × input summed over the features.
 """
 
 from __future__ import annotations
@@ -99,6 +103,7 @@ class TransformerExplanation:
         for row in rows:
             absorbed = absorbed + (row.relevance_out - row.relevance_in).to(absorbed.dtype)
         return absorbed
+    labels: list[str] | None = field(default=None, repr=False)
 
     @property
     def output(self) -> Tensor:
@@ -112,6 +117,11 @@ class TransformerExplanation:
     def coverage(self):
         return self.explanation.coverage
 
+    @property
+    def seed(self) -> Tensor | None:
+        """The relevance put on the output, ``(B, C)``."""
+        return self.explanation.seed
+
     def conservation(self):
         return self.explanation.conservation()
 
@@ -121,6 +131,12 @@ class TransformerExplanation:
         for share in self.embedding_shares.values():
             total = total + share.sum(1)
         return total
+
+    def _repr_html_(self) -> str:
+        """The notebook view (Jupyter): each sentence's words coloured by relevance, special tokens grey."""
+        from ..viz.notebook import explanation_html
+
+        return str(explanation_html(self))
 
 
 def _hf_import():
@@ -214,6 +230,8 @@ def explain_transformer(
         batch), or per-token logits of a model that is not a causal LM.
     """
     _hf_import()
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if not is_hf_batch(batch):
         raise TypeError("batch must be a tokenizer's output: a mapping with 'input_ids' (and optionally "
                         f"'attention_mask', 'token_type_ids'); got {type(batch).__name__}")
@@ -236,8 +254,6 @@ def explain_transformer(
             inputs.pop("attention_mask", None)  # (ignored by its forward, which logs that it is; padding checked)
     call = _caller(model, inputs)
 
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if seed is None:
         seed = "logit" if mode == "lrp" else "one"
     if mode == "lrp":
@@ -270,9 +286,10 @@ def explain_transformer(
     per_feature = result.relevance  # (B, K, T, H)
     special = _special_tokens(batch, ids)
     tokens, word_ids = _tokens(batch, ids.shape[0])
-    per_token = (lambda t: t.pow(2).sum(-1)) if mode == "gradient" else (lambda t: t.sum(-1))
-    relevance = per_token(per_feature[:, 0]) * mask
-    shares = {name: per_token(per_feature[:, k]) * mask for k, name in enumerate(feed.names) if k > 0}
+    per_token = per_feature.pow(2).sum(-1) if mode == "gradient" else per_feature.sum(-1)  # (B, K, T)
+    mask = mask.to(per_token.device)
+    relevance = per_token[:, 0] * mask
+    shares = {name: per_token[:, k] * mask for k, name in enumerate(feed.names) if k > 0}
     words = None if word_ids is None else [
         _words(tokens[i], word_ids[i], relevance[i], mask[i], tokenizer) for i in range(ids.shape[0])]
     return TransformerExplanation(relevance.detach(), per_feature[:, 0].detach(), shares, mask, result, tokens,

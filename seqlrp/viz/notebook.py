@@ -1,7 +1,8 @@
 """Notebook views: ``Explanation._repr_html_`` (self-contained HTML, PNGs as base64) and :func:`show` (matplotlib).
 
-In Jupyter, an explanation as the last expression of a cell shows its tokens (text) or heatmaps (images),
-each with a numeric colour scale; ``seqlrp.viz.show(explanation, index)`` draws one example as a
+In Jupyter, an explanation as the last expression of a cell shows its tokens (text), words (a Hugging Face model's
+``TransformerExplanation``: word pieces merged, special tokens grey) or heatmaps (images), each with a numeric
+colour scale; ``seqlrp.viz.show(explanation, index)`` draws one example as a
 matplotlib figure with a colorbar.
 """
 
@@ -15,7 +16,7 @@ from ..core.labels import class_name
 from .colormaps import full_scale, get_cmap
 from .image import _as_map, heat_scale, heatmap, picture_rgb, png_data_uri
 from .numbers import number
-from .report import _meta
+from .report import _is_words, _meta, _words_of
 from .scale import scale_html
 from .text import token_html
 
@@ -27,6 +28,8 @@ STYLE = """<style>
 .seqlrp .token { padding: 0.05em 0.3em; border-radius: 3px; border: 1px solid #ddd; display: inline-flex;
   flex-direction: column; align-items: center; unicode-bidi: isolate; }
 .seqlrp .token .value { font-size: 0.72em; }
+.seqlrp .token.special { border-style: dashed; border-color: #999; font-style: italic; }
+.seqlrp .embeddings { font-size: 0.8em; color: #444; }
 .seqlrp .scale { display: inline-block; position: relative; width: 240px; margin: 0.4em 2em 0.2em 2em;
   font-size: 0.72em; }
 .seqlrp .scale .bar { display: block; height: 10px; border: 1px solid #999; }
@@ -42,7 +45,7 @@ def _is_text(explanation) -> bool:
 
 
 def _is_image(explanation) -> bool:
-    return explanation.relevance.dim() in (3, 4) and not _is_text(explanation)
+    return explanation.relevance.dim() in (3, 4) and not _is_text(explanation) and not _is_words(explanation)
 
 
 def _tokens(explanation, index: int) -> tuple[list[str], np.ndarray]:
@@ -57,7 +60,7 @@ def _tokens(explanation, index: int) -> tuple[list[str], np.ndarray]:
 
 
 def _example_html(explanation, index: int, cmap) -> str:
-    classes = _meta(explanation, index, None, explanation.labels)
+    classes = _meta(explanation, index, None, getattr(explanation, "labels", None))
     meta = (f"example {index} · explained: <b>{escape(classes['explained'])}</b> "
             f"(p = {classes['probability']}) · predicted: {escape(classes['predicted'])}"
             f" · Σ relevance = {number(float(explanation.relevance[index].sum()))}")
@@ -66,6 +69,16 @@ def _example_html(explanation, index: int, cmap) -> str:
         tokens, values = _tokens(explanation, index)
         vmax = full_scale(values)
         body = str(token_html(tokens, values, cmap, vmax=vmax))
+    elif _is_words(explanation):
+        words, values, special = _words_of(explanation, index)
+        vmax = full_scale(values[~special])
+        body = str(token_html(words, values, cmap, vmax=vmax, special=special))
+        shares = " · ".join(f"<code>{escape(name)}</code> = {number(float(share[index].sum()))}"
+                            for name, share in explanation.embedding_shares.items())
+        if shares:
+            body += f'<div class="embeddings">relevance reaching the position / token-type embeddings: {shares}</div>'
+        if special.any():
+            caption += " (of the words; special tokens grey)"
     elif _is_image(explanation):
         vmax = heat_scale(explanation.relevance[index])
         body = f'<img alt="relevance" src="{png_data_uri(heatmap(explanation.relevance[index], cmap, vmax=vmax))}">'
@@ -85,7 +98,8 @@ def explanation_html(explanation, max_examples: int = 8, cmap="bwr") -> str:
     if count > shown:
         parts.append(f'<div class="meta">… and {count - shown} more (seqlrp.viz.show(result, index) or '
                      'seqlrp.viz.Report)</div>')
-    kind = "token" if _is_text(explanation) else "pixel" if _is_image(explanation) else "feature"
+    kind = "token" if _is_text(explanation) else "word" if _is_words(explanation) else \
+        "pixel" if _is_image(explanation) else "feature"
     head = (f'<div class="meta">{type(explanation).__name__}: {kind} relevance of {count} example(s); red = for the '
             "explained class, blue = against</div>")
     return str(STYLE + '<div class="seqlrp">' + head + "".join(parts) + "</div>")  # (plain str, not Markup)
@@ -102,7 +116,7 @@ def show(explanation, index: int = 0, image=None, cmap="bwr", ax=None):
     index = check_index(index, explanation.target.shape[0])
     colormap = get_cmap(cmap)
     target = int(explanation.target[index])
-    title = f"explained: {class_name(explanation.labels, target)}"
+    title = f"explained: {class_name(getattr(explanation, 'labels', None), target)}"
     if _is_image(explanation):
         vmax = heat_scale(explanation.relevance[index]) or 1.0
         panels = 2 if image is not None else 1
@@ -120,8 +134,11 @@ def show(explanation, index: int = 0, image=None, cmap="bwr", ax=None):
         target_ax.set_title(title, fontsize=9)
         target_ax.axis("off")
     else:
-        tokens, values = _tokens(explanation, index) if _is_text(explanation) else (
-            None, explanation.relevance[index].detach().cpu().double().numpy().ravel())
+        if _is_words(explanation):
+            tokens, values, _ = _words_of(explanation, index)
+        else:
+            tokens, values = _tokens(explanation, index) if _is_text(explanation) else (
+                None, explanation.relevance[index].detach().cpu().double().numpy().ravel())
         tokens = tokens or [f"x{i}" for i in range(len(values))]
         vmax = full_scale(values) or 1.0
         if ax is None:

@@ -3,7 +3,12 @@
 >>> report = Report("my model", labels=["neg", "pos"])
 >>> report.add_text(explanation, 0, tokens=["a", "good", "film"])
 >>> report.add_comparison({"LRP": lrp, "gradient × input": gxi}, 0, tokens=["a", "good", "film"])
+>>> report.add_text(seqlrp.explain_text(hf_model, tokenizer(sentences, return_tensors="pt")), 0)  # words
 >>> report.save("report.html")
+
+A Hugging Face explanation (:class:`seqlrp.transformers.TransformerExplanation`) is shown word by word (its
+``.words``): special tokens ([CLS], [SEP]) grey, and the relevance that reached the position / token-type
+embeddings in the panel beside Δ.
 
 Every token and heatmap is drawn with a numeric colour scale: per example (``scale="per-example"``, the
 default: full colour = ``max |R|`` of that example) or shared (``scale="shared"``: one scale per section
@@ -50,7 +55,8 @@ def _names(explanation, class_names):
 
 def _panel(explanation, index: int, method: str) -> dict[str, Any]:
     """The numbers of one explanation of one example: Σ relevance, the explained logit, the conservation Δ and the
-    relevance that reached each parameter (``explanation.parameter_relevance``; Δ counts it as received)."""
+    relevance that reached each parameter (``explanation.parameter_relevance``) and each position / token-type
+    embedding table (``explanation.embedding_shares``, Hugging Face models); Δ counts both as received."""
     relevance_sum = float(explanation.relevance[index].sum())
     target = int(explanation.target[index])
     logit = float(explanation.output[index, target])
@@ -64,14 +70,17 @@ def _panel(explanation, index: int, method: str) -> dict[str, Any]:
         seed = delta = None
     parameters = {name: float(values[index]) for name, values in getattr(explanation, "parameter_relevance",
                                                                           {}).items()}
+    embeddings = {name: float(values[index].sum()) for name, values in getattr(explanation, "embedding_shares",
+                                                                                 {}).items()}
     if delta is not None:
-        delta += sum(parameters.values())
+        delta += sum(parameters.values()) + sum(embeddings.values())
     magnitude = float(explanation.relevance[index].abs().sum())
     share = f"{abs(delta) / magnitude:.0%} of Σ|R|" if delta is not None and magnitude > 0 else None
     return {"method": method, "relevance_sum": number(relevance_sum), "seed": None if seed is None else number(seed),
             "logit": number(logit), "delta": None if delta is None else number(delta), "delta_share": share,
             "coverage": list(explanation.coverage.rules.items()),
-            "parameters": [(name, number(value)) for name, value in parameters.items()]}
+            "parameters": [(name, number(value)) for name, value in parameters.items()],
+            "embeddings": [(name, number(value)) for name, value in embeddings.items()]}
 
 
 def _true_label(true_label, names) -> str:
@@ -108,6 +117,42 @@ def _tokens_of(explanation, index: int, tokens):
         raise ValueError(f"example {index} has {len(relevance)} relevance values but {len(tokens)} tokens were "
                          "given; pass exactly the explained tokens (with lengths=, padding is left out)")
     return list(tokens), relevance.detach().cpu().double().numpy()
+
+
+def _is_words(explanation) -> bool:
+    """A Hugging Face text explanation (``TransformerExplanation``): shown word by word."""
+    return hasattr(explanation, "embedding_shares") and hasattr(explanation, "attention_mask")
+
+
+def _words_of(explanation, index: int, tokens=None) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The words of example ``index`` (texts, relevance, special flags): ``explanation.words`` (word pieces merged,
+    special tokens apart); without them (a batch without ``word_ids()``) the tokens, padding left out.
+    ``tokens``: other texts to show, one per word."""
+    words = explanation.words[index] if explanation.words is not None else None
+    if words is not None:
+        texts = [w.text for w in words]
+        values = np.array([w.relevance for w in words], np.float64)
+        special = np.array([w.special for w in words], bool)
+    else:
+        kept = explanation.attention_mask[index].bool().cpu()
+        values = explanation.relevance[index].detach().cpu().double()[kept].numpy()
+        names = explanation.tokens[index] if explanation.tokens is not None else None
+        positions = kept.nonzero().flatten().tolist()
+        texts = [names[p] if names is not None else str(p) for p in positions]
+        special = explanation.special[index].cpu()[kept].numpy() if explanation.special is not None \
+            else np.zeros(len(values), bool)
+    if tokens is not None:
+        if len(tokens) != len(texts):
+            raise ValueError(f"example {index} has {len(texts)} words (special tokens included) but {len(tokens)} "
+                             "tokens were given; leave tokens= out to show the explanation's own words")
+        texts = [str(t) for t in tokens]
+    return texts, values, special
+
+
+def _text_scale(panel: dict) -> float:
+    """Full colour of a token row: max |R| of its tokens that are not special (grey)."""
+    special = panel.get("special")
+    return full_scale(panel["values"] if special is None else panel["values"][~special])
 
 
 def _picture(image) -> np.ndarray:
@@ -160,7 +205,12 @@ class Report:
 
     def add_text(self, explanation, index: int, tokens: list[str] | None = None, *, true_label=None,
                  class_names=None, method: str = "LRP", title: str | None = None) -> None:
-        """One explained sentence: tokens colored by relevance, their values on demand, a numeric colour scale."""
+        """One explained sentence: tokens colored by relevance, their values on demand, a numeric colour scale.
+
+        A Hugging Face explanation (``seqlrp.explain_text`` of a tokenizer's output) is shown word by word
+        (``explanation.words``): special tokens grey (their relevance in the tooltip, counted in Σ relevance), the
+        relevance reaching the position / token-type embeddings beside Δ; ``tokens`` (optional) replaces the
+        words' texts, one per word."""
         self.add_comparison({method: explanation}, index, tokens, true_label=true_label, class_names=class_names,
                             title=title or f"example {index}")
 
@@ -192,6 +242,8 @@ class Report:
             panel = _panel(explanation, index, str(method))
             if getattr(explanation, "token_relevance", None) is not None:
                 panel["tokens"], panel["values"] = _tokens_of(explanation, index, tokens)
+            elif _is_words(explanation):
+                panel["tokens"], panel["values"], panel["special"] = _words_of(explanation, index, tokens)
             else:
                 if image is None:
                     raise ValueError("add_image / add_comparison of an image explanation needs image= (the input "
@@ -222,7 +274,7 @@ class Report:
         for example in section.examples:
             for panel in example["panels"]:
                 if "values" in panel:
-                    magnitude = full_scale(panel["values"])
+                    magnitude = _text_scale(panel)
                     scales["text", panel["method"]] = max(scales["text", panel["method"]], magnitude)
                 elif "map" in panel:
                     magnitude = heat_scale(panel["map"], panel["normalization"])
@@ -233,13 +285,13 @@ class Report:
         panels = []
         comparison = len(example["panels"]) > 1
         for panel in example["panels"]:
-            drawn = {k: v for k, v in panel.items() if k not in ("values", "map", "tokens")}
+            drawn = {k: v for k, v in panel.items() if k not in ("values", "map", "tokens", "special")}
             kind = "text" if "values" in panel else "image"
             if shared is not None:
                 vmax = shared[kind, panel["method"]]
                 caption = f"shared scale: one for the {count} examples of this section ({panel['method']})"
             elif kind == "text":
-                vmax = full_scale(panel["values"])
+                vmax = _text_scale(panel)
                 caption = "per-example scale: full colour = max |R| of this example" + (
                     " and method" if comparison else "")
             else:
@@ -247,10 +299,13 @@ class Report:
                 caption = ("per-example scale: full colour = " + ("max |R|" if panel["normalization"] == "absmax"
                            else "a high percentile of |R| (larger values clipped)") + " of this image"
                            + (" and method" if comparison else ""))
+            if kind == "text" and panel.get("special") is not None and panel["special"].any():
+                caption += " (of the words: special tokens are grey)"
             clipped = kind == "image" and shared is None and panel["normalization"] == "percentile"
             drawn["scale"] = scale_html(self.cmap, vmax, caption, clipped=clipped)
             if kind == "text":
-                drawn["tokens"] = token_html(panel["tokens"], panel["values"], self.cmap, vmax=vmax)
+                drawn["tokens"] = token_html(panel["tokens"], panel["values"], self.cmap, vmax=vmax,
+                                             special=panel.get("special"))
             else:
                 heat = heatmap(panel["map"], self.cmap, vmax=vmax)
                 drawn["images"] = [{"title": "relevance", "uri": png_data_uri(heat)}]
@@ -283,6 +338,11 @@ class Report:
             scale=self.scale, has_tokens=any("tokens" in p for s in self.sections for e in s.examples
                                              for p in e["panels"]),
             has_examples=any(s.examples for s in self.sections),
+            has_special=any(p.get("special") is not None and p["special"].any() for s in self.sections
+                            for e in s.examples for p in e["panels"])
+            or any('class="token special' in str(cell) for s in self.sections if s.table for row in s.table["rows"]
+                   for cell in row),
+            has_embeddings=any(p.get("embeddings") for s in self.sections for e in s.examples for p in e["panels"]),
             has_contexts=any(s.table and s.table.get("contexts") for s in self.sections))
 
     def save(self, path: str | Path) -> Path:

@@ -52,3 +52,35 @@ class Embeds(nn.Module):
 
     def forward(self, x):
         return self.model(inputs_embeds=x).logits
+
+
+#: the word-piece vocabulary of :func:`tiny_tokenizer` (ids below the tiny models' 64)
+VOCABULARY = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "the", "good", "bad", "film", "movie", "plot",
+              "wonder", "##ful", "un", "##forget", "##table", ",", ".", "!", "actors", "shine", "drags", "but", "is",
+              "not", "great", "awful", "very", "<", ">", "script", "and", "##s", "story", "cafe"]
+
+
+#: decoders: their tokenizers give no token_type_ids (GPT-2 would look them up in its word embedding)
+DECODERS = ("gpt2", "llama", "qwen2")
+
+
+def tiny_tokenizer(folder, vocabulary=VOCABULARY, token_types: bool = True):
+    """A BERT word-piece tokenizer over ``vocabulary``, written to ``folder`` (no hub access needed); without
+    ``token_types`` it gives only ``input_ids`` and ``attention_mask`` (a decoder's tokenizer)."""
+    from pathlib import Path
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.txt").write_text("\n".join(vocabulary) + "\n", encoding="utf-8")
+    names = ["input_ids", "token_type_ids", "attention_mask"] if token_types else ["input_ids", "attention_mask"]
+    tokenizer = tf.BertTokenizer(str(folder / "vocab.txt"), model_max_length=64, model_input_names=names)
+    tokenizer.save_pretrained(folder)
+    return tokenizer
+
+
+def save_tiny(folder, name: str = "bert", seed: int = 0, **options):
+    """A tiny random classifier of ``name`` and :func:`tiny_tokenizer`, saved together in ``folder`` (what
+    ``--hf-model DIR`` reads); returns ``(model, tokenizer)``."""
+    model = tiny(name, seed=seed, **options)
+    model.save_pretrained(folder)
+    return model, tiny_tokenizer(folder, token_types=name not in DECODERS)
