@@ -41,7 +41,8 @@ STYLE = """<style>
 
 
 def _is_text(explanation) -> bool:
-    return getattr(explanation, "token_relevance", None) is not None
+    """Token ids through an embedding (a TextExplanation); a Hugging Face explanation is drawn word by word."""
+    return getattr(explanation, "token_relevance", None) is not None and not _is_words(explanation)
 
 
 def _is_image(explanation) -> bool:

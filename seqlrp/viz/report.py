@@ -240,10 +240,10 @@ class Report:
                 raise ValueError(f"explanation {method!r} has {explanation.output.shape[0]} samples but "
                                  f"{next(iter(explanations))!r} has {first.output.shape[0]}; explain the same inputs")
             panel = _panel(explanation, index, str(method))
-            if getattr(explanation, "token_relevance", None) is not None:
-                panel["tokens"], panel["values"] = _tokens_of(explanation, index, tokens)
-            elif _is_words(explanation):
+            if _is_words(explanation):  # (before token_relevance: a TransformerExplanation has that name too)
                 panel["tokens"], panel["values"], panel["special"] = _words_of(explanation, index, tokens)
+            elif getattr(explanation, "token_relevance", None) is not None:
+                panel["tokens"], panel["values"] = _tokens_of(explanation, index, tokens)
             else:
                 if image is None:
                     raise ValueError("add_image / add_comparison of an image explanation needs image= (the input "
