@@ -1,0 +1,140 @@
+"""The toy task of Arras et al. 2019 for a small transformer trained from scratch, explained with AttnLRP and CP-LRP.
+
+Same data as ``toy_task.py`` (random digits, two marked; label: marked sum >= 9; its generator, training loop and
+top-2 score are shared, not copied). The model is a tiny BERT-style encoder built from Hugging Face's configs
+(``BertForSequenceClassification``: 2 layers, hidden 32, 2 heads, eager attention, randomly initialized); each
+sequence is wrapped as ``[CLS] digits [SEP]`` by ``sst2_transformer.CoreModel`` and classified from [CLS] (pooler +
+linear head). Every test sequence is explained (target: the true class), and we report how often the two tokens
+with the largest |relevance| are exactly the two marked ones for AttnLRP and CP-LRP (``seqlrp.transformers``
+presets; the token embeddings' share of the relevance, position and token-type embeddings reported apart),
+gradient x input and gradient (L2 norm) on the token embeddings (``sst2_transformer.explainers``), attention
+rollout, and random relevance.
+
+    python nlp_examples/toy_task_transformer.py [--quick] [--train 4000] [--epochs 8] [--out out/toy_transformer]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+import seqlrp
+from seqlrp.transformers import CPLRP, AttnLRP, explain_transformer
+
+HERE = Path(__file__).resolve().parent
+
+
+def _load(name: str):
+    """The example ``nlp_examples/<name>.py`` as a module (loaded once)."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, HERE / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def build(vocab: int, pad_id: int, hidden: int = 32, layers: int = 2, heads: int = 2, dropout: float = 0.0):
+    """A randomly initialized tiny ``BertForSequenceClassification`` (2 classes, eager attention).
+
+    Parameters
+    ----------
+    vocab : int
+        Vocabulary size (the task's tokens and [CLS], [SEP]).
+    pad_id : int
+        The padding id (its embedding row is kept at zero).
+    hidden, layers, heads : int
+        Hidden size, encoder layers, attention heads; the feed-forward is ``2 * hidden`` wide.
+    dropout : float
+        Hidden and attention dropout while training.
+    """
+    import transformers as hf
+
+    config = hf.BertConfig(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                           intermediate_size=2 * hidden, max_position_embeddings=32, type_vocab_size=1, num_labels=2,
+                           pad_token_id=pad_id, hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
+                           attn_implementation="eager")
+    return hf.BertForSequenceClassification(config)
+
+
+def methods(core, lengths: torch.Tensor, generator: torch.Generator) -> dict:
+    """``name -> explain(core, ids, target) -> (B, T)`` relevance of the task's tokens.
+
+    AttnLRP and CP-LRP turn a ``CoverageWarning`` (an op without a rule) into an error: the presets must cover the
+    model completely. Gradient x input, gradient and attention rollout are ``sst2_transformer.explainers``.
+    """
+    shared = _load("sst2_transformer").explainers(core, lengths, ig_steps=1)
+
+    def lrp(composite):
+        def explain(_, ids, target):
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", seqlrp.CoverageWarning)
+                result = explain_transformer(core.model, core.batch(ids, lengths), target, composite=composite)
+            return result.relevance[:, 1:ids.shape[1] + 1]
+        return explain
+
+    return {"AttnLRP": lrp(AttnLRP()), "CP-LRP": lrp(CPLRP()), "gradient x input": shared["gradient x input"],
+            "gradient (L2)": shared["gradient (L2)"], "attention rollout": shared["attention rollout"],
+            "random": lambda _, ids, target: torch.rand(ids.shape, generator=generator)}
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small data, few epochs (CI)")
+    parser.add_argument("--out", default="out/toy_transformer")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--train", type=int, default=None, help="training sequences (default 4000, quick 1500)")
+    parser.add_argument("--test", type=int, default=None, help="test sequences (default 1000, quick 200)")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs (default 8, quick 6)")
+    parser.add_argument("--hidden", type=int, default=32)
+    args = parser.parse_args(argv)
+    toy, sst2 = _load("toy_task"), _load("sst2_transformer")
+    generator = torch.Generator().manual_seed(args.seed)
+    torch.manual_seed(args.seed)
+    n_train, n_test, epochs = (1500, 200, 6) if args.quick else (4000, 1000, 8)
+    n_train, n_test, epochs = args.train or n_train, args.test or n_test, args.epochs or epochs
+    ids, lengths, labels, _ = toy.make_data(n_train, generator)
+    test_ids, test_lengths, test_labels, test_marks = toy.make_data(n_test, generator)
+    start = time.perf_counter()
+    cls_id, sep_id = toy.VOCAB, toy.VOCAB + 1
+    core = sst2.CoreModel(build(toy.VOCAB + 2, toy.PAD, hidden=args.hidden), cls_id, sep_id, toy.PAD)
+    toy.train(core, ids, lengths, labels, epochs, generator)
+    train_seconds = time.perf_counter() - start
+    with torch.no_grad():
+        accuracy = float((core(test_ids, test_lengths).argmax(1) == test_labels).double().mean())
+    top2 = {name: toy.top2_hit(explain(core, test_ids, test_labels), test_lengths, test_marks)
+            for name, explain in methods(core, test_lengths, generator).items()}
+    # where AttnLRP's relevance goes: the token embeddings (ranked above), positions, token types
+    full = explain_transformer(core.model, core.batch(test_ids, test_lengths), test_labels)
+    shares = {"tokens": float(full.relevance.sum())} | {k: float(v.sum()) for k, v in full.embedding_shares.items()}
+    total = sum(shares.values())
+    shares = {k: v / total for k, v in shares.items()}
+    result = {"accuracy": accuracy, "top2": top2, "train": n_train, "test": n_test, "epochs": epochs,
+              "attnlrp_shares": shares, "coverage_complete": not full.coverage.unruled,
+              "seconds": time.perf_counter() - start, "train_seconds": train_seconds}
+    line = (f"| transformer (`BertForSequenceClassification`, 2 layers) | {accuracy:.3f} | "
+            f"AttnLRP {top2['AttnLRP']:.3f} / CP-LRP {top2['CP-LRP']:.3f} | {top2['gradient x input']:.3f} | "
+            f"{top2['gradient (L2)']:.3f} | {top2['random']:.3f} |")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
+    (out / "row.md").write_text(line + "\n", encoding="utf-8")
+    print(f"toy task, transformer ({'quick' if args.quick else 'full'}: {n_train} train / {n_test} test, {epochs} "
+          f"epochs, {result['seconds']:.0f} s): accuracy {accuracy:.3f}")
+    for name, hit in top2.items():
+        print(f"  {name:20s} top-2 = marked: {hit:.3f}")
+    print("  AttnLRP relevance shares (sum over the test set): "
+          + ", ".join(f"{k} {v:.3f}" for k, v in shares.items()))
+    print(line)
+    return result
+
+
+if __name__ == "__main__":
+    main()
