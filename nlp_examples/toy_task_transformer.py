@@ -10,7 +10,7 @@ presets; the token embeddings' share of the relevance, position and token-type e
 gradient x input and gradient (L2 norm) on the token embeddings (``sst2_transformer.explainers``), attention
 rollout, and random relevance.
 
-    python nlp_examples/toy_task_transformer.py [--quick] [--train 4000] [--epochs 8] [--out out/toy_transformer]
+    python nlp_examples/toy_task_transformer.py [--quick] [--seeds 0,1,2] [--layers 2] [--out out/toy_transformer]
 """
 
 from __future__ import annotations
@@ -85,26 +85,16 @@ def methods(core, lengths: torch.Tensor, generator: torch.Generator) -> dict:
             "random": lambda _, ids, target: torch.rand(ids.shape, generator=generator)}
 
 
-def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="small data, few epochs (CI)")
-    parser.add_argument("--out", default="out/toy_transformer")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--train", type=int, default=None, help="training sequences (default 4000, quick 1500)")
-    parser.add_argument("--test", type=int, default=None, help="test sequences (default 1000, quick 200)")
-    parser.add_argument("--epochs", type=int, default=None, help="epochs (default 8, quick 6)")
-    parser.add_argument("--hidden", type=int, default=32)
-    args = parser.parse_args(argv)
+def run(seed: int, n_train: int, n_test: int, epochs: int, hidden: int, layers: int) -> dict:
+    """Data, training and scores of one seed (data and initialization both follow ``seed``, as in ``toy_task.py``)."""
     toy, sst2 = _load("toy_task"), _load("sst2_transformer")
-    generator = torch.Generator().manual_seed(args.seed)
-    torch.manual_seed(args.seed)
-    n_train, n_test, epochs = (1500, 200, 6) if args.quick else (4000, 1000, 8)
-    n_train, n_test, epochs = args.train or n_train, args.test or n_test, args.epochs or epochs
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
     ids, lengths, labels, _ = toy.make_data(n_train, generator)
     test_ids, test_lengths, test_labels, test_marks = toy.make_data(n_test, generator)
     start = time.perf_counter()
     cls_id, sep_id = toy.VOCAB, toy.VOCAB + 1
-    core = sst2.CoreModel(build(toy.VOCAB + 2, toy.PAD, hidden=args.hidden), cls_id, sep_id, toy.PAD)
+    core = sst2.CoreModel(build(toy.VOCAB + 2, toy.PAD, hidden=hidden, layers=layers), cls_id, sep_id, toy.PAD)
     toy.train(core, ids, lengths, labels, epochs, generator)
     train_seconds = time.perf_counter() - start
     with torch.no_grad():
@@ -116,23 +106,57 @@ def main(argv=None) -> dict:
     shares = {"tokens": float(full.relevance.sum())} | {k: float(v.sum()) for k, v in full.embedding_shares.items()}
     total = sum(shares.values())
     shares = {k: v / total for k, v in shares.items()}
-    result = {"accuracy": accuracy, "top2": top2, "train": n_train, "test": n_test, "epochs": epochs,
-              "attnlrp_shares": shares, "coverage_complete": not full.coverage.unruled,
-              "seconds": time.perf_counter() - start, "train_seconds": train_seconds}
-    line = (f"| transformer (`BertForSequenceClassification`, 2 layers) | {accuracy:.3f} | "
-            f"AttnLRP {top2['AttnLRP']:.3f} / CP-LRP {top2['CP-LRP']:.3f} | {top2['gradient x input']:.3f} | "
-            f"{top2['gradient (L2)']:.3f} | {top2['random']:.3f} |")
+    return {"seed": seed, "accuracy": accuracy, "top2": top2, "attnlrp_shares": shares,
+            "coverage_complete": not full.coverage.unruled, "seconds": time.perf_counter() - start,
+            "train_seconds": train_seconds}
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small data, few epochs (CI)")
+    parser.add_argument("--out", default="out/toy_transformer")
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds; each trains its own model on its own data")
+    parser.add_argument("--train", type=int, default=None, help="training sequences (default 4000, quick 1500)")
+    parser.add_argument("--test", type=int, default=None, help="test sequences (default 1000, quick 200)")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs (default 8, quick 6)")
+    parser.add_argument("--hidden", type=int, default=32)
+    parser.add_argument("--layers", type=int, default=2)
+    args = parser.parse_args(argv)
+    n_train, n_test, epochs = (1500, 200, 6) if args.quick else (4000, 1000, 8)
+    n_train, n_test, epochs = args.train or n_train, args.test or n_test, args.epochs or epochs
+    seeds = [int(s) for s in args.seeds.split(",")]
+    start = time.perf_counter()
+    print(f"toy task, transformer ({'quick' if args.quick else 'full'}: {n_train} train / {n_test} test, {epochs} "
+          f"epochs, hidden {args.hidden}, {args.layers} layer(s))", flush=True)
+    runs = []
+    for seed in seeds:
+        r = run(seed, n_train, n_test, epochs, args.hidden, args.layers)
+        runs.append(r)
+        print(f"seed {seed}: accuracy {r['accuracy']:.3f} ({r['seconds']:.0f} s)", flush=True)
+        for name, hit in r["top2"].items():
+            print(f"  {name:20s} top-2 = marked: {hit:.3f}", flush=True)
+        print("  AttnLRP relevance shares (sum over the test set): "
+              + ", ".join(f"{k} {v:.3f}" for k, v in r["attnlrp_shares"].items()), flush=True)
+    mean = {name: sum(r["top2"][name] for r in runs) / len(runs) for name in runs[0]["top2"]}
+    result = {"accuracy": sum(r["accuracy"] for r in runs) / len(runs), "top2": mean, "runs": runs,
+              "train": n_train, "test": n_test, "epochs": epochs, "layers": args.layers, "hidden": args.hidden,
+              "coverage_complete": all(r["coverage_complete"] for r in runs), "seconds": time.perf_counter() - start}
+
+    def row(label: str, accuracy: float, top2: dict) -> str:
+        return (f"| {label} | {accuracy:.3f} | AttnLRP {top2['AttnLRP']:.3f} / CP-LRP {top2['CP-LRP']:.3f} | "
+                f"{top2['gradient x input']:.3f} | {top2['gradient (L2)']:.3f} | {top2['attention rollout']:.3f} | "
+                f"{top2['random']:.3f} |")
+
+    lines = [f"| transformer (BERT, {args.layers} layer(s)) | test accuracy | LRP | gradient x input | gradient | "
+             "attention rollout | random |", "|---|---|---|---|---|---|---|"]
+    lines += [row(f"seed {r['seed']}", r["accuracy"], r["top2"]) for r in runs]
+    if len(runs) > 1:
+        lines.append(row(f"mean of {len(runs)} seeds", result["accuracy"], mean))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
-    (out / "row.md").write_text(line + "\n", encoding="utf-8")
-    print(f"toy task, transformer ({'quick' if args.quick else 'full'}: {n_train} train / {n_test} test, {epochs} "
-          f"epochs, {result['seconds']:.0f} s): accuracy {accuracy:.3f}")
-    for name, hit in top2.items():
-        print(f"  {name:20s} top-2 = marked: {hit:.3f}")
-    print("  AttnLRP relevance shares (sum over the test set): "
-          + ", ".join(f"{k} {v:.3f}" for k, v in shares.items()))
-    print(line)
+    (out / "table.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print(f"({result['seconds']:.0f} s)\n" + "\n".join(lines))
     return result
 
 

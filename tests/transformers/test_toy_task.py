@@ -28,6 +28,6 @@ def test_toy_task_transformer_quick(tmp_path):
     # random finds both marked tokens in ~3% of the sequences; a broken explanation is no better
     assert top2["AttnLRP"] > top2["random"] + 0.1 and top2["CP-LRP"] > top2["random"] + 0.1
     assert result["coverage_complete"]
-    shares = result["attnlrp_shares"]
+    shares = result["runs"][0]["attnlrp_shares"]
     assert shares["tokens"] > 0.5 and abs(sum(shares.values()) - 1) < 1e-6
-    assert (tmp_path / "results.json").exists() and "| transformer" in (tmp_path / "row.md").read_text()
+    assert (tmp_path / "results.json").exists() and "| seed 0 |" in (tmp_path / "table.md").read_text()
