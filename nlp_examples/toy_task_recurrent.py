@@ -65,17 +65,32 @@ def backbone(family: str, hidden: int) -> nn.Module:
 
 
 class EmbeddingHead(nn.Module):
-    """Input embeddings ``(B, T, E)`` -> backbone -> Linear on each sequence's last real token (``self.lengths``)."""
+    """Input embeddings ``(B, T, E)`` -> backbone -> Linear on the real tokens' states (lengths: ``self.lengths``).
 
-    def __init__(self, backbone: nn.Module, hidden: int):
+    Parameters
+    ----------
+    backbone : nn.Module
+        A Hugging Face backbone taking ``inputs_embeds``.
+    hidden : int
+        Its hidden size.
+    pooling : {"last", "mean"}
+        The head reads each sequence's last real token, or the mean of its real tokens' states (exact with right
+        padding: the backbones are causal).
+    """
+
+    def __init__(self, backbone: nn.Module, hidden: int, pooling: str = "last"):
         super().__init__()
-        self.backbone, self.head = backbone, nn.Linear(hidden, 2)
+        if pooling not in ("last", "mean"):
+            raise ValueError(f"pooling must be 'last' or 'mean', got {pooling!r}")
+        self.backbone, self.head, self.pooling = backbone, nn.Linear(hidden, 2), pooling
         self.lengths: torch.Tensor | None = None
 
     def forward(self, embeds: torch.Tensor) -> torch.Tensor:
         mask = torch.arange(embeds.shape[1])[None, :] < self.lengths[:, None]
         kwargs = {"attention_mask": mask.long()} if isinstance(self.backbone, _masked_types()) else {}
         h = self.backbone(inputs_embeds=embeds, use_cache=False, **kwargs).last_hidden_state
+        if self.pooling == "mean":
+            return self.head((h * mask[..., None]).sum(1) / self.lengths[:, None])
         return self.head(h[torch.arange(h.shape[0]), self.lengths - 1])
 
 
@@ -86,12 +101,12 @@ def _masked_types():
 
 
 class TokenClassifier(nn.Module):
-    """``forward(ids, lengths)``: embedding -> :class:`EmbeddingHead` (trained end to end)."""
+    """``forward(ids, lengths)``: embedding -> :class:`EmbeddingHead` (trained end to end; ``pooling`` as there)."""
 
-    def __init__(self, family: str, vocab: int, hidden: int = 32):
+    def __init__(self, family: str, vocab: int, hidden: int = 32, pooling: str = "last"):
         super().__init__()
         self.embedding = nn.Embedding(vocab, hidden)
-        self.body = EmbeddingHead(backbone(family, hidden), hidden)
+        self.body = EmbeddingHead(backbone(family, hidden), hidden, pooling)
 
     def forward(self, ids, lengths):
         self.body.lengths = lengths
