@@ -77,7 +77,8 @@ def add_parsers(sub) -> None:
     group.add_argument("--weights", help="state_dict file of that architecture (.pth)")
     group.add_argument("--num-classes", type=int, default=1000, help="output classes of the weights")
     group.add_argument("--composite", choices=image.COMPOSITES + hf.COMPOSITES,
-                       help="LRP rule preset (default: epsilon_gamma_box for --images, attnlrp for --hf-model)")
+                       help="LRP rule preset (default: epsilon_gamma_box for --images; for --hf-model attnlrp, "
+                       "or recurrentlrp for the recurrent families)")
     group.add_argument("--size", type=int, default=224, help="crop size (shorter side resized to size·256/224)")
     group = explain.add_argument_group("run")
     group.add_argument("--target", help="class index to explain (default: the predicted class)")
@@ -170,8 +171,8 @@ def _composite_name(args) -> str | None:
         return None
     if args.input is not None:
         if name is not None and name not in hf.COMPOSITES:
-            raise CliError(f"--composite {name} is an image preset; --hf-model takes {' or '.join(hf.COMPOSITES)}")
-        return name or "attnlrp"
+            raise CliError(f"--composite {name} is an image preset; --hf-model takes one of {', '.join(hf.COMPOSITES)}")
+        return name  # (None: the model's family default, see hf.transformer_composite)
     if name is not None and name not in image.COMPOSITES:
         raise CliError(f"--composite {name} is a transformer preset (--hf-model); --images takes one of "
                        f"{', '.join(image.COMPOSITES)}")
@@ -202,7 +203,7 @@ def _job(args) -> tuple[torch.nn.Module, Source, dict]:
         model, tokenizer, _ = hf.load_hf(args.hf_model)
         source = TextFile(input_file(args.input, "input file"), args.text_column, args.label_column, limit,
                           tokenizer=tokenizer)
-        options["composite"] = hf.transformer_composite(composite, args.epsilon)
+        options["composite"] = hf.transformer_composite(composite, args.epsilon, model)
     elif args.input is not None:
         source = TextFile(input_file(args.input, "input file"), args.text_column, args.label_column, limit,
                           vocabulary=text.read_vocabulary(args.vocab), unk=args.unk, lengths=args.lengths)

@@ -17,8 +17,8 @@ from .common import CliError
 if TYPE_CHECKING:
     from torch import nn
 
-#: ``--composite`` of a Hugging Face model
-COMPOSITES = ("attnlrp", "cplrp")
+#: ``--composite`` of a Hugging Face model: the transformer presets and those of the recurrent families
+COMPOSITES = ("attnlrp", "cplrp", "recurrentlrp", "mambalrp")
 DEFAULT_EPSILON = 1e-6
 #: the options of the LSTM route, which a Hugging Face folder replaces (dest -> (flag, default))
 LSTM_ONLY = {"model": ("--model", None), "model_class": ("--model-class", None), "model_arg": ("--model-arg", None),
@@ -45,14 +45,24 @@ def check_hf_flags(args) -> None:
                        "LSTM/GRU state_dict): leave " + ("it" if len(given) == 1 else "them") + " out")
 
 
-def transformer_composite(name: str | None, epsilon: float | None):
-    """``--composite attnlrp|cplrp`` with ``--epsilon`` (default 1e-6) as a preset of :mod:`seqlrp.transformers`."""
+def transformer_composite(name: str | None, epsilon: float | None, model: nn.Module | None = None):
+    """``--composite attnlrp|cplrp|recurrentlrp|mambalrp`` with ``--epsilon`` (default 1e-6) as a preset of
+    :mod:`seqlrp.transformers` / :mod:`seqlrp.recurrent`; no name: the model's family default (RecurrentLRP for
+    Mamba, Mamba2, RecurrentGemma, RWKV and xLSTM, AttnLRP otherwise)."""
+    epsilon = DEFAULT_EPSILON if epsilon is None else epsilon
+    if name is None:
+        from ..recurrent.text import family_of
+
+        name = "recurrentlrp" if model is not None and family_of(model) is not None else "attnlrp"
+    if name not in COMPOSITES:
+        raise CliError(f"--composite {name} is an image preset; a Hugging Face model takes {', '.join(COMPOSITES)}")
+    if name in ("recurrentlrp", "mambalrp"):
+        from ..recurrent import MambaLRP, RecurrentLRP
+
+        return (RecurrentLRP if name == "recurrentlrp" else MambaLRP)(epsilon=epsilon)
     from ..transformers import CPLRP, AttnLRP
 
-    name = name or "attnlrp"
-    if name not in COMPOSITES:
-        raise CliError(f"--composite {name} is an image preset; a Hugging Face model takes {' or '.join(COMPOSITES)}")
-    return (AttnLRP if name == "attnlrp" else CPLRP)(epsilon=DEFAULT_EPSILON if epsilon is None else epsilon)
+    return (AttnLRP if name == "attnlrp" else CPLRP)(epsilon=epsilon)
 
 
 @contextmanager
@@ -90,11 +100,19 @@ def _folder(path: str) -> Path:
 
 def load_hf(path: str) -> tuple[nn.Module, Any, list[str] | None]:
     """The classifier (``AutoModelForSequenceClassification``, eval mode), the tokenizer (``AutoTokenizer``) and the
-    class names of the configuration's ``id2label`` (None when they are transformers' ``LABEL_0``, ...)."""
+    class names of the configuration's ``id2label`` (None when they are transformers' ``LABEL_0``, ...).
+
+    A model type without a sequence-classification class in transformers (Mamba, Mamba2, RWKV, RecurrentGemma,
+    xLSTM) is loaded as a causal LM (``AutoModelForCausalLM``): its next-token logits after each sentence are
+    explained, and the class names are the tokenizer's tokens."""
     folder = _folder(path)
     try:
         import transformers
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+        from transformers.models.auto.modeling_auto import (
+            MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+            MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES,
+        )
     except ImportError:
         raise CliError("--hf-model needs the hf extra: pip install 'seqlrp[hf]' (transformers, tokenizers, "
                        "safetensors)") from None
@@ -107,11 +125,17 @@ def load_hf(path: str) -> tuple[nn.Module, Any, list[str] | None]:
         except Exception as error:  # noqa: BLE001 - any unreadable tokenizer is a user error
             raise CliError(f"cannot load the tokenizer of {folder}: {type(error).__name__}: {error}") from None
         try:
-            model, info = AutoModelForSequenceClassification.from_pretrained(folder, output_loading_info=True,
-                                                                             **options)
+            kind = getattr(AutoConfig.from_pretrained(folder, local_files_only=True), "model_type", None)
+        except Exception as error:  # noqa: BLE001 - an unreadable configuration is a user error
+            raise CliError(f"cannot read the configuration of {folder}: {type(error).__name__}: {error}") from None
+        causal = (kind not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES
+                  and kind in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)
+        auto = AutoModelForCausalLM if causal else AutoModelForSequenceClassification
+        try:
+            model, info = auto.from_pretrained(folder, output_loading_info=True, **options)
         except Exception as error:  # noqa: BLE001 - a config of another kind of model, missing weights, ...
-            raise CliError(f"cannot load {folder} as a sequence classifier (AutoModelForSequenceClassification): "
-                           f"{type(error).__name__}: {error}") from None
+            raise CliError(f"cannot load {folder} as a {'causal LM' if causal else 'sequence classifier'} "
+                           f"({auto.__name__}): {type(error).__name__}: {error}") from None
     missing = list(info.get("missing_keys") or [])
     if missing:
         warnings.warn(f"{folder} holds no weights for {len(missing)} parameter(s) of "
@@ -123,6 +147,8 @@ def load_hf(path: str) -> tuple[nn.Module, Any, list[str] | None]:
     if rows is not None and len(tokenizer) > rows:
         raise CliError(f"the tokenizer of {folder} has {len(tokenizer)} tokens but the model's input embedding has "
                        f"{rows} rows: the folder's tokenizer is not the model's")
+    if causal:  # (the explained "classes" are the next tokens)
+        return model.eval(), tokenizer, list(tokenizer.convert_ids_to_tokens(list(range(len(tokenizer)))))
     from ..transformers.batching import class_names
 
     return model.eval(), tokenizer, class_names(model)

@@ -63,8 +63,9 @@ def add_parser(sub) -> None:
                                                      ".txt (one sentence per line); --model: tokens split on "
                                                      "whitespace; --hf-model: the folder's tokenizer")
     text.add_argument("--target", help="class index to explain (default: the predicted class)")
-    text.add_argument("--composite", choices=COMPOSITES, help="--hf-model: the transformer preset, AttnLRP or CP-LRP "
-                                                              "(default: attnlrp)")
+    text.add_argument("--composite", choices=COMPOSITES, help="--hf-model: the preset, AttnLRP or CP-LRP for "
+                      "transformers, RecurrentLRP or MambaLRP for the recurrent families (default: attnlrp, or "
+                      "recurrentlrp for Mamba, Mamba2, RecurrentGemma, RWKV, xLSTM)")
     text.add_argument("--epsilon", type=float, help="ε of the rules (default: 1e-3 for --model's LSTM-LRP, 1e-6 for "
                                                     "--hf-model's presets)")
     text.add_argument("--bias-factor", type=float, default=0.0, help="Arras's bias share, 0 to 1 (1 conserves)")
@@ -229,9 +230,9 @@ def run_hf(args) -> Path:
     out = report_path(args.out)
     target = parse_target(args.target)
     labels = read_labels(args.labels)
-    composite = transformer_composite(args.composite, args.epsilon)
     sentences, true_labels = read_lines(args.input)
     model, tokenizer, names = load_hf(args.hf_model)
+    composite = transformer_composite(args.composite, args.epsilon, model)
     labels = labels or names
     schedule = plan(tokenizer, sentences, batch_size_for(model, args.batch_size), token_limit(model, tokenizer))
     if schedule.truncated:
