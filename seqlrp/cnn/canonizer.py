@@ -49,6 +49,7 @@ from torchvision.ops.misc import SqueezeExcitation
 
 from ..core.copying import copy_tree, unwrap, with_children
 from .batchnorm import FUSABLE, HOOKS, NORMS, fuse, patched_methods
+from .timm_blocks import timm_fusion_pairs
 
 STAGES = ("split", "structure", "graph", "fallback")
 
@@ -173,10 +174,12 @@ CALLS_CHILDREN_WHOLE = frozenset({
 
 
 def calls_children_whole(module: nn.Module) -> bool:
-    """A plain sequential (:func:`runs_sequentially`) or one of the torchvision classes whose forward calls its
-    children whole (``CALLS_CHILDREN_WHOLE``), with no hooks and no method replaced on the instance."""
+    """A plain sequential (:func:`runs_sequentially`) or one of the torchvision or timm classes whose forward calls
+    its children whole (``CALLS_CHILDREN_WHOLE``, :func:`~seqlrp.cnn.timm_blocks.timm_fusion_pairs`), with no hooks
+    and no method replaced on the instance."""
     cls = type(module)
-    if not (runs_sequentially(module) or (cls in CALLS_CHILDREN_WHOLE and plain_call(cls))):
+    known = cls in CALLS_CHILDREN_WHOLE or timm_fusion_pairs(module) is not None
+    if not (runs_sequentially(module) or (known and plain_call(cls))):
         return False
     return not any(getattr(module, kind, None) for kind in HOOKS) and not patched_methods(module)
 
