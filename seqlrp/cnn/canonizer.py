@@ -47,7 +47,7 @@ from torchvision.models.alexnet import AlexNet
 from torchvision.models.vgg import VGG
 from torchvision.ops.misc import SqueezeExcitation
 
-from ..core.copying import copy_tree, unwrap, with_children
+from ..core.copying import copy_tree, modules, unwrap, with_children
 from .batchnorm import FUSABLE, HOOKS, NORMS, fuse, patched_methods
 from .timm_blocks import timm_fusion_pairs
 
@@ -192,4 +192,4 @@ def structure_suffices(model: nn.Module) -> bool:
     sequential is called, and fusing them needs no trace. A forward that could call ``seq[0]`` or
     ``seq[:2]`` alone (any other class) is left to the traced graph.
     """
-    return all(calls_children_whole(m) for m in model.modules() if m._modules)
+    return all(calls_children_whole(m) for m in modules(model) if m._modules)

@@ -9,6 +9,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
+from .copying import modules, named_modules
+
 _MODE_DEPENDENT = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm,
                    nn.modules.instancenorm._InstanceNorm, nn.RReLU)
 
@@ -37,6 +39,9 @@ def check_not_meta(tensor: Tensor, what: str = "inputs") -> None:
 def check_materialized(model: nn.Module) -> None:
     """Refuse a model with parameters or buffers on the meta device (built under ``torch.device('meta')``,
     or loaded lazily): it has no values to explain."""
+    if not any(t is not None and t.is_meta for m in modules(model) for store in (m._parameters, m._buffers)
+               for t in store.values()):
+        return  # (one pass over the modules; the names below only for the error)
     for kind, tensors in (("parameter", model.named_parameters()), ("buffer", model.named_buffers())):
         for name, tensor in tensors:
             if tensor.is_meta:
@@ -83,8 +88,9 @@ def check_eval_mode(model: nn.Module) -> None:
     training=True)``, ``torch.rand``) are caught while the forward runs (:mod:`seqlrp.core.stochastic`).
     """
     check_materialized(model)
-    for name, module in model.named_modules():
+    for module in modules(model):
         if module.training and mode_dependent(module):
+            name = next(n for n, m in named_modules(model) if m is module)
             raise RuntimeError(
                 f"the model is in training mode and {name or 'the model'!r} ({type(module).__name__}) behaves "
                 "differently in training (random dropout / batch statistics), so the explanation would describe "

@@ -8,7 +8,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from .composites import Composite, check_names
-from .copying import is_private_copy, structural_copy
+from .copying import is_private_copy, named_modules, structural_copy
 from .function import LayerCall, LRPFunction
 from .registry import ensure_builtins
 from .rules.base import Rule
@@ -82,7 +82,7 @@ class Session:
         private = private_to is not None and is_private_copy(model, private_to)
         copy = model if private else structural_copy(model)
         check_names(self.composite, copy, original=private_to)  # (a typo in a name key would be ignored silently)
-        for name, module in copy.named_modules(remove_duplicate=True):
+        for name, module in named_modules(copy):
             _detach_parameters(module)
             self._wrap_module(name or type(model).__name__, module)
         if self.composite.strict:
@@ -93,7 +93,7 @@ class Session:
         """The copy's parameters that its forward uses directly (no view or handler consumes them): they
         become leaves that require grad, so relevance routed into them (``torch.cat`` with a class token) is
         reported instead of silently dropped. Tensors computed from them alone stay constants for the rules."""
-        for prefix, module in copy.named_modules(remove_duplicate=True):
+        for prefix, module in named_modules(copy):
             if "forward" in module.__dict__ or isinstance(module, ROUTING):
                 continue  # (a rule or handler consumes its parameters; a lookup table is no summand)
             params = module.__dict__["_parameters"]
