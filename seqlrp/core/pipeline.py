@@ -25,7 +25,17 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from .checks import check_output, in_place_input, input_mismatch, make_seed, resolve_target, warn_relevance_scale
+from .checks import (
+    SCALE_LIMIT,
+    all_finite,
+    check_output,
+    in_place_input,
+    input_mismatch,
+    make_seed,
+    relevance_scale,
+    resolve_target,
+    warn_relevance_scale,
+)
 from .copying import release
 from .coverage import Coverage, graph_coverage
 from .explanation import Explanation
@@ -205,12 +215,18 @@ def run_forward(model: Callable, args: tuple, session: Session | None):
 def check_finite_relevance(relevance: Tensor, calls: list, seed: Tensor | None = None) -> None:
     """Never a NaN heatmap: non-finite relevance is an error naming the first layer (backward order) it came from;
     relevance far above the explained score (``seed``) warns (:func:`~.checks.warn_relevance_scale`)."""
-    if bool(torch.isfinite(relevance).all()):
-        if seed is not None and calls:
-            warn_relevance_scale(relevance, seed, calls)
+    finite = all_finite(relevance)
+    if seed is not None and calls:
+        scale = relevance_scale(relevance, seed)
+        finite, over = torch.stack([finite, (scale[2] > SCALE_LIMIT).any()]).tolist()  # (ONE host synchronisation)
+        if finite:
+            if over:
+                warn_relevance_scale(relevance, seed, calls, scale=scale, over=over)
+            return
+    elif bool(finite):
         return
     culprit = next((call for call in reversed(calls) if call.relevance_in is not None
-                    and not bool(torch.isfinite(call.relevance_in).all())), None)
+                    and not bool(all_finite(torch.as_tensor(call.relevance_in)))), None)
     where = f" at layer {culprit.name!r} ({culprit.module_type}, rule {culprit.rule!r})" if culprit else ""
     raise ValueError(f"the relevance became NaN or infinite{where}: a rule divided by (almost) zero or the model "
                      "produced huge values; use a rule with a stabilizer (epsilon > 0) there")

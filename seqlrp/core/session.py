@@ -64,6 +64,7 @@ class Session:
         self.sinks: dict[str, nn.Parameter] = {}
         self._first_taken = False
         self._resolved: dict[tuple, Rule] = {}
+        self._reprs: dict[int, str] = {}  # id of a rule of the composite (alive while the session is) -> its repr
         if getattr(composite, "preset", None):  # a named preset (AttnLRP, CP-LRP): named in the coverage report
             self.assigned["<composite>"] = repr(composite)
 
@@ -147,7 +148,10 @@ class Session:
                 f"rules for {view.kind} layers: "
                 + ", ".join(_rules_for_kind(view.kind))
             )
-        self.assigned[name] = f"{type(module).__name__}: {rule!r}"
+        text = self._reprs.get(id(rule))  # (a rule's repr once per session, not once per layer call)
+        if text is None:
+            text = self._reprs[id(rule)] = repr(rule)
+        self.assigned[name] = f"{type(module).__name__}: {text}"
         if not first:
             self._resolved[key] = rule
         return rule

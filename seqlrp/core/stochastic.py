@@ -19,7 +19,7 @@ from collections import Counter
 from contextlib import contextmanager
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode, _get_current_dispatch_mode, _pop_mode_temporarily
+from torch.utils._python_dispatch import TorchDispatchMode, _get_current_dispatch_mode, _pop_mode, _push_mode
 
 _SEEDED = torch.Tag.nondeterministic_seeded
 #: arguments that make a seeded op deterministic when they take these values
@@ -89,11 +89,20 @@ def watch_stochastic():
     watch.check()
 
 
-@contextmanager
-def unwatched():
+def unwatched() -> _Unwatched:
     """Suspend the innermost watch for seqlrp's own deterministic kernels (speed); other modes stay."""
-    if isinstance(_get_current_dispatch_mode(), StochasticWatch):
-        with _pop_mode_temporarily():
-            yield
-    else:
-        yield
+    return _Unwatched()
+
+
+class _Unwatched:
+    """:func:`unwatched` (a class, not a generator-based context manager: it runs once per wrapped layer call)."""
+
+    __slots__ = ("mode",)
+
+    def __enter__(self) -> None:
+        self.mode = _pop_mode() if isinstance(_get_current_dispatch_mode(), StochasticWatch) else None
+
+    def __exit__(self, *exc) -> None:
+        if self.mode is not None:
+            _push_mode(self.mode)
+            self.mode = None
