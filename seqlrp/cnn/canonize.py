@@ -12,8 +12,9 @@ the patterns), held by the composite as data:
 * timm's batch norms with their activation inside split into plain modules first.
 
 The route: the split stage; then, where the module structure shows every dataflow, the structural walk
-(no trace: 10-17 ms instead of 40-55 ms on the small torchvision models); otherwise the traced graph (every BN
-pattern, wherever it is); the structural walk again, as a fallback, if the model does not trace.
+(no trace: 10-17 ms instead of 40-55 ms on the small torchvision models; timm's EfficientNet-Lite0 17 ms
+instead of 44 ms); otherwise the traced graph (every BN pattern, wherever it is); the structural walk again,
+as a fallback, if the model does not trace.
 
 The user's model is never modified, not even temporarily: new layers get new tensors, unchanged
 layers are structural copies sharing their parameters, and verification runs on copies.

@@ -25,7 +25,9 @@ The stages, in the order :func:`seqlrp.cnn.canonize` runs them:
 ``"structure"``
     The structural walk (:func:`walk`, top-down; the first canonizer that returns a module wins, else the
     module is copied and its children walked). Taken where the module structure shows every dataflow
-    (:func:`structure_suffices`), and as the fallback of a model that does not trace.
+    (:func:`structure_suffices`: plain sequentials, the torchvision classes of ``CALLS_CHILDREN_WHOLE`` and timm's
+    EfficientNet/MobileNetV3 classes of :func:`~seqlrp.cnn.timm_blocks.timm_fusion_pairs`), and as the fallback of
+    a model that does not trace.
 ``"graph"``
     Each batch norm of the traced graph (torch.fx) that is called once, in graph order; the first canonizer
     that returns a module wins (and has rewritten the graph through ``place``).
