@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-_PLAIN_DICTS = (dict, OrderedDict)  # (copied by their own .copy(): ~10x faster than copy.copy)
+_PLAIN_DICTS = frozenset({dict, OrderedDict})  # (copied by their own .copy(): ~10x faster than copy.copy)
 
 
 def _wrapped_module(module: nn.Module) -> nn.Module | None:
@@ -84,20 +84,19 @@ def shallow_copy(module: nn.Module) -> nn.Module:
     Neither ``copy.copy`` of the module nor any ``__setattr__``/``__setstate__`` runs: the user's class may define
     them (and ``module.compile()``'s compiled call, bound to the user's object, is dropped).
     """
-    cls = type(module)
-    new = object.__new__(cls)  # (not cls.__new__: a GraphModule's makes a new class, without its forward)
-    state = dict(module.__dict__)
-    for key, value in state.items():  # (values replaced, no key added: iterating stays valid)
+    new = object.__new__(type(module))  # (not cls.__new__: a GraphModule's makes a new class, without its forward)
+    state = new.__dict__  # (filled directly: no __setattr__ runs)
+    for key, value in module.__dict__.items():
         # fresh containers (copies of dicts, not of modules): _parameters, _buffers, _modules, every hook dict
         kind = type(value)
         if kind in _PLAIN_DICTS:
             if key[:1] == "_":
-                state[key] = value.copy()
-        elif key[:1] == "_" and isinstance(value, dict):
-            state[key] = copy.copy(value)
+                value = value.copy()
+        elif kind is not bool and key[:1] == "_" and isinstance(value, dict):
+            value = copy.copy(value)
+        state[key] = value
     if state.get("_compiled_call_impl") is not None:
         state["_compiled_call_impl"] = None  # it would run the user's module, not this copy
-    new.__dict__.update(state)
     return new
 
 
