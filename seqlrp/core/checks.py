@@ -273,19 +273,17 @@ def relevance_scale(relevance: Tensor, seed: Tensor) -> tuple[Tensor, Tensor, Te
     return magnitude, score, ratio
 
 
-def warn_relevance_scale(relevance: Tensor, seed: Tensor, calls: list, stacklevel: int = 5,
-                         scale: tuple[Tensor, Tensor, Tensor] | None = None, over: bool | None = None) -> None:
+def warn_relevance_scale(relevance: Tensor, seed: Tensor, calls: list, stacklevel: int = 5) -> None:
     r"""Warn when :math:`\sum|R|` of a sample exceeds :data:`SCALE_LIMIT` (10⁶) times the explained score.
 
     Relevance sums to the explained score up to what ε and biases absorb; positive and negative parts far
     larger than the score mean that ε-stabilized denominators close to 0 amplified them (a long recurrence,
     cancelling contributions, a tiny ε): the heatmap shows those amplified terms, not the model's evidence.
     The warning names the smallest ε of the rules that ran and the fix (a larger ε). Samples with a score
-    of exactly 0 are skipped. ``scale`` (:func:`relevance_scale`) and ``over`` (whether a ratio exceeds the limit):
-    already computed by the caller (one host synchronisation for its checks and this one).
+    of exactly 0 are skipped.
     """
-    magnitude, score, ratio = relevance_scale(relevance, seed) if scale is None else scale
-    if not (bool((ratio > SCALE_LIMIT).any()) if over is None else over):
+    magnitude, score, ratio = relevance_scale(relevance, seed)
+    if not bool((ratio > SCALE_LIMIT).any()):
         return
     b = int(ratio.argmax())
     epsilons = [call.rule.params()["epsilon"] for call in calls if "epsilon" in call.rule.params()]

@@ -32,7 +32,6 @@ from .checks import (
     in_place_input,
     input_mismatch,
     make_seed,
-    relevance_scale,
     resolve_target,
     warn_relevance_scale,
 )
@@ -215,15 +214,18 @@ def run_forward(model: Callable, args: tuple, session: Session | None):
 def check_finite_relevance(relevance: Tensor, calls: list, seed: Tensor | None = None) -> None:
     """Never a NaN heatmap: non-finite relevance is an error naming the first layer (backward order) it came from;
     relevance far above the explained score (``seed``) warns (:func:`~.checks.warn_relevance_scale`)."""
-    finite = all_finite(relevance)
-    if seed is not None and calls:
-        scale = relevance_scale(relevance, seed)
-        finite, over = torch.stack([finite, (scale[2] > SCALE_LIMIT).any()]).tolist()  # (ONE host synchronisation)
+    if seed is not None and calls and relevance.dim() and relevance.numel():
+        magnitude = relevance.detach().abs()
+        finite = torch.isfinite(magnitude.amax())  # (all_finite, sharing the |R| of the scale check)
+        magnitude = magnitude.reshape(magnitude.shape[0], -1).sum(1)
+        score = seed.detach().reshape(seed.shape[0], -1).sum(1).abs().to(magnitude)
+        over = ((magnitude > SCALE_LIMIT * score) & (score > 0)).any()  # (Σ|R| / |score| > limit, no division)
+        finite, over = torch.stack([finite, over]).tolist()  # (ONE host synchronisation for both checks)
         if finite:
             if over:
-                warn_relevance_scale(relevance, seed, calls, scale=scale, over=over)
+                warn_relevance_scale(relevance, seed, calls)
             return
-    elif bool(finite):
+    elif bool(all_finite(relevance)):
         return
     culprit = next((call for call in reversed(calls) if call.relevance_in is not None
                     and not bool(all_finite(torch.as_tensor(call.relevance_in)))), None)
