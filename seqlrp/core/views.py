@@ -363,7 +363,9 @@ class ElementwiseView(View):
 
     @property
     def zero_below_zero(self) -> bool:
-        return type(self.module) is nn.ReLU
+        m = self.module
+        # ReLU6 and Hardtanh(0, max) are 0 exactly where their input is <= 0, like ReLU (bounds read as they are now)
+        return type(m) is nn.ReLU or (type(m) in (nn.ReLU6, nn.Hardtanh) and m.min_val == 0 and m.max_val > 0)
 
     @property
     def gate(self) -> str | None:
