@@ -36,11 +36,11 @@ def check_not_meta(tensor: Tensor, what: str = "inputs") -> None:
                          f"{what}.to_empty(device='cpu') is uninitialized memory, so build them from data")
 
 
-def check_materialized(model: nn.Module) -> None:
+def check_materialized(model: nn.Module, listed: list[nn.Module] | None = None) -> None:
     """Refuse a model with parameters or buffers on the meta device (built under ``torch.device('meta')``,
-    or loaded lazily): it has no values to explain."""
-    if not any(t is not None and t.is_meta for m in modules(model) for store in (m._parameters, m._buffers)
-               for t in store.values()):
+    or loaded lazily): it has no values to explain. ``listed``: ``modules(model)`` when the caller has it."""
+    if not any(t is not None and t.is_meta for m in (modules(model) if listed is None else listed)
+               for store in (m._parameters, m._buffers) for t in store.values()):
         return  # (one pass over the modules; the names below only for the error)
     for kind, tensors in (("parameter", model.named_parameters()), ("buffer", model.named_buffers())):
         for name, tensor in tensors:
@@ -87,8 +87,9 @@ def check_eval_mode(model: nn.Module) -> None:
     warning: the result would be silently wrong. Random ops called functionally (``F.dropout(x,
     training=True)``, ``torch.rand``) are caught while the forward runs (:mod:`seqlrp.core.stochastic`).
     """
-    check_materialized(model)
-    for module in modules(model):
+    listed = modules(model)
+    check_materialized(model, listed)
+    for module in listed:
         if module.training and mode_dependent(module):
             name = next(n for n, m in named_modules(model) if m is module)
             raise RuntimeError(

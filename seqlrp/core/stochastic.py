@@ -16,7 +16,6 @@ noise); seqlrp's own recurrent kernels run outside it (:func:`unwatched`).
 from __future__ import annotations
 
 from collections import Counter
-from contextlib import contextmanager
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode, _get_current_dispatch_mode, _pop_mode, _push_mode
@@ -80,13 +79,24 @@ class StochasticWatch(TorchDispatchMode):
             )
 
 
-@contextmanager
-def watch_stochastic():
+def watch_stochastic() -> _Watching:
     """Run the enclosed forward under a :class:`StochasticWatch`; raise after it if a random op ran."""
-    watch = StochasticWatch()
-    with watch:
-        yield watch
-    watch.check()
+    return _Watching()
+
+
+class _Watching:
+    """:func:`watch_stochastic` (a class, not a generator-based context manager: one less frame per call)."""
+
+    __slots__ = ("watch",)
+
+    def __enter__(self) -> StochasticWatch:
+        self.watch = StochasticWatch()
+        return self.watch.__enter__()
+
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        self.watch.__exit__(exc_type, exc, traceback)
+        if exc_type is None:
+            self.watch.check()
 
 
 def unwatched() -> _Unwatched:
