@@ -11,6 +11,7 @@ from .canonizers import (
     SplitNormAct,
     SplitTimmBlocks,
     ThreshReLUFusion,
+    TimmBlockFusion,
 )
 from .composites import (
     EpsilonAlpha2Beta1,
@@ -36,6 +37,7 @@ __all__ = [
     "SplitNormAct",
     "SplitTimmBlocks",
     "ThreshReLUFusion",
+    "TimmBlockFusion",
     "ChannelAffine",
     "Concat",
     "EpsilonAlpha2Beta1",

@@ -45,9 +45,22 @@ def bn_affine(bn: BN) -> tuple[Tensor, Tensor]:
     return scale.detach(), (beta - bn.running_mean * scale).detach()
 
 
+class ModuleNames:
+    """The qualified names of ``model``'s modules by id (the model itself: ``root``), listed on the first lookup:
+    only messages read them, and the model is not changed while they are in use."""
+
+    def __init__(self, model: nn.Module, root: str = ""):
+        self.model, self.root, self.names = model, root, None
+
+    def get(self, key: int, default: str | None = None) -> str | None:
+        if self.names is None:
+            self.names = {id(m): name or self.root for name, m in self.model.named_modules()}
+        return self.names.get(key, default)
+
+
 HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
 #: qualified names of the modules of the model being canonized (for messages)
-NAMES: ContextVar[dict[int, str] | None] = ContextVar("seqlrp_canonize_names", default=None)
+NAMES: ContextVar[ModuleNames | dict[int, str] | None] = ContextVar("seqlrp_canonize_names", default=None)
 #: the exact classes whose forward canonization knows (subclasses may compute something else)
 FUSABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)

@@ -25,7 +25,9 @@ The stages, in the order :func:`seqlrp.cnn.canonize` runs them:
 ``"structure"``
     The structural walk (:func:`walk`, top-down; the first canonizer that returns a module wins, else the
     module is copied and its children walked). Taken where the module structure shows every dataflow
-    (:func:`structure_suffices`), and as the fallback of a model that does not trace.
+    (:func:`structure_suffices`: plain sequentials, the torchvision classes of ``CALLS_CHILDREN_WHOLE`` and timm's
+    EfficientNet/MobileNetV3 classes of :func:`~seqlrp.cnn.timm_blocks.timm_fusion_pairs`), and as the fallback of
+    a model that does not trace.
 ``"graph"``
     Each batch norm of the traced graph (torch.fx) that is called once, in graph order; the first canonizer
     that returns a module wins (and has rewritten the graph through ``place``).
@@ -47,8 +49,9 @@ from torchvision.models.alexnet import AlexNet
 from torchvision.models.vgg import VGG
 from torchvision.ops.misc import SqueezeExcitation
 
-from ..core.copying import copy_tree, unwrap, with_children
+from ..core.copying import copy_tree, modules, unwrap, with_children
 from .batchnorm import FUSABLE, HOOKS, NORMS, fuse, patched_methods
+from .timm_blocks import timm_fusion_pairs
 
 STAGES = ("split", "structure", "graph", "fallback")
 
@@ -173,10 +176,12 @@ CALLS_CHILDREN_WHOLE = frozenset({
 
 
 def calls_children_whole(module: nn.Module) -> bool:
-    """A plain sequential (:func:`runs_sequentially`) or one of the torchvision classes whose forward calls its
-    children whole (``CALLS_CHILDREN_WHOLE``), with no hooks and no method replaced on the instance."""
+    """A plain sequential (:func:`runs_sequentially`) or one of the torchvision or timm classes whose forward calls
+    its children whole (``CALLS_CHILDREN_WHOLE``, :func:`~seqlrp.cnn.timm_blocks.timm_fusion_pairs`), with no hooks
+    and no method replaced on the instance."""
     cls = type(module)
-    if not (runs_sequentially(module) or (cls in CALLS_CHILDREN_WHOLE and plain_call(cls))):
+    known = cls in CALLS_CHILDREN_WHOLE or timm_fusion_pairs(module) is not None
+    if not (runs_sequentially(module) or (known and plain_call(cls))):
         return False
     return not any(getattr(module, kind, None) for kind in HOOKS) and not patched_methods(module)
 
@@ -189,4 +194,4 @@ def structure_suffices(model: nn.Module) -> bool:
     sequential is called, and fusing them needs no trace. A forward that could call ``seq[0]`` or
     ``seq[:2]`` alone (any other class) is left to the traced graph.
     """
-    return all(calls_children_whole(m) for m in model.modules() if m._modules)
+    return all(calls_children_whole(m) for m in modules(model) if m._modules)

@@ -6,6 +6,7 @@
 | :class:`SplitNormAct` | split | timm's ``BatchNormAct2d`` & co. -> ``Sequential(bn, drop, act)`` |
 | :class:`SplitTimmBlocks` | split | timm's "SAME" convs/pools, standardized convs, LayerNorm2d, norm+act |
 | :class:`ClassRebuild` | structure | exact classes with a known forward rebuilt (torchvision ResNet, DenseNet) |
+| :class:`TimmBlockFusion` | structure | Conv -> BN child pairs of timm's EfficientNet/MobileNetV3 blocks fused |
 | :class:`SequentialFusion` | structure | Conv/Linear -> BN pairs of sequentials fused |
 | :class:`ProducerFusion` | graph | Conv/Linear -> BN fused (the layer feeds only the BN) |
 | :class:`ThreshReLUFusion` | graph | BN -> [ReLU ->] Conv/Linear consumers: ThreshReLU + tensor-biased layers |
@@ -22,13 +23,14 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from ..core.copying import unwrap, with_children
 from .batchnorm import FUSABLE, NORMS, bn_affine, check_replaceable, fuse, threshold
-from .canonizer import Canonizer, runs_sequentially, sequential
+from .canonizer import Canonizer, calls_children_whole, runs_sequentially, sequential
 from .graph import consumer_plans, is_relu
 from .layers import ChannelAffine, TensorBiasedConv2d, TensorBiasedLinear
 from .normact import split, split_classes
 from .rebuilt import REBUILT
-from .timm_blocks import rebuild_timm_block
+from .timm_blocks import rebuild_timm_block, timm_fusion_pairs
 
 
 # ------------------------------------------------------------------------------------------- split
@@ -74,6 +76,42 @@ class ClassRebuild(Canonizer):
 
     def __repr__(self):
         return f"ClassRebuild({', '.join(t.__name__ for t in self.table)})"
+
+
+class TimmBlockFusion(Canonizer):
+    """timm's ``EfficientNet``, ``MobileNetV3`` and their blocks (``InvertedResidual``, ``DepthwiseSeparableConv``,
+    ``EdgeResidual``, ``ConvBnAct``; exact classes, :func:`~seqlrp.cnn.timm_blocks.timm_fusion_pairs`): their
+    forward runs ``x = self.conv(x); x = self.bn(x)`` for known child pairs, so each pair is fused where nothing
+    calls a part of the block: the fused layer takes the conv's slot, the norm's slot keeps what follows the batch
+    norm in it (the split ``Sequential(bn, drop, act)`` without its ``bn``; ``nn.Identity`` for a bare batch norm).
+    The block keeps its class and its forward (residual adds, ``DropPath``, ``has_skip`` as they are now); the other
+    children are walked. A pair that does not fit (a ``SamePad2d -> Conv2d``, a norm of another kind) is left
+    unfused, and its batch norm sends the model to the traced graph."""
+
+    stages = frozenset({"structure"})
+
+    def rebuild(self, module, place):
+        pairs = timm_fusion_pairs(module)
+        if pairs is None or not place.whole or not calls_children_whole(module):
+            return None
+        new: dict[str, nn.Module] = {}
+        for conv_name, norm_name in pairs:
+            conv, norm = module._modules.get(conv_name), module._modules.get(norm_name)
+            if conv is None or norm is None:
+                continue
+            conv, norm = unwrap(conv), unwrap(norm)
+            if type(conv) not in FUSABLE:
+                continue
+            if type(norm) in NORMS:
+                new[conv_name], new[norm_name] = fuse(conv, norm), nn.Identity()
+            elif runs_sequentially(norm) and calls_children_whole(norm) and len(norm._modules) \
+                    and type(next(iter(norm._modules.values()))) in NORMS:
+                (bn_name, bn), *rest = norm._modules.items()
+                new[conv_name] = fuse(conv, bn)
+                new[norm_name] = with_children(norm, {name: None if child is None else place.walk(child, True)
+                                                      for name, child in rest})
+        return with_children(module, {name: new[name] if name in new else None if child is None
+                                      else place.walk(child, True) for name, child in module._modules.items()})
 
 
 class SequentialFusion(Canonizer):
@@ -158,5 +196,5 @@ class KeepAsAffine(Canonizer):
 
 
 #: the canonizers of the CNN presets, in order
-DEFAULT_CANONIZERS: tuple[Canonizer, ...] = (SplitNormAct(), SplitTimmBlocks(), ClassRebuild(), SequentialFusion(),
-                                             ProducerFusion(), ThreshReLUFusion(), KeepAsAffine())
+DEFAULT_CANONIZERS: tuple[Canonizer, ...] = (SplitNormAct(), SplitTimmBlocks(), ClassRebuild(), TimmBlockFusion(),
+                                             SequentialFusion(), ProducerFusion(), ThreshReLUFusion(), KeepAsAffine())

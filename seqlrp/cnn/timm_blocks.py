@@ -140,6 +140,42 @@ def timm_rebuilds() -> dict[type, object]:
     return out
 
 
+#: timm classes whose forward calls every child module whole (never a part of a sequential child, never a child's
+#: parameters), with the (conv, norm) child pairs it runs back to back (``x = self.conv(x); x = self.norm(x)``: the
+#: conv's output feeds only the norm). Read from the timm 1.0 sources; exact classes only, and only while timm's
+#: version is 1.0.x (another version is traced instead). ``grad_checkpointing`` must be off (checkpoint_seq runs
+#: the blocks' children itself).
+_WHOLE = {
+    "timm.models.efficientnet.EfficientNet": (("conv_stem", "bn1"), ("conv_head", "bn2")),
+    "timm.models.mobilenetv3.MobileNetV3": (("conv_stem", "bn1"), ("conv_head", "norm_head")),
+    "timm.models._efficientnet_blocks.ConvBnAct": (("conv", "bn1"),),
+    "timm.models._efficientnet_blocks.DepthwiseSeparableConv": (("conv_s2d", "bn_s2d"), ("conv_dw", "bn1"),
+                                                                ("conv_pw", "bn2")),
+    "timm.models._efficientnet_blocks.InvertedResidual": (("conv_s2d", "bn_s2d"), ("conv_pw", "bn1"),
+                                                          ("conv_dw", "bn2"), ("conv_pwl", "bn3")),
+    "timm.models._efficientnet_blocks.EdgeResidual": (("conv_exp", "bn1"), ("conv_pwl", "bn2")),
+    "timm.models._efficientnet_blocks.SqueezeExcite": (),
+    "timm.layers.adaptive_avgmax_pool.SelectAdaptivePool2d": (),
+}
+
+
+def timm_fusion_pairs(module: nn.Module) -> tuple[tuple[str, str], ...] | None:
+    """The (conv, norm) child pairs of a timm module whose forward calls its children whole (``_WHOLE``), or None
+    when ``module`` is no such module (another class, another timm version, gradient checkpointing on)."""
+    cls = type(module)
+    if not cls.__module__.startswith("timm."):
+        return None
+    pairs = _WHOLE.get(f"{cls.__module__}.{cls.__qualname__}")
+    if pairs is None or getattr(sys.modules.get(cls.__module__), cls.__qualname__, None) is not cls:
+        return None
+    timm = sys.modules.get("timm")
+    if not str(getattr(timm, "__version__", "")).startswith("1.0."):
+        return None
+    if module.__dict__.get("grad_checkpointing", False) is not False:
+        return None
+    return pairs
+
+
 def rebuild_timm_block(module: nn.Module) -> nn.Module | None:
     """``module`` rebuilt as plain modules (the table above), or None when it is no such timm block."""
     if not type(module).__module__.startswith("timm."):

@@ -30,6 +30,7 @@ from typing import Any
 from torch import nn
 
 from . import groups
+from .copying import named_modules
 from .ops import Contraction, Product, Sum
 from .registry import resolve
 from .rules.base import Rule
@@ -114,11 +115,12 @@ def check_names(composite: Mapping, model: nn.Module, root: str | None = None,
     named ``attn``: any ``"<module>.<part>"``). The error names the key and the closest module names; a key that
     names a module of ``original`` (the user's model) that canonization replaced says so.
     """
-    names = [name for name, _ in model.named_modules() if name]
+    keys = [key for key in composite if isinstance(key, str) and not key.startswith("<")]
+    if not keys:
+        return
+    names = [name for name, _ in named_modules(model) if name]
     names.append(root or type(model).__name__)
-    for key in composite:
-        if not isinstance(key, str) or key.startswith("<"):
-            continue
+    for key in keys:
         if any(fnmatch.fnmatchcase(name, key) for name in names):
             continue
         owner, _, part = key.rpartition(".")

@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-_PLAIN_DICTS = (dict, OrderedDict)  # (copied by their constructor: ~10x faster than copy.copy)
+_PLAIN_DICTS = frozenset({dict, OrderedDict})  # (copied by their own .copy(): ~10x faster than copy.copy)
 
 
 def _wrapped_module(module: nn.Module) -> nn.Module | None:
@@ -31,6 +31,38 @@ def _wrapped_module(module: nn.Module) -> nn.Module | None:
     if eval_frame is not None and isinstance(module, eval_frame.OptimizedModule):
         return module._modules["_orig_mod"]
     return None
+
+
+def named_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """``list(model.named_modules())``: the same pairs in the same order (pre-order, a module reached twice listed
+    once), without a recursive generator per module (5-10x faster on a model of a few hundred modules)."""
+    out, seen, stack = [], set(), [("", model)]
+    while stack:
+        name, module = stack.pop()
+        if id(module) in seen:
+            continue
+        seen.add(id(module))
+        out.append((name, module))
+        children = module._modules
+        if children:
+            prefix = name + "." if name else ""
+            stack.extend([(prefix + key, child) for key, child in reversed(children.items()) if child is not None])
+    return out
+
+
+def modules(model: nn.Module) -> list[nn.Module]:
+    """``list(model.modules())`` (see :func:`named_modules`)."""
+    out, seen, stack = [], set(), [model]
+    while stack:
+        module = stack.pop()
+        if id(module) in seen:
+            continue
+        seen.add(id(module))
+        out.append(module)
+        children = module._modules
+        if children:
+            stack.extend([child for child in reversed(children.values()) if child is not None])
+    return out
 
 
 def unwrap(module: nn.Module) -> nn.Module:
@@ -52,18 +84,19 @@ def shallow_copy(module: nn.Module) -> nn.Module:
     Neither ``copy.copy`` of the module nor any ``__setattr__``/``__setstate__`` runs: the user's class may define
     them (and ``module.compile()``'s compiled call, bound to the user's object, is dropped).
     """
-    cls = type(module)
-    new = object.__new__(cls)  # (not cls.__new__: a GraphModule's makes a new class, without its forward)
-    state = {}
+    new = object.__new__(type(module))  # (not cls.__new__: a GraphModule's makes a new class, without its forward)
+    state = new.__dict__  # (filled directly: no __setattr__ runs)
     for key, value in module.__dict__.items():
         # fresh containers (copies of dicts, not of modules): _parameters, _buffers, _modules, every hook dict
-        if key[:1] == "_" and isinstance(value, dict):
-            kind = type(value)
-            value = kind(value) if kind in _PLAIN_DICTS else copy.copy(value)
+        kind = type(value)
+        if kind in _PLAIN_DICTS:
+            if key[:1] == "_":
+                value = value.copy()
+        elif kind is not bool and key[:1] == "_" and isinstance(value, dict):
+            value = copy.copy(value)
         state[key] = value
     if state.get("_compiled_call_impl") is not None:
         state["_compiled_call_impl"] = None  # it would run the user's module, not this copy
-    new.__dict__.update(state)
     return new
 
 
@@ -101,8 +134,8 @@ def is_private_copy(copy: nn.Module, original: nn.Module) -> bool:
     """
     if copy is original:
         return False
-    theirs = {id(m) for m in original.modules()}
-    return not any(id(m) in theirs for m in copy.modules())
+    theirs = {id(m) for m in modules(original)}
+    return not any(id(m) in theirs for m in modules(copy))
 
 
 def release(copy: nn.Module) -> None:
@@ -112,7 +145,7 @@ def release(copy: nn.Module) -> None:
     collector would free: the garbage of a few explanations made full collections of ~170 ms
     (mobilenet_v3_large, measured). Without the cycles, reference counting frees the copy at once.
     """
-    for module in copy.modules():
+    for module in modules(copy):
         module.__dict__.pop("forward", None)
 
 

@@ -16,7 +16,6 @@ import torch
 from torch import Tensor
 
 from .nodes import NONNEGATIVE_SOURCES, SIGN_KEEPING
-from .ops import per_sample_total
 from .rules.base import Rule
 from .stochastic import unwatched
 from .views import View
@@ -69,7 +68,9 @@ def _per_sample_sum(t: Tensor) -> Tensor:
     cached = getattr(t, "_seqlrp_sum", None)
     if cached is not None and cached[0] == t._version:
         return cached[1]
-    total = per_sample_total(t.detach()).reshape(-1) if t.dim() else t.detach()
+    d = t.detach()
+    # (the per_sample_total reduction, without its keepdim: the (B,) result directly, one op less per sum)
+    total = d.sum(tuple(range(1, d.dim()))) if d.dim() > 1 else d.clone() if d.dim() else d
     t._seqlrp_sum = (t._version, total)
     return total
 

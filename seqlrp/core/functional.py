@@ -280,6 +280,24 @@ def _in_place_requested(func: Callable, args: tuple, kwargs: dict) -> bool:
     return bool(signature.bind(*args, **kwargs).arguments.get("inplace", False))
 
 
+#: the module twin whose rule each kind of functional op takes
+_TWINS = {"pool": nn.AvgPool1d, "sum": Sum, "product": Product, "contraction": Contraction, "linear": nn.Linear,
+          "conv": nn.Conv2d, "softmax": nn.Softmax, "signal_product": SignalProduct}
+
+
+class _LazyRules(dict):
+    """kind -> the composite's rule for its module twin (``_TWINS``), looked up on first use (most forwards use
+    one or two kinds, or none)."""
+
+    def __init__(self, composite):
+        super().__init__()
+        self.composite = composite
+
+    def __missing__(self, kind: str):
+        rule = self[kind] = self.composite.by_class(_TWINS[kind])
+        return rule
+
+
 class FunctionalRules(TorchFunctionMode):
     """Active during a session's forward: functional ops get the rules of their module twins (see above)."""
 
@@ -287,9 +305,7 @@ class FunctionalRules(TorchFunctionMode):
         super().__init__()
         self.session = session
         composite = session.composite
-        self.rules = {kind: composite.by_class(cls) for kind, cls in (
-            ("pool", nn.AvgPool1d), ("sum", Sum), ("product", Product), ("contraction", Contraction),
-            ("linear", nn.Linear), ("conv", nn.Conv2d), ("softmax", nn.Softmax), ("signal_product", SignalProduct))}
+        self.rules = _LazyRules(composite)
         self.level = session.options.get("record", "sums")
         #: the session's parameter sinks (parameters whose relevance is reported): tensors computed from them
         #: alone stay constants for the rules, as the parameters themselves are

@@ -25,7 +25,16 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from .checks import check_output, in_place_input, input_mismatch, make_seed, resolve_target, warn_relevance_scale
+from .checks import (
+    SCALE_LIMIT,
+    all_finite,
+    check_output,
+    in_place_input,
+    input_mismatch,
+    make_seed,
+    resolve_target,
+    warn_relevance_scale,
+)
 from .copying import release
 from .coverage import Coverage, graph_coverage
 from .explanation import Explanation
@@ -205,12 +214,21 @@ def run_forward(model: Callable, args: tuple, session: Session | None):
 def check_finite_relevance(relevance: Tensor, calls: list, seed: Tensor | None = None) -> None:
     """Never a NaN heatmap: non-finite relevance is an error naming the first layer (backward order) it came from;
     relevance far above the explained score (``seed``) warns (:func:`~.checks.warn_relevance_scale`)."""
-    if bool(torch.isfinite(relevance).all()):
-        if seed is not None and calls:
-            warn_relevance_scale(relevance, seed, calls)
+    if seed is not None and calls and relevance.dim() and relevance.numel():
+        magnitude = relevance.detach().abs()
+        finite = torch.isfinite(magnitude.amax())  # (all_finite, sharing the |R| of the scale check)
+        magnitude = magnitude.reshape(magnitude.shape[0], -1).sum(1)
+        score = seed.detach().reshape(seed.shape[0], -1).sum(1).abs().to(magnitude)
+        over = ((magnitude > SCALE_LIMIT * score) & (score > 0)).any()  # (Σ|R| / |score| > limit, no division)
+        finite, over = torch.stack([finite, over]).tolist()  # (ONE host synchronisation for both checks)
+        if finite:
+            if over:
+                warn_relevance_scale(relevance, seed, calls)
+            return
+    elif bool(all_finite(relevance)):
         return
     culprit = next((call for call in reversed(calls) if call.relevance_in is not None
-                    and not bool(torch.isfinite(call.relevance_in).all())), None)
+                    and not bool(all_finite(torch.as_tensor(call.relevance_in)))), None)
     where = f" at layer {culprit.name!r} ({culprit.module_type}, rule {culprit.rule!r})" if culprit else ""
     raise ValueError(f"the relevance became NaN or infinite{where}: a rule divided by (almost) zero or the model "
                      "produced huge values; use a rule with a stabilizer (epsilon > 0) there")

@@ -8,7 +8,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from .composites import Composite, check_names
-from .copying import is_private_copy, structural_copy
+from .copying import is_private_copy, named_modules, structural_copy
 from .function import LayerCall, LRPFunction
 from .registry import ensure_builtins
 from .rules.base import Rule
@@ -64,6 +64,7 @@ class Session:
         self.sinks: dict[str, nn.Parameter] = {}
         self._first_taken = False
         self._resolved: dict[tuple, Rule] = {}
+        self._reprs: dict[int, str] = {}  # id of a rule of the composite (alive while the session is) -> its repr
         if getattr(composite, "preset", None):  # a named preset (AttnLRP, CP-LRP): named in the coverage report
             self.assigned["<composite>"] = repr(composite)
 
@@ -82,7 +83,7 @@ class Session:
         private = private_to is not None and is_private_copy(model, private_to)
         copy = model if private else structural_copy(model)
         check_names(self.composite, copy, original=private_to)  # (a typo in a name key would be ignored silently)
-        for name, module in copy.named_modules(remove_duplicate=True):
+        for name, module in named_modules(copy):
             _detach_parameters(module)
             self._wrap_module(name or type(model).__name__, module)
         if self.composite.strict:
@@ -93,7 +94,7 @@ class Session:
         """The copy's parameters that its forward uses directly (no view or handler consumes them): they
         become leaves that require grad, so relevance routed into them (``torch.cat`` with a class token) is
         reported instead of silently dropped. Tensors computed from them alone stay constants for the rules."""
-        for prefix, module in copy.named_modules(remove_duplicate=True):
+        for prefix, module in named_modules(copy):
             if "forward" in module.__dict__ or isinstance(module, ROUTING):
                 continue  # (a rule or handler consumes its parameters; a lookup table is no summand)
             params = module.__dict__["_parameters"]
@@ -147,7 +148,10 @@ class Session:
                 f"rules for {view.kind} layers: "
                 + ", ".join(_rules_for_kind(view.kind))
             )
-        self.assigned[name] = f"{type(module).__name__}: {rule!r}"
+        text = self._reprs.get(id(rule))  # (a rule's repr once per session, not once per layer call)
+        if text is None:
+            text = self._reprs[id(rule)] = repr(rule)
+        self.assigned[name] = f"{type(module).__name__}: {text}"
         if not first:
             self._resolved[key] = rule
         return rule

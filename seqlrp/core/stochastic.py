@@ -16,10 +16,9 @@ noise); seqlrp's own recurrent kernels run outside it (:func:`unwatched`).
 from __future__ import annotations
 
 from collections import Counter
-from contextlib import contextmanager
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode, _get_current_dispatch_mode, _pop_mode_temporarily
+from torch.utils._python_dispatch import TorchDispatchMode, _get_current_dispatch_mode, _pop_mode, _push_mode
 
 _SEEDED = torch.Tag.nondeterministic_seeded
 #: arguments that make a seeded op deterministic when they take these values
@@ -80,20 +79,40 @@ class StochasticWatch(TorchDispatchMode):
             )
 
 
-@contextmanager
-def watch_stochastic():
+def watch_stochastic() -> _Watching:
     """Run the enclosed forward under a :class:`StochasticWatch`; raise after it if a random op ran."""
-    watch = StochasticWatch()
-    with watch:
-        yield watch
-    watch.check()
+    return _Watching()
 
 
-@contextmanager
-def unwatched():
+class _Watching:
+    """:func:`watch_stochastic` (a class, not a generator-based context manager: one less frame per call)."""
+
+    __slots__ = ("watch",)
+
+    def __enter__(self) -> StochasticWatch:
+        self.watch = StochasticWatch()
+        return self.watch.__enter__()
+
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        self.watch.__exit__(exc_type, exc, traceback)
+        if exc_type is None:
+            self.watch.check()
+
+
+def unwatched() -> _Unwatched:
     """Suspend the innermost watch for seqlrp's own deterministic kernels (speed); other modes stay."""
-    if isinstance(_get_current_dispatch_mode(), StochasticWatch):
-        with _pop_mode_temporarily():
-            yield
-    else:
-        yield
+    return _Unwatched()
+
+
+class _Unwatched:
+    """:func:`unwatched` (a class, not a generator-based context manager: it runs once per wrapped layer call)."""
+
+    __slots__ = ("mode",)
+
+    def __enter__(self) -> None:
+        self.mode = _pop_mode() if isinstance(_get_current_dispatch_mode(), StochasticWatch) else None
+
+    def __exit__(self, *exc) -> None:
+        if self.mode is not None:
+            _push_mode(self.mode)
+            self.mode = None

@@ -204,6 +204,15 @@ class DenseView(LinearView):
         return grad.sum(-1, keepdim=True).expand(x.shape)
 
 
+def _layout(x: Tensor) -> torch.memory_format:
+    """The memory format of ``x`` (channels-last or contiguous), for a stand-in of another shape."""
+    if not x.is_contiguous():
+        for dims, layout in ((4, torch.channels_last), (5, torch.channels_last_3d)):
+            if x.dim() == dims and x.is_contiguous(memory_format=layout):
+                return layout
+    return torch.contiguous_format
+
+
 class ConvView(LinearView):
     """View of ``nn.Conv1d/2d/3d`` (any stride, padding, dilation, groups)."""
 
@@ -246,16 +255,21 @@ class ConvView(LinearView):
         return self.vjp(torch.cat([grad1, grad2], 1), torch.cat([weight1, weight2], 0), x)
 
     def vjp_stack(self, grad, weights, x):
-        """One transposed convolution with the weights stacked on the input-channel side (groups == 1)."""
+        """One transpose with the weights stacked on the input-channel side (groups == 1): the input gradient of the
+        convolution of a ``len(weights) * C``-channel input (``convolution_backward``; its input, an uninitialized
+        stand-in, gives only the shape and layout). Bitwise the ``conv_transpose`` it replaces, and on one CPU thread
+        up to 3x faster where that takes the slow path (7.5 -> 2.5 ms: a 1x1 16 -> 96 convolution at 112², batch 1)."""
         m = self.module
         if not self._direct or m.groups != 1:
             return super().vjp_stack(grad, weights, x)
-        size, k = x.shape[2:], m.kernel_size
-        output_padding = [size[d] - ((grad.shape[2 + d] - 1) * m.stride[d] - 2 * m.padding[d]
-                                     + m.dilation[d] * (k[d] - 1) + 1) for d in range(self.dims)]
-        transpose = (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)[self.dims - 1]
-        stacked = transpose(grad, torch.cat(weights, 1), None, m.stride, m.padding, output_padding, 1, m.dilation)
-        return stacked.split(x.shape[1], 1)
+        stacked = torch.cat(weights, 1)
+        shape = (x.shape[0], stacked.shape[1], *x.shape[2:])
+        stand_in = torch.empty(shape, dtype=grad.dtype, device=grad.device, memory_format=_layout(x))
+        grad_input, _, _ = torch.ops.aten.convolution_backward(
+            grad, stand_in, stacked, None, m.stride, m.padding, m.dilation, False, [0] * self.dims, 1,
+            [True, False, False],
+        )
+        return grad_input.split(x.shape[1], 1)
 
     def signed_apply(self, x, weight_pos, weight_neg, bias=None):
         """One convolution over the stacked halves (``groups == 1``; a grouped one would leave oneDNN's
@@ -349,7 +363,9 @@ class ElementwiseView(View):
 
     @property
     def zero_below_zero(self) -> bool:
-        return type(self.module) is nn.ReLU
+        m = self.module
+        # ReLU6 and Hardtanh(0, max) are 0 exactly where their input is <= 0, like ReLU (bounds read as they are now)
+        return type(m) is nn.ReLU or (type(m) in (nn.ReLU6, nn.Hardtanh) and m.min_val == 0 and m.max_val > 0)
 
     @property
     def gate(self) -> str | None:

@@ -149,3 +149,118 @@ def test_wrapping_a_private_copy_in_place_only_when_nothing_is_shared():
     assert not is_private_copy(model, model)
     copy._modules["2"] = model[2]  # one user module inside the copy: not private
     assert not is_private_copy(copy, model)
+
+
+# ------------------------------------------------------------------------------------------------ timm
+TIMM_STRUCTURAL = [("test_efficientnet", {}), ("efficientnet_lite0", {"drop_path_rate": 0.2}),
+                   ("mobilenetv3_small_050", {}), ("efficientnet_b0", {}), ("efficientnetv2_rw_t", {})]
+
+
+def _relevances(model, x, target):
+    low, high = torch.full((1, 3, 1, 1), -3.0, dtype=x.dtype), torch.full((1, 3, 1, 1), 3.0, dtype=x.dtype)
+    return [seqlrp.explain(model, x, target, c) for c in (EpsilonPlusFlat(), EpsilonGammaBox(low, high))]
+
+
+def _assert_same_explanations(ours, theirs):
+    for a, b in zip(ours, theirs, strict=True):
+        assert a.coverage.complete and b.coverage.complete
+        assert (a.relevance - b.relevance).abs().max() <= 1e-10 * b.relevance.abs().max()
+        torch.testing.assert_close(a.output, b.output, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize(("name", "kwargs"), TIMM_STRUCTURAL, ids=[n for n, _ in TIMM_STRUCTURAL])
+def test_timm_efficientnets_take_the_structural_route_with_the_traced_routes_numbers(name, kwargs, traces,
+                                                                                     monkeypatch):
+    """timm's EfficientNet / MobileNetV3 blocks (residual adds, DropPath, BatchNormAct2d split, SE) are fused from
+    their module structure: no trace, the traced route's function and relevance (1e-10, float64, both presets)."""
+    timm = pytest.importorskip("timm")
+    from benchmarks.timm_models import build
+
+    model, _ = build(name, size=48, **kwargs)
+    before = snapshot(model)
+    x = torch.randn(2, 3, 48, 48, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    target = torch.tensor([3, 7])
+    structural = canonize(model, example_input=x, rtol=1e-10)
+    ours = _relevances(model, x, target)
+    assert traces == [], "the structural route must not trace"
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in structural.modules())
+    assert not isinstance(structural, torch.fx.GraphModule)
+    assert isinstance(structural, type(model))
+    traced_only(monkeypatch)
+    traced = canonize(model, example_input=x)
+    theirs = _relevances(model, x, target)
+    assert isinstance(traced, torch.fx.GraphModule) and len(traces) == 3
+    with torch.no_grad():
+        torch.testing.assert_close(structural(x), model(x), rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(structural(x), traced(x), rtol=1e-12, atol=1e-14)
+    _assert_same_explanations(ours, theirs)
+    assert_unchanged(model, before)
+    assert any(type(m).__module__.startswith("timm.models") for m in structural.modules())
+    del timm
+
+
+def test_timm_blocks_are_traced_when_their_forward_may_not_call_children_whole(traces):
+    """A hook on a block, a forward replaced on a block, gradient checkpointing, a block subclass or another timm
+    version: the structure does not show the dataflow, so the model is traced (and canonized exactly)."""
+    timm = pytest.importorskip("timm")
+    from benchmarks.timm_models import build
+
+    timm_blocks = importlib.import_module("seqlrp.cnn.timm_blocks")
+    canonizer = sys.modules["seqlrp.cnn.canonizer"]
+    model, x = build("test_efficientnet", size=32)
+
+    def structural():
+        run = canonize_module.Run(seqlrp.cnn.DEFAULT_CANONIZERS)
+        return canonize_module.structure_suffices(canonize_module._split(model, run))
+
+    assert structural()
+    block = next(m for m in model.modules() if type(m).__name__ == "InvertedResidual")
+    handle = block.register_forward_hook(lambda module, args, out: None)
+    assert not structural()
+    handle.remove()
+    block.forward = lambda x: x
+    assert timm_blocks.timm_fusion_pairs(block) is not None and not canonizer.calls_children_whole(block)
+    assert not structural()
+    del block.forward
+    assert structural()
+    model.set_grad_checkpointing(True)
+    assert timm_blocks.timm_fusion_pairs(model) is None
+    canonical = canonize(model, example_input=x, rtol=1e-10)
+    assert traces == ["EfficientNet"]
+    model.set_grad_checkpointing(False)
+
+    class Subclass(type(block)):
+        pass
+
+    assert timm_blocks.timm_fusion_pairs(block) is not None
+    block.__class__ = Subclass
+    assert timm_blocks.timm_fusion_pairs(block) is None
+    block.__class__ = Subclass.__mro__[1]
+    version = timm.__version__
+    try:
+        timm.__version__ = "1.1.0"
+        assert timm_blocks.timm_fusion_pairs(block) is None
+    finally:
+        timm.__version__ = version
+    with torch.no_grad():
+        torch.testing.assert_close(canonical(x), model(x), rtol=1e-10, atol=1e-12)
+
+
+def test_timm_structural_route_follows_edits_of_the_blocks():
+    """The blocks keep their own forward: an edited ``has_skip`` (the residual add dropped) is followed, and the
+    explanation equals that of a fresh deep copy of the edited model."""
+    pytest.importorskip("timm")
+    import copy
+
+    from benchmarks.timm_models import build
+
+    model, x = build("mobilenetv3_small_050", size=32)
+    block = next(m for m in model.modules() if getattr(m, "has_skip", False))
+    first = seqlrp.explain(model, x, 1, EpsilonPlusFlat())
+    block.has_skip = False
+    edited = seqlrp.explain(model, x, 1, EpsilonPlusFlat())
+    fresh = seqlrp.explain(copy.deepcopy(model), x, 1, EpsilonPlusFlat())
+    with torch.no_grad():
+        torch.testing.assert_close(edited.output, model(x), rtol=1e-10, atol=1e-12)
+    assert not torch.allclose(edited.output, first.output)
+    torch.testing.assert_close(edited.relevance, fresh.relevance, rtol=1e-12, atol=1e-12)

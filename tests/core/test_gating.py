@@ -156,3 +156,21 @@ def test_a_signal_takes_all_product_passes_the_gating_proof_on(monkeypatch):
     assert sorted(names) == ["c1", "c2"]
     assert general.coverage.complete
     torch.testing.assert_close(gated.relevance, general.relevance, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("make", [lambda: nn.ReLU6(), lambda: nn.Hardtanh(0.0, 2.0)], ids=["ReLU6", "Hardtanh(0,2)"])
+def test_relu6_and_hardtanh_from_zero_gate_like_relu(monkeypatch, make):
+    """0 exactly where the input is <= 0 (EfficientNet-Lite, MobileNetV2): the same layers gated as with ReLU and
+    the relevance of the general sign-aware path; a Hardtanh whose lower bound is edited to -1 gates nothing."""
+    torch.manual_seed(0)
+    model = Net("plain").double().eval()
+    model.r1, model.r2, model.r3 = make(), make(), make()
+    x = torch.randn(3, 3, 8, 8, dtype=torch.float64)
+    gated, general, count, names = both(monkeypatch, model, x, composite(fc=Gamma(0.5)))
+    assert names == ["c1", "c2", "c3"] and count == 3
+    torch.testing.assert_close(gated.relevance, general.relevance, rtol=1e-12, atol=1e-14)
+    monkeypatch.undo()
+    for relu in (model.r1, model.r2, model.r3):
+        relu.min_val = -1.0
+    gated, general, count, names = both(monkeypatch, model, x, composite(fc=Gamma(0.5)))
+    assert names == [] and count == 0
