@@ -4,7 +4,9 @@ The explained input is the stack of the embedding tables' outputs: the word (inp
 model has them, the position and token-type embeddings. In the session's copy of the model (never the user's),
 each of these ``nn.Embedding`` modules returns its slice of that stack, so the model runs on its own
 ``input_ids`` / ``attention_mask`` / ``token_type_ids`` (a decoder's classification head still finds the last
-non-pad token) while the relevance reaching each table is measured separately:
+non-pad token) while the relevance reaching each table is measured separately. One forward: each table's own lookup
+becomes its slot of the stack as the model runs (a model calling a table twice is run twice: a capture forward
+first, then the explained one):
 
 * ``result.relevance`` -- ``(B, T)``: relevance at the input embeddings, summed over the features, per token;
 * ``result.embedding_shares`` -- ``{name: (B, T)}``: what reached the position / token-type embeddings (reported
