@@ -118,8 +118,12 @@ def register_hf_views(model: nn.Module) -> tuple[tuple[type, ...], tuple[type, .
             DETERMINISTIC.add(cls)
     norms = hf_rmsnorm_classes(model)
     for cls in norms:
-        view = GemmaRMSNormView if _one_plus_weight(cls) else HFRMSNormView
-        if type(view_of(cls.__new__(cls))) is not view:
-            register_view(cls)(view)
+        existing = view_of(cls.__new__(cls))
+        if _one_plus_weight(cls):  # (a family's own view of it, e.g. RecurrentGemma's, is kept)
+            if existing is None:
+                register_view(cls)(GemmaRMSNormView)
+                DETERMINISTIC.add(cls)
+        elif not isinstance(existing, HFRMSNormView):
+            register_view(cls)(HFRMSNormView)
             DETERMINISTIC.add(cls)
     return dense, norms, activations
