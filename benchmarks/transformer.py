@@ -5,7 +5,8 @@ at ``--batch`` sentences of ``--tokens`` word pieces (random ids, no padding), `
 
 * ``gradient``: the gradient of the target logits w.r.t. the input embeddings (one forward + one backward);
 * ``AttnLRP`` / ``CP-LRP``: ``explain_transformer`` with the preset (one forward + one backward through the rules,
-  plus the session's set-up: structural copy, embedding capture forward).
+  plus the session's set-up: structural copy, coverage walk). Their matrix products are the gradient's (the FLOP
+  bound is 1.0x); the excess is element-wise passes of the rules (see docs/transformers.md, "Speed and memory").
 
 Time: interleaved medians (``benchmarks/timing.py``). Memory: peak RSS of one call in a fresh subprocess (VmHWM
 reset before the call). bfloat16: the model and its embeddings cast to bfloat16, explained with AttnLRP; the error

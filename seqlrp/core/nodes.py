@@ -22,7 +22,7 @@ ROUTING_NODES = frozenset({
     "UnsqueezeBackward0", "ViewBackward0", "MaxBackward0", "MaxBackward1", "AmaxBackward0",
     "MaxPool1DWithIndicesBackward0", "MaxPool2DWithIndicesBackward0", "MaxPool3DWithIndicesBackward0",
     "ConstantPadNdBackward0", "PackPaddedSequenceBackward0", "PadPackedSequenceBackward0",
-    "NoneBackward0", "WhereBackward0", "TapBackward", "CopySlices", "CopyBackwards",
+    "NoneBackward0", "WhereBackward0", "TapBackward", "_EmbeddingSlotBackward", "CopySlices", "CopyBackwards",
     "AdaptiveMaxPool1DBackward0", "AdaptiveMaxPool2DBackward0", "AdaptiveMaxPool3DBackward0",
     "MaskedFillBackward0", "ChannelShuffleBackward0", "PixelShuffleBackward0", "PixelUnshuffleBackward0",
     "SqueezeBackwardAutogradNestedTensor0", "RollBackward0",

@@ -16,6 +16,8 @@ centred value, and the bias :math:`\beta` absorbs its own (or ``bias_factor`` sp
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import Tensor, nn
 
@@ -57,8 +59,13 @@ class NormView(View):
     def bias_term(self, out: Tensor) -> Tensor:
         return self.bias_shape(self.bias, out)
 
+    #: :math:`1 / \sigma` per group as the forward computed it (:meth:`LayerNormView.forward_saving`), or None
+    rstd: Tensor | None = None
+
     def scale(self, x: Tensor) -> Tensor:
         r""":math:`\gamma / \sigma` for the input ``x`` (the layer's own statistics, biased variance)."""
+        if self.rstd is not None:
+            return self.weight_term(x) * self.rstd
         centered = x - self.mean(x) if self.center else x
         sigma = torch.sqrt(self.mean(centered * centered) + self.eps(x))
         return self.weight_term(x) / sigma
@@ -90,6 +97,24 @@ class LayerNormView(NormView):
 
     def group_size(self, x):
         return int(torch.Size(self.module.normalized_shape).numel())
+
+    def forward_saving(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        r"""The output and, for ``nn.LayerNorm``'s own forward in float32/64, the kernel's
+        :math:`1/\sigma = 1/\sqrt{\mathrm{Var}(x) + \epsilon}` per group (``(..., 1)``, kept for the backward:
+        :meth:`scale` then needs no pass over ``x``); the output is ``F.layer_norm``'s (the same kernel)."""
+        m = self.module
+        if type(m).forward is not nn.LayerNorm.forward or x.dtype not in (torch.float32, torch.float64) \
+                or any(p is not None and p.dtype != x.dtype for p in (m.weight, m.bias)):
+            return self.forward(x), None
+        out, _, rstd = torch.native_layer_norm(x, m.normalized_shape, m.weight, m.bias, m.eps)
+        return out, rstd
+
+    def bind(self, state: Tensor | None) -> View:
+        if state is None:
+            return self
+        bound = copy.copy(self)
+        bound.rstd = state
+        return bound
 
 
 class GroupNormView(NormView):

@@ -4,7 +4,9 @@ The explained input is the stack of the embedding tables' outputs: the word (inp
 model has them, the position and token-type embeddings. In the session's copy of the model (never the user's),
 each of these ``nn.Embedding`` modules returns its slice of that stack, so the model runs on its own
 ``input_ids`` / ``attention_mask`` / ``token_type_ids`` (a decoder's classification head still finds the last
-non-pad token) while the relevance reaching each table is measured separately:
+non-pad token) while the relevance reaching each table is measured separately. One forward: each table's own lookup
+becomes its slot of the stack as the model runs (a model calling a table twice is run twice: a capture forward
+first, then the explained one):
 
 * ``result.relevance`` -- ``(B, T)``: relevance at the input embeddings, summed over the features, per token;
 * ``result.embedding_shares`` -- ``{name: (B, T)}``: what reached the position / token-type embeddings (reported
@@ -44,7 +46,7 @@ from ..core.checks import check_eval_mode
 from ..core.composites import Composite, as_composite
 from ..core.copying import release, structural_copy, unwrap
 from ..core.explanation import Explanation
-from ..core.pipeline import MODES, Mode, propagate
+from ..core.pipeline import MODES, Inputs, Mode, propagate
 from ..core.session import Session
 from ..recurrent.text import MASK_UNUSED, check_padding, family_of, last_real
 from .composites import AttnLRP
@@ -256,44 +258,168 @@ def explain_transformer(
 
     if seed is None:
         seed = "logit" if mode == "lrp" else "one"
+    canonical = model
     if mode == "lrp":
         composite = as_composite(composite if composite is not None else default_composite(model))
         canonical = composite.canonize(model)
-        session: Session | None = Session(composite.bind(canonical), record=record)
-        copy = session.wrap(canonical, private_to=model)
-    else:
-        session, copy = None, structural_copy(model)
     read_at: list[Tensor | None] = [None]
+
+    def logits_of(output) -> Tensor:
+        logits = output if isinstance(output, Tensor) else output.logits
+        if logits.dim() == 3 and logits.shape[:2] == ids.shape:
+            _check_causal(model)
+            read_at[0] = last_real(mask).to(logits.device)
+            return logits[torch.arange(logits.shape[0], device=logits.device), read_at[0]]
+        return logits
+
+    run = _Run(model, canonical, composite if mode == "lrp" else None, call, logits_of, ids.shape, record, mode)
     try:
-        tables = _embedding_tables(copy)
-        feed = _EmbeddingFeed(copy, tables)
-        with torch.no_grad():
-            stacked = feed.capture(lambda: call(copy), ids.shape)
-
-        def forward(x: Tensor) -> Tensor:
-            feed.values = x
-            output = call(copy)
-            logits = output if isinstance(output, Tensor) else output.logits
-            if logits.dim() == 3 and logits.shape[:2] == ids.shape:
-                _check_causal(model)
-                read_at[0] = last_real(mask).to(logits.device)
-                return logits[torch.arange(logits.shape[0], device=logits.device), read_at[0]]
-            return logits
-
-        result = propagate(forward, stacked, target, seed, session, mode=mode, warn_coverage=session is not None)
-    finally:
-        release(copy)
+        result, names = run(target, seed, capture=False)
+    except _Refeed:  # (a table called twice, or the input embedding not once on (B, T) ids: the two-forward path)
+        result, names = run(target, seed, capture=True)
     per_feature = result.relevance  # (B, K, T, H)
     special = _special_tokens(batch, ids)
     tokens, word_ids = _tokens(batch, ids.shape[0])
     per_token = per_feature.pow(2).sum(-1) if mode == "gradient" else per_feature.sum(-1)  # (B, K, T)
     mask = mask.to(per_token.device)
     relevance = per_token[:, 0] * mask
-    shares = {name: per_token[:, k] * mask for k, name in enumerate(feed.names) if k > 0}
+    shares = {name: per_token[:, k] * mask for k, name in enumerate(names) if k > 0}
     words = None if word_ids is None else [
         _words(tokens[i], word_ids[i], relevance[i], mask[i], tokenizer) for i in range(ids.shape[0])]
     return TransformerExplanation(relevance.detach(), per_feature[:, 0].detach(), shares, mask, result, tokens,
                                   word_ids, special, words, read_at[0])
+
+
+class _Refeed(Exception):
+    """Raised when the single-forward feed cannot reproduce the two-forward one (see :func:`_explain`)."""
+
+
+class _Run:
+    """One explanation of the model at the stack of its embedding tables' outputs ``(B, K, T, H)``, and the names of
+    the ``K`` tables; each call on a fresh session and copy.
+
+    ``capture=False`` (one forward): each table's lookup in the explained forward becomes its slot of a leaf
+    (:class:`_EmbeddingLeaves`); :class:`_Refeed` when a table is called twice or the input embedding is not
+    called once on ``(B, T)`` ids. ``capture=True`` (two forwards, every model): a forward without gradients
+    captures the tables' outputs first, then the explained forward reads its inputs from their stack
+    (:class:`_EmbeddingFeed`). Both give the same relevance where the first applies (bitwise, tested).
+    """
+
+    def __init__(self, model, canonical, composite, call, logits_of, shape, record: str, mode: str):
+        self.model, self.canonical, self.composite, self.call, self.logits_of = model, canonical, composite, call, \
+            logits_of
+        self.shape, self.record, self.mode = shape, record, mode
+
+    def __call__(self, target, seed, capture: bool) -> tuple[Explanation, list[str]]:
+        if self.composite is not None:
+            session: Session | None = Session(self.composite.bind(self.canonical), record=self.record)
+            copy = session.wrap(self.canonical, private_to=self.model)
+        else:  # (a baseline: the plain function, on a structural copy whose embedding tables may be fed)
+            session, copy = None, structural_copy(self.model)
+        options = {"mode": self.mode, "warn_coverage": session is not None}
+        try:
+            tables = _embedding_tables(copy)
+            if capture:
+                feed = _EmbeddingFeed(copy, tables)
+                with torch.no_grad():
+                    stacked = feed.capture(lambda: self.call(copy), self.shape)
+
+                def forward(x: Tensor) -> Tensor:
+                    feed.values = x
+                    return self.logits_of(self.call(copy))
+
+                return propagate(forward, stacked, target, seed, session, **options), feed.names
+            leaves = _EmbeddingLeaves(copy, tables, self.shape)
+            result = propagate(lambda: self.logits_of(self.call(copy)), leaves, target, seed, session, **options)
+            return result, leaves.names()
+        finally:
+            release(copy)
+
+
+class _EmbeddingSlot(torch.autograd.Function):
+    r"""``forward(leaf, k, value) = value``; ``backward(g)``: ``g`` in slot ``k`` of the leaf's gradient (zeros
+    elsewhere) -- what ``leaf[:, k]`` would do if the leaf held ``value`` there: the relevance of one table's output
+    lands in its slot of the stack."""
+
+    @staticmethod
+    def forward(ctx, leaf: Tensor, k: int, value: Tensor) -> Tensor:
+        ctx.shape, ctx.k = leaf.shape, k
+        return value.clone()
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        full = grad.new_zeros(ctx.shape)
+        full[:, ctx.k] = grad
+        return full, None, None
+
+
+class _EmbeddingLeaves(Inputs):
+    """The embedding tables' outputs of the explained forward itself as slots of one leaf ``(B, K, T, H)``.
+
+    Each table of ``tables`` (input embedding first) returns its own lookup, expanded to ``(B, T, H)`` and linked to
+    its slot of the leaf (:class:`_EmbeddingSlot`, values copied into the slot): the same leaf and the same values as
+    :class:`_EmbeddingFeed` without its capture forward. A table whose output is not ``(B or 1, T, H)`` stays a
+    constant (as there); a table called twice or of another dtype (:meth:`_lookup`), or an input embedding not
+    called once (:meth:`leaf`), raises :class:`_Refeed`. Slots of tables not called are dropped from the relevance.
+    """
+
+    unexplained = "the model's output does not depend on its inputs: nothing to explain"
+
+    def __init__(self, copy: nn.Module, tables: dict[str, nn.Embedding], shape: torch.Size):
+        self.tables = tables
+        self.batch, self.length = shape
+        word = next(iter(tables.values()))
+        self.x = torch.zeros(self.batch, len(tables), self.length, word.embedding_dim, dtype=word.weight.dtype,
+                             device=word.weight.device, requires_grad=True)
+        self.shape = tuple(self.x.shape)
+        self.calls: dict[str, int] = {}
+        self.fed: list[int] = []  # (the slots of the tables fed, in the order of ``tables``)
+        for k, (name, module) in enumerate(tables.items()):
+            module.__dict__["forward"] = self._lookup(name, k, module)  # (the session's copy, never the user's)
+
+    def _lookup(self, name: str, k: int, module: nn.Embedding):
+        def forward(ids: Tensor) -> Tensor:
+            self.calls[name] = self.calls.get(name, 0) + 1
+            if self.calls[name] > 1:
+                raise _Refeed(name)
+            out = nn.Embedding.forward(module, ids)
+            if out.dim() != 3 or out.shape[1] != self.length or out.shape[0] not in (1, self.batch) \
+                    or out.shape[-1] != self.x.shape[-1]:
+                return out  # (not stacked)
+            if out.dtype != self.x.dtype:
+                raise _Refeed(name)
+            value = out.detach().expand(self.batch, -1, -1)
+            with torch.no_grad(), torch._C.DisableTorchFunction():
+                self.x[:, k] = value
+            self.fed.append(k)
+            with torch._C.DisableTorchFunction():
+                return _EmbeddingSlot.apply(self.x, k, value)
+
+        return forward
+
+    def forward_args(self) -> tuple:
+        return ()
+
+    def leaf(self) -> Tensor:
+        if 0 not in self.fed:
+            raise _Refeed(next(iter(self.tables)))
+        return self.x
+
+    def names(self) -> list[str]:
+        fed = sorted(self.fed)
+        return [name for k, name in enumerate(self.tables) if k in fed]
+
+    def forward_failed(self, model, error: Exception) -> Exception | None:
+        if not isinstance(error, RuntimeError):
+            return None
+        return ValueError(f"the model's forward failed on inputs of shape {self.shape} and dtype {self.x.dtype} "
+                          f"(check the input shape and dtype the model expects): {error}")
+
+    def readback(self, result: Explanation, gradient: Tensor, sink_relevance, session, mode: str) -> Explanation:
+        fed = sorted(self.fed)
+        if len(fed) < self.x.shape[1]:  # (tables not called, or not fed: no slot)
+            result.relevance = result.relevance[:, fed]
+        return result
 
 
 def _check_causal(model: nn.Module) -> None:

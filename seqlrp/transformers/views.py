@@ -40,6 +40,19 @@ class HFRMSNormView(NormView):
         return float(getattr(self.module, "variance_epsilon", getattr(self.module, "eps", 1e-6)))
 
 
+class GemmaRMSNormView(HFRMSNormView):
+    r"""Gemma's RMSNorm (``GemmaRMSNorm``, ``Gemma2RMSNorm``, ``Gemma3RMSNorm``, ...): the weight is stored as an
+    offset from 1, :math:`y = x / \sqrt{\mathrm{mean}(x^2) + \epsilon} \odot (1 + w)`."""
+
+    def weight_term(self, x):
+        return 1.0 + self.module.weight
+
+
+def _one_plus_weight(cls: type) -> bool:
+    """Whether a Hugging Face RMSNorm class scales by ``1 + weight`` (Gemma's families)."""
+    return "Gemma" in cls.__name__
+
+
 #: activation classes given :func:`_activation_forward`
 _HANDLED: set[type] = set()
 
@@ -71,11 +84,11 @@ def _is_hf(cls: type) -> bool:
 
 def hf_rmsnorm_classes(model: nn.Module) -> tuple[type, ...]:
     """The RMSNorm classes of ``model`` written by Hugging Face (name ``*RMSNorm``, a 1-D ``weight``, an epsilon),
-    ``(1 + weight)`` variants (Gemma) excluded."""
+    the ``(1 + weight)`` variants (Gemma's) included."""
     found = []
     for m in model.modules():
         cls = type(m)
-        if cls in found or not _is_hf(cls) or not cls.__name__.endswith("RMSNorm") or "Gemma" in cls.__name__:
+        if cls in found or not _is_hf(cls) or not cls.__name__.endswith("RMSNorm"):
             continue
         weight = getattr(m, "weight", None)
         if isinstance(weight, Tensor) and weight.dim() == 1 and (hasattr(m, "variance_epsilon") or hasattr(m, "eps")):
@@ -105,7 +118,12 @@ def register_hf_views(model: nn.Module) -> tuple[tuple[type, ...], tuple[type, .
             DETERMINISTIC.add(cls)
     norms = hf_rmsnorm_classes(model)
     for cls in norms:
-        if not isinstance(view_of(cls.__new__(cls)), HFRMSNormView):
+        existing = view_of(cls.__new__(cls))
+        if _one_plus_weight(cls):  # (a family's own view of it, e.g. RecurrentGemma's, is kept)
+            if existing is None:
+                register_view(cls)(GemmaRMSNormView)
+                DETERMINISTIC.add(cls)
+        elif not isinstance(existing, HFRMSNormView):
             register_view(cls)(HFRMSNormView)
             DETERMINISTIC.add(cls)
     return dense, norms, activations

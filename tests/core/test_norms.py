@@ -105,3 +105,21 @@ def test_norm_with_bias_factor_one_conserves():
     relevance = torch.randn(4, 6, dtype=torch.float64)
     _, r = run_rule(layer, get("epsilon", epsilon=0.1, bias_factor=1.0), x, relevance)
     torch.testing.assert_close(r.sum(1), relevance.sum(1), rtol=1e-10, atol=1e-12)
+
+
+def test_layernorm_keeps_the_forward_kernels_scale():
+    """``nn.LayerNorm``'s view keeps the forward kernel's 1/σ (no pass over the input in the backward): the same
+    output as the layer, and the same scale γ/σ as recomputed from the input (float64)."""
+    from seqlrp.core.views import view_of
+
+    torch.manual_seed(0)
+    layer = nn.LayerNorm(6).double()
+    nn.init.normal_(layer.weight)
+    x = torch.randn(3, 4, 6, dtype=torch.float64)
+    view = view_of(layer)
+    out, rstd = view.forward_saving(x)
+    assert torch.equal(out, layer(x)) and rstd.shape == (3, 4, 1)
+    torch.testing.assert_close(view.bind(rstd).scale(x), view.bind(None).scale(x), rtol=1e-13, atol=0)
+    assert view.bind(None).rstd is None  # (binding never changes the shared view)
+    _, state = view_of(LayerNorm2d(6).double()).forward_saving(x.permute(0, 2, 1)[..., None])
+    assert state is None  # (a subclass with its own forward: recomputed)

@@ -43,7 +43,7 @@ def test_no_coverage_warning_and_sdpa_equals_eager(name):
     assert not torch.allclose(results["eager", "AttnLRP"], results["eager", "CPLRP"], atol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["bert", "llama", "gpt2"])
+@pytest.mark.parametrize("name", ["bert", "llama", "gpt2", "gemma"])
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_per_layer_conservation_with_zero_biases(name, preset):
     """ε = 1e-14 and every bias (and LayerNorm β) zero: each rule's layer conserves relevance to 1e-9 of Σ|R|, but
@@ -70,3 +70,20 @@ def test_a_fused_attention_backend_is_refused_with_its_name():
     model.config._attn_implementation = "flash_attention_2"  # (as if loaded so: the check reads the config)
     with pytest.raises(ValueError, match="'flash_attention_2' cannot be explained"):
         seqlrp.explain(Embeds(model), torch.randn(1, 3, 16, dtype=torch.float64), composite=AttnLRP())
+
+
+@pytest.mark.parametrize("name", ["gemma", "gemma2", "gemma3"])
+def test_gemma_rmsnorm_is_a_norm_with_weight_one_plus_w(name):
+    """Gemma's RMSNorm (``x / rms(x) * (1 + w)``) is viewed as a normalization: the presets give it the identity rule,
+    and its linearization with the scale held constant reproduces the layer (``J x = y``)."""
+    from seqlrp.transformers.views import GemmaRMSNormView
+
+    model = tiny(name)
+    norm = model.model.layers[0].input_layernorm
+    with torch.no_grad():
+        norm.weight.normal_()
+    x = torch.randn(2, 5, model.config.hidden_size, dtype=torch.float64)
+    result = seqlrp.explain(Embeds(model), x, target=1, composite=AttnLRP())
+    assert result.coverage.rules["model.model.layers.0.input_layernorm"].endswith(": identity()")
+    view = GemmaRMSNormView(norm)
+    torch.testing.assert_close(view.scale(x) * x, norm(x), rtol=1e-5, atol=1e-6)  # (Gemma normalizes in float32)

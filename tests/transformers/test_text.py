@@ -114,3 +114,53 @@ def test_the_user_model_is_untouched_after_an_error_inside_the_forward(tokenizer
     batch["token_type_ids"] = batch["token_type_ids"] + 5  # (out of the token-type table: the forward fails)
     with untouched(model), pytest.raises((IndexError, RuntimeError, ValueError)):
         explain_transformer(model, batch)
+
+
+class _TwiceCalled(torch.nn.Module):
+    """Token + position embeddings, the position table called twice (``twice="position"``) or the input embedding
+    (``twice="word"``), mean over the tokens, a linear head."""
+
+    def __init__(self, twice: str):
+        super().__init__()
+        torch.manual_seed(0)
+        self.twice = twice
+        self.word_embeddings = torch.nn.Embedding(16, 4)
+        self.position_embeddings = torch.nn.Embedding(8, 4)
+        self.head = torch.nn.Linear(4, 3)
+
+    def get_input_embeddings(self):
+        return self.word_embeddings
+
+    def forward(self, input_ids, attention_mask=None):
+        positions = torch.arange(input_ids.shape[1])[None]
+        x = self.word_embeddings(input_ids) + self.position_embeddings(positions)
+        if self.twice == "position":
+            x = x + self.position_embeddings(positions)
+        else:
+            x = x + self.word_embeddings(input_ids)
+        return self.head(x.mean(1))
+
+
+def test_the_single_forward_feed_equals_the_capture_forward_and_falls_back_to_it():
+    """The explained forward's own lookups are the leaf's slots (one forward): bitwise the relevance of the
+    capture forward's stack; a table called twice falls back to the capture forward (that table not fed)."""
+    from seqlrp.core.composites import as_composite
+    from seqlrp.transformers import text
+
+    ids = torch.randint(0, 64, (3, 7), generator=torch.Generator().manual_seed(0))
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    for model in (tiny("bert"), tiny("gpt2")):
+        for preset in (AttnLRP, CPLRP):
+            single, names = text._explain(model, as_composite(preset()), batch, ids.shape, 1, "logit", "sums",
+                                          capture=False)
+            captured, captured_names = text._explain(model, as_composite(preset()), batch, ids.shape, 1, "logit",
+                                                     "sums", capture=True)
+            assert names == captured_names and len(names) > 1
+            assert torch.equal(single.relevance, captured.relevance)
+    model, batch = _TwiceCalled("position").eval(), {"input_ids": ids % 16}
+    result = explain_transformer(model, batch, target=1)
+    captured, _ = text._explain(model, as_composite(AttnLRP()), batch, ids.shape, 1, "logit", "sums", capture=True)
+    assert result.embedding_shares == {}  # (the position table, called twice, is a constant: not fed)
+    assert torch.equal(result.explanation.relevance, captured.relevance)
+    with pytest.raises(ValueError, match="was not called once"):
+        explain_transformer(_TwiceCalled("word").eval(), batch, target=1)

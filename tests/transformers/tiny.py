@@ -26,12 +26,19 @@ ARCHITECTURES = {
                   bos_token_id=1, eos_token_id=2)),
     "llama": ("LlamaConfig", "LlamaForSequenceClassification", dict(num_key_value_heads=1, pad_token_id=0, head_dim=8)),
     "qwen2": ("Qwen2Config", "Qwen2ForSequenceClassification", dict(num_key_value_heads=1, pad_token_id=0)),
+    # Gemma's RMSNorm scales by (1 + weight); Gemma 2 soft-caps the attention scores (tanh), Gemma 3 normalizes q, k
+    "gemma": ("GemmaConfig", "GemmaForSequenceClassification", dict(num_key_value_heads=1, pad_token_id=0, head_dim=8)),
+    "gemma2": ("Gemma2Config", "Gemma2ForSequenceClassification",
+               dict(num_key_value_heads=1, pad_token_id=0, head_dim=8)),
+    "gemma3": ("Gemma3TextConfig", "Gemma3TextForSequenceClassification",
+               dict(num_key_value_heads=1, pad_token_id=0, head_dim=8)),
     "modernbert": ("ModernBertConfig", "ModernBertForSequenceClassification",
                    dict(global_attn_every_n_layers=1, pad_token_id=0, bos_token_id=1, eos_token_id=2, cls_token_id=1,
                         sep_token_id=2)),
 }
-#: architectures Hugging Face itself refuses to run with sdpa
-NO_SDPA = {"deberta-v2"}
+#: architectures Hugging Face itself refuses to run with sdpa (Gemma 2: soft-capping), or whose sdpa and eager outputs
+#: differ in Hugging Face itself beyond the test's 1e-7 (Gemma 3: 1e-7 of the logits, float64)
+NO_SDPA = {"deberta-v2", "gemma2", "gemma3"}
 
 
 def tiny(name: str, attention: str = "eager", seed: int = 0, dtype=torch.float64) -> nn.Module:

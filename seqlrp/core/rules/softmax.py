@@ -36,5 +36,8 @@ class SoftmaxTaylor(Rule):
         (x,) = inputs
         r = relevance.to(out.dtype)
         total = r.sum(view.dim, keepdim=True)
-        x = torch.where(torch.isfinite(x), x, torch.zeros((), dtype=x.dtype, device=x.device))
-        return ((x * (r - out * total)).to(x.dtype),)
+        x = torch.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)  # (one pass: x where finite, else 0)
+        share = r - out * total
+        if share.dtype == x.dtype:
+            return (x.mul_(share),)  # (x is nan_to_num's new tensor)
+        return ((x * share).to(x.dtype),)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import torch
+
 from .base import Rule
 
 
@@ -40,6 +42,10 @@ class Uniform(Rule):
 
     def relevance(self, view, inputs, out, relevance, nonnegative=()):
         a, b = inputs
-        s = self._divide(relevance, out).mul_(0.5) if self.epsilon > 0 else 0.5 * self._divide(relevance, out)
+        if self.epsilon > 0:  # R / (2 stab(y)): the half folded into the denominator (doubling is exact)
+            doubled = torch.copysign(out.new_full((), 2 * self.epsilon), out + 0.0).add_(out, alpha=2)
+            s = self._divide_stabilized(relevance, doubled)
+        else:
+            s = 0.5 * self._divide(relevance, out)
         ga, gb = view.vjp(a, b, s)
         return a * ga, b * gb
