@@ -204,6 +204,7 @@ def _job(args) -> tuple[torch.nn.Module, Source, dict]:
         source = TextFile(input_file(args.input, "input file"), args.text_column, args.label_column, limit,
                           tokenizer=tokenizer)
         options["composite"] = hf.transformer_composite(composite, args.epsilon, model)
+        options["fingerprint"]["composite"] = hf.composite_name(composite, model)  # (the family default resolved)
     elif args.input is not None:
         source = TextFile(input_file(args.input, "input file"), args.text_column, args.label_column, limit,
                           vocabulary=text.read_vocabulary(args.vocab), unk=args.unk, lengths=args.lengths)

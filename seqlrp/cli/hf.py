@@ -50,10 +50,7 @@ def transformer_composite(name: str | None, epsilon: float | None, model: nn.Mod
     :mod:`seqlrp.transformers` / :mod:`seqlrp.recurrent`; no name: the model's family default (RecurrentLRP for
     Mamba, Mamba2, RecurrentGemma, RWKV and xLSTM, AttnLRP otherwise)."""
     epsilon = DEFAULT_EPSILON if epsilon is None else epsilon
-    if name is None:
-        from ..recurrent.text import family_of
-
-        name = "recurrentlrp" if model is not None and family_of(model) is not None else "attnlrp"
+    name = composite_name(name, model)
     if name not in COMPOSITES:
         raise CliError(f"--composite {name} is an image preset; a Hugging Face model takes {', '.join(COMPOSITES)}")
     if name in ("recurrentlrp", "mambalrp"):
@@ -63,6 +60,15 @@ def transformer_composite(name: str | None, epsilon: float | None, model: nn.Mod
     from ..transformers import CPLRP, AttnLRP
 
     return (AttnLRP if name == "attnlrp" else CPLRP)(epsilon=epsilon)
+
+
+def composite_name(name: str | None, model: nn.Module | None) -> str:
+    """``--composite``, or the default of ``model``'s family: recurrentlrp for the recurrent families, else attnlrp."""
+    if name is not None:
+        return name
+    from ..recurrent.text import family_of
+
+    return "recurrentlrp" if model is not None and family_of(model) is not None else "attnlrp"
 
 
 @contextmanager

@@ -143,7 +143,7 @@ def test_bad_combinations_are_one_clear_error(saved, tmp_path, capsys):
         (["--vocab", "v.txt", "--unk", "[UNK]"], "--hf-model takes the model, its tokenizer and its configuration from "
                                                  "the folder; --vocab, --unk are options of --model"),
         (["--composite", "epsilon_plus_flat"], "--composite epsilon_plus_flat is an image preset; --hf-model takes "
-                                               "attnlrp or cplrp"),
+                                               "one of attnlrp, cplrp, recurrentlrp, mambalrp"),
     ]
     for extra, message in cases:
         assert main(command(saved, tmp_path / "out", *extra)) == 3

@@ -147,19 +147,23 @@ def test_the_single_forward_feed_equals_the_capture_forward_and_falls_back_to_it
     from seqlrp.core.composites import as_composite
     from seqlrp.transformers import text
 
+    def explain(model, composite, batch, capture):
+        logits = lambda output: output if isinstance(output, torch.Tensor) else output.logits  # noqa: E731
+        run = text._Run(model, model, composite, lambda copy: copy(**batch), logits, batch["input_ids"].shape, "sums",
+                        "lrp")
+        return run(1, "logit", capture=capture)
+
     ids = torch.randint(0, 64, (3, 7), generator=torch.Generator().manual_seed(0))
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
     for model in (tiny("bert"), tiny("gpt2")):
         for preset in (AttnLRP, CPLRP):
-            single, names = text._explain(model, as_composite(preset()), batch, ids.shape, 1, "logit", "sums",
-                                          capture=False)
-            captured, captured_names = text._explain(model, as_composite(preset()), batch, ids.shape, 1, "logit",
-                                                     "sums", capture=True)
+            single, names = explain(model, as_composite(preset()), batch, capture=False)
+            captured, captured_names = explain(model, as_composite(preset()), batch, capture=True)
             assert names == captured_names and len(names) > 1
             assert torch.equal(single.relevance, captured.relevance)
     model, batch = _TwiceCalled("position").eval(), {"input_ids": ids % 16}
     result = explain_transformer(model, batch, target=1)
-    captured, _ = text._explain(model, as_composite(AttnLRP()), batch, ids.shape, 1, "logit", "sums", capture=True)
+    captured, _ = explain(model, as_composite(AttnLRP()), batch, capture=True)
     assert result.embedding_shares == {}  # (the position table, called twice, is a constant: not fed)
     assert torch.equal(result.explanation.relevance, captured.relevance)
     with pytest.raises(ValueError, match="was not called once"):
