@@ -59,21 +59,25 @@ def shift_mixed(mix: Tensor, x: Tensor) -> Tensor:
 
 
 def wkv_weights(time_decay: Tensor, time_first: Tensor, key: Tensor) -> Tensor:
-    """``α[b, t, i, c]``: the normalized WKV weights (a gate), from the detached keys; zero for ``i > t``."""
+    """``α[b, c, t, i]``: the normalized WKV weights (a gate), from the detached keys; zero for ``i > t``.
+
+    ``logits[b, c, t, i] = k[b, i, c] + D[c, t, i]`` with ``D = (t − 1 − i) w`` below the diagonal, ``u`` on it and
+    ``−∞`` above (built once, ``(C, T, T)``), softmax over ``i``: one broadcast add and one softmax over the
+    contiguous last axis of the large tensor, laid out for :func:`_mix` without a copy.
+    """
     steps = key.shape[1]
     w = -torch.exp(time_decay.to(key.dtype))
     t = torch.arange(steps, device=key.device)
     lag = (t[:, None] - 1 - t[None, :]).to(key.dtype)  # (T, T): t − 1 − i
-    logits = lag[None, :, :, None] * w + key[:, None, :, :]  # (B, T, T, C)
-    diagonal = (time_first.to(key.dtype) + key)[:, :, None, :]  # (B, T, 1, C)
-    eye = torch.eye(steps, dtype=torch.bool, device=key.device)[None, :, :, None]
-    logits = torch.where(eye, diagonal, logits)
-    future = (t[None, :] > t[:, None])[None, :, :, None]
-    return torch.softmax(logits.masked_fill(future, float("-inf")), dim=2)
+    offsets = lag[None, :, :] * w[:, None, None]  # (C, T, T)
+    eye = torch.eye(steps, dtype=torch.bool, device=key.device)
+    offsets = torch.where(eye, time_first.to(key.dtype)[:, None, None], offsets)
+    offsets = offsets.masked_fill(t[None, :] > t[:, None], float("-inf"))
+    return torch.softmax(key.transpose(1, 2)[:, :, None, :] + offsets, dim=-1)
 
 
 def _mix(alpha: Tensor, value: Tensor) -> Tensor:
-    return torch.einsum("btic,bic->btc", alpha, value)
+    return torch.einsum("bcti,bic->btc", alpha, value)
 
 
 class TimeMixForward:
