@@ -11,7 +11,6 @@ import torch
 import seqlrp
 from seqlrp.cli import main
 from seqlrp.transformers import CPLRP, AttnLRP, explain_transformer
-from seqlrp.viz import Report
 from seqlrp.viz.numbers import number
 
 from ..transformers.tiny import save_tiny
@@ -41,20 +40,6 @@ def folders(tmp_path_factory):
 def load(folder):
     return (transformers.AutoModelForSequenceClassification.from_pretrained(folder).eval(),
             transformers.AutoTokenizer.from_pretrained(folder))
-
-
-@pytest.fixture()
-def captured(monkeypatch):
-    """The explanations the command hands to the report: (method -> explanation, index) per example."""
-    seen = []
-    original = Report.add_comparison
-
-    def add_comparison(self, explanations, index, *args, **kwargs):
-        seen.append((dict(explanations), index))
-        return original(self, explanations, index, *args, **kwargs)
-
-    monkeypatch.setattr(Report, "add_comparison", add_comparison)
-    return seen
 
 
 def explain(folders, name, *extra, out="r.html"):

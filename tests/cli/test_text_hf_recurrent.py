@@ -12,7 +12,6 @@ import pytest
 import seqlrp
 from seqlrp.cli import main
 from seqlrp.recurrent import MambaLRP, RecurrentLRP
-from seqlrp.viz import Report
 
 from ..recurrent.models import tiny_lm
 from ..transformers.tiny import tiny_tokenizer
@@ -38,19 +37,6 @@ def folders(tmp_path_factory):
 def load(folder):
     return (transformers.AutoModelForCausalLM.from_pretrained(folder).eval(),
             transformers.AutoTokenizer.from_pretrained(folder))
-
-
-@pytest.fixture()
-def captured(monkeypatch):
-    seen = []
-    original = Report.add_comparison
-
-    def add_comparison(self, explanations, index, *args, **kwargs):
-        seen.append((dict(explanations), index))
-        return original(self, explanations, index, *args, **kwargs)
-
-    monkeypatch.setattr(Report, "add_comparison", add_comparison)
-    return seen
 
 
 @pytest.mark.parametrize("family", ["mamba", "rwkv"])
