@@ -291,7 +291,7 @@ def explain_transformer(
 
 
 class _Refeed(Exception):
-    """Raised when the single-forward feed cannot reproduce the two-forward one (see :func:`_explain`)."""
+    """Raised when the single-forward feed cannot reproduce the two-forward one (see :class:`_Run`)."""
 
 
 class _Run:
