@@ -16,6 +16,7 @@ centred value, and the bias :math:`\beta` absorbs its own (or ``bias_factor`` sp
 
 from __future__ import annotations
 
+import abc
 import copy
 
 import torch
@@ -24,7 +25,7 @@ from torch import Tensor, nn
 from .views import View
 
 
-class NormView(View):
+class NormView(View, abc.ABC):
     """A normalization over groups of elements, linearized with its scale held constant."""
 
     kind = "norm"
@@ -35,13 +36,13 @@ class NormView(View):
         return False
 
     # the group structure (subclasses) --------------------------------------------------------
+    @abc.abstractmethod
     def mean(self, t: Tensor) -> Tensor:
         """The mean of ``t`` over each normalized group, broadcastable to ``t``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def group_size(self, x: Tensor) -> int:
         """The number of elements normalized together."""
-        raise NotImplementedError
 
     def weight_term(self, x: Tensor) -> Tensor | float:
         """The elementwise weight γ shaped to broadcast against ``x`` (1 when the layer has none)."""

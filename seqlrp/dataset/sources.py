@@ -12,6 +12,7 @@ written instead (a string, or a list of words already split), for the tokenizer 
 
 from __future__ import annotations
 
+import abc
 import hashlib
 import itertools
 import os
@@ -29,7 +30,7 @@ FORMATS = tuple(READERS)
 DEFAULT_TEXT_COLUMNS = ("text", "sentence")
 
 
-class Source:
+class Source(abc.ABC):
     """Rows in input order: ``len(source)``, ``chunks(size)`` of cheap handles, ``load(handles)``.
 
     Attributes
@@ -71,9 +72,9 @@ class Source:
         self.tokenizer = tokenizer
         self._count: int | None = None
 
+    @abc.abstractmethod
     def handles(self) -> Iterator[Any]:
         """One cheap handle per row, in input order (subclasses)."""
-        raise NotImplementedError
 
     def load(self, handles: list) -> list[tuple]:
         """The rows of ``handles``: ``(tokens, label)`` for text, ``(image, label, path)`` for images."""
