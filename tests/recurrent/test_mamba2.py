@@ -11,7 +11,7 @@ from seqlrp.core.ops import Product
 pytest.importorskip("transformers")
 
 from .models import explain_strict, tiny_mamba2  # noqa: E402
-from .reference import mamba2_reference  # noqa: E402
+from .reference import assert_matches_reference, mamba2_reference  # noqa: E402
 
 
 def explain(model, x, target=None, composite=None):
@@ -25,11 +25,7 @@ def test_relevance_equals_the_step_by_step_reference():
     target = torch.tensor([0, 2])
     result = explain(model, x, target)
     reference, logits = mamba2_reference(model, x, target, 1e-6)
-    torch.testing.assert_close(result.output, logits, rtol=1e-12, atol=1e-12)
-    with torch.no_grad():  # the transformers chunked SSD path (float32 inside)
-        torch.testing.assert_close(result.output, model(x), rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(result.relevance, reference, rtol=1e-9, atol=1e-15)
-    assert float(reference.abs().sum(-1).min()) > 0
+    assert_matches_reference(result, model, x, reference, logits)
 
 
 def test_left_padding_and_the_gate_rule_object():

@@ -12,7 +12,7 @@ from seqlrp.core.session import NoRuleError
 pytest.importorskip("transformers")
 
 from .models import EmbeddingClassifier, explain_strict, tiny_recurrent_gemma  # noqa: E402
-from .reference import recurrent_gemma_reference  # noqa: E402
+from .reference import assert_matches_reference, recurrent_gemma_reference  # noqa: E402
 
 
 def explain(model, x, target=None, **options):
@@ -26,11 +26,7 @@ def test_relevance_equals_the_step_by_step_reference_and_conserves(output_gate):
     target = torch.tensor([0, 2, 1])
     result = explain(model, x, target, epsilon=1e-6, output_gate=output_gate)
     reference, logits = recurrent_gemma_reference(model, x, target, 1e-6, output_gate)
-    torch.testing.assert_close(result.output, logits, rtol=1e-12, atol=1e-12)
-    with torch.no_grad():  # the transformers forward (it accumulates the scan in float32)
-        torch.testing.assert_close(result.output, model(x), rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(result.relevance, reference, rtol=1e-9, atol=1e-15)
-    assert float(reference.abs().sum(-1).min()) > 0
+    assert_matches_reference(result, model, x, reference, logits)
     for row in result.conservation():  # (biases absorb their share: in <= out up to them, never NaN)
         assert bool(torch.isfinite(row.relevance_in).all())
 

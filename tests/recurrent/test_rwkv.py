@@ -14,7 +14,7 @@ from seqlrp.core.session import NoRuleError
 pytest.importorskip("transformers")
 
 from .models import explain_strict, tiny_rwkv  # noqa: E402
-from .reference import rwkv_reference  # noqa: E402
+from .reference import assert_matches_reference, rwkv_reference  # noqa: E402
 
 
 def explain(model, x, target=None, **options):
@@ -27,11 +27,7 @@ def test_relevance_equals_the_step_by_step_reference():
     target = torch.tensor([0, 2, 1])
     result = explain(model, x, target, epsilon=1e-6)
     reference, logits = rwkv_reference(model, x, target, 1e-6)
-    torch.testing.assert_close(result.output, logits, rtol=1e-12, atol=1e-12)
-    with torch.no_grad():
-        torch.testing.assert_close(result.output, model(x), rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(result.relevance, reference, rtol=1e-9, atol=1e-15)
-    assert float(reference.abs().sum(-1).min()) > 0
+    assert_matches_reference(result, model, x, reference, logits)
 
 
 def test_gate_rule_object_and_right_padding():
