@@ -131,14 +131,15 @@ def load_hf(path: str) -> tuple[nn.Module, Any, list[str] | None]:
         except Exception as error:  # noqa: BLE001 - any unreadable tokenizer is a user error
             raise CliError(f"cannot load the tokenizer of {folder}: {type(error).__name__}: {error}") from None
         try:
-            kind = getattr(AutoConfig.from_pretrained(folder, local_files_only=True), "model_type", None)
+            config = AutoConfig.from_pretrained(folder, local_files_only=True)
         except Exception as error:  # noqa: BLE001 - an unreadable configuration is a user error
             raise CliError(f"cannot read the configuration of {folder}: {type(error).__name__}: {error}") from None
+        kind = getattr(config, "model_type", None)
         causal = (kind not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES
                   and kind in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)
         auto = AutoModelForCausalLM if causal else AutoModelForSequenceClassification
         try:
-            model, info = auto.from_pretrained(folder, output_loading_info=True, **options)
+            model, info = auto.from_pretrained(folder, config=config, output_loading_info=True, **options)
         except Exception as error:  # noqa: BLE001 - a config of another kind of model, missing weights, ...
             raise CliError(f"cannot load {folder} as a {'causal LM' if causal else 'sequence classifier'} "
                            f"({auto.__name__}): {type(error).__name__}: {error}") from None
