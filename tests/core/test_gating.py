@@ -90,22 +90,28 @@ def test_ignore_bias_keeps_the_general_path(monkeypatch):
     torch.testing.assert_close(gated.relevance, general.relevance, rtol=1e-12, atol=1e-14)
 
 
-@pytest.mark.parametrize("view_kind", ["conv", "dense"])
+@pytest.mark.parametrize("view_kind", ["conv", "depthwise", "dense"])
 @pytest.mark.parametrize("epsilon", [0.0, 1e-6, 0.1])
-def test_gated_rule_equals_the_sign_aware_rule_when_negative_units_have_no_relevance(view_kind, epsilon):
+@pytest.mark.parametrize("signed", [False, True], ids=["input>=0", "signed input"])
+def test_gated_rule_equals_the_sign_aware_rule_when_negative_units_have_no_relevance(view_kind, epsilon, signed):
     torch.manual_seed(3)
+    draw = torch.randn if signed else torch.rand  # (signed: the one stacked transpose of [W, c|W|])
     if view_kind == "conv":
         layer = nn.Conv2d(4, 5, 3, stride=2, padding=1).double()
-        view, x = ConvView(layer), torch.rand(2, 4, 7, 7, dtype=torch.float64)
+        view, x = ConvView(layer), draw(2, 4, 7, 7, dtype=torch.float64)
+    elif view_kind == "depthwise":
+        layer = nn.Conv2d(4, 4, 3, padding=1, groups=4).double()
+        view, x = ConvView(layer), draw(2, 4, 7, 7, dtype=torch.float64)
     else:
         layer = nn.Linear(6, 5).double()
-        view, x = DenseView(layer), torch.rand(3, 6, dtype=torch.float64)
+        view, x = DenseView(layer), draw(3, 6, dtype=torch.float64)
     out = layer(x).detach()
     relevance = torch.randn_like(out) * (out > 0)
     rule = Gamma(0.25, epsilon=epsilon)
-    (fast,) = rule.relevance(view, (x,), out, relevance, (True,), gated=True)
-    (slow,) = rule.relevance(view, (x,), out, relevance, (True,))
+    (fast,) = rule.relevance(view, (x,), out, relevance, (not signed,), gated=True)
+    (slow,) = rule.relevance(view, (x,), out, relevance, (not signed,))
     torch.testing.assert_close(fast, slow, rtol=1e-12, atol=1e-15)
+    assert not torch.equal(fast, torch.zeros_like(fast))
 
 
 def test_zero_relevance_stays_zero_where_the_gated_denominator_vanishes():
@@ -116,9 +122,10 @@ def test_zero_relevance_stays_zero_where_the_gated_denominator_vanishes():
     x = torch.tensor([[0.0, 1.0]], dtype=torch.float64)  # z = 0 with γ-modified sum 0: 0/0 without care
     out = layer(x).detach()
     for epsilon in (0.0, 1e-6):
-        (r,) = Gamma(0.25, epsilon=epsilon).relevance(DenseView(layer), (x,), out, torch.zeros_like(out), (True,),
-                                                      gated=True)
-        assert torch.equal(r, torch.zeros_like(x))
+        for known in ((True,), (False,)):  # (the signed-input form too: its denominator z + c|a||w| is 0 here)
+            (r,) = Gamma(0.25, epsilon=epsilon).relevance(DenseView(layer), (x,), out, torch.zeros_like(out), known,
+                                                          gated=True)
+            assert torch.equal(r, torch.zeros_like(x))
 
 
 def test_gating_marks_only_rules_that_use_it(monkeypatch):

@@ -49,8 +49,10 @@ class Gamma(Rule):
         half = self.gamma / 2
         bias = self._bias(view)
         z_is_out = bias is not None or view.bias is None  # (σ must be the sign of the layer's real output)
-        if gated and nonnegative and nonnegative[0] and view.channel_bias and z_is_out:
-            return (self._gated(view, x, relevance, bias),)
+        if gated and view.channel_bias and z_is_out:
+            if nonnegative and nonnegative[0]:
+                return (self._gated(view, x, relevance, bias),)
+            return (self._gated_signed(view, x, out, relevance, bias),)
         z = out if z_is_out else self._z_without_bias(view, out)
         x_abs = x if nonnegative and nonnegative[0] else x.abs()  # after a ReLU |a| = a: one pass less
         # Everything divided by (1 + γ/2), c = (γ/2) / (1 + γ/2): the denominator is z + σ·bracket with
@@ -70,6 +72,28 @@ class Gamma(Rule):
         if x_abs is x:  # one transpose of the stacked weights [W ; c|W|]
             return (view.vjp_pair(s, w, sigma_s, w_abs, x).mul_(x),)
         return (view.vjp(s, w, x).mul_(x).addcmul_(x_abs, view.vjp(sigma_s, w_abs, x)),)
+
+    def _gated_signed(self, view, x: Tensor, z: Tensor, relevance: Tensor, bias: Tensor | None) -> Tensor:
+        r"""The rule when :math:`R_k = 0` wherever :math:`z_k \le 0` (a ReLU follows) and the input has either sign.
+
+        Only units with :math:`z_k > 0` carry relevance; there :math:`\sigma_k = +1`, so the denominator is
+        :math:`z_k + c\,(\sum_j |a_j||w_{jk}| + |b_k|) + \varepsilon'` (no sign to take) and :math:`\sigma S = S`:
+        both transposes, :math:`W^\top S` and :math:`c|W|^\top S`, are ONE transpose with the weights stacked on the
+        input side, :math:`R = a \odot W^\top S + |a| \odot c|W|^\top S` (the general form takes two, of two
+        different vectors). Where :math:`z_k \le 0` the denominator is clamped to ε', so the zero relevance
+        stays zero (never 0/0). Equal to the general form wherever it is defined.
+        """
+        half = self.gamma / 2
+        c, eps = half / (1 + half), self.epsilon / (1 + half)
+        w_abs = c * view.weight.abs()
+        shift = self._shift(w_abs, eps, None if bias is None else c * bias.abs())
+        x_abs = x.abs()
+        den = view.apply(x_abs, w_abs, shift).add_(z)
+        if eps > 0:
+            den = den.clamp_min_(eps)
+        s = self._divide_stabilized(relevance, den)
+        signed, absolute = view.vjp_stack(s, (view.weight, w_abs), x)
+        return (signed * x).addcmul_(x_abs, absolute)  # (split views: no in-place op on them)
 
     def _gated(self, view, x: Tensor, relevance: Tensor, bias: Tensor | None) -> Tensor:
         r"""The rule when :math:`a \ge 0` and :math:`R_k = 0` wherever :math:`z_k < 0` (a ReLU follows).
