@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from ..core.checks import check_eval_mode, mode_dependent
-from ..core.copying import modules, record_outputs, structural_copy, unwrap
+from ..core.copying import modules, record_outputs, structural_copy, unwrap, with_children
 from . import graph
 from .batchnorm import (
     BN,
@@ -99,8 +99,10 @@ def canonize(model: nn.Module, *, verify: bool = True, example_input: Tensor | N
 
 
 def _split(model: nn.Module, run: Run) -> nn.Module:
-    """``model`` itself when no split-stage canonizer rebuilds any of its modules; else a structural copy in which
-    each module they rebuild is replaced (a module used twice stays one module used twice)."""
+    """``model`` itself when no split-stage canonizer rebuilds any of its modules; else a copy in which each module
+    they rebuild is replaced (a module used twice stays one module used twice). Only the modules on a path to a
+    replaced one are copied (and those above a wrapper, which is dropped): the rest are the user's, which the later
+    stages only read."""
     canonizers = run.stage["split"]
     place = Place()
 
@@ -120,24 +122,33 @@ def _split(model: nn.Module, run: Run) -> nn.Module:
             new = rebuilt(module)
             if new is not None:
                 done[id(module)] = new
-        if not done:
-            return model
-        if id(model) in done:
-            return done[id(model)]
-        memo: dict[int, nn.Module] = {}
-        copy = structural_copy(model, memo)
-        for module in modules(model):
-            twin = memo.get(id(module))
-            if twin is None:
-                continue  # (a wrapper: its copy is the copy of the module it wraps)
-            children = twin.__dict__["_modules"]  # (a fresh container of the copy: the user's model is untouched)
-            for name, child in module._modules.items():
-                new = None if child is None else done.get(id(unwrap(child)))
-                if new is not None:
-                    children[name] = new
-        return copy
+        return _replaced(model, done, {}) if done else model
     finally:
         NAMES.reset(names)
+
+
+def _replaced(module: nn.Module, done: dict[int, nn.Module], memo: dict[int, nn.Module]) -> nn.Module:
+    """``module`` (unwrapped) with the modules of ``done`` (by id) in place of the user's: a shallow copy with new
+    children where any descendant changed, ``module`` itself where none did (``memo``: one result per module)."""
+    module = unwrap(module)
+    key = id(module)
+    if key in done:
+        return done[key]
+    if key in memo:
+        return memo[key]
+    children = module._modules
+    changed = None
+    for name, child in children.items():
+        if child is None:
+            continue
+        new = _replaced(child, done, memo)
+        if new is not child:
+            if changed is None:
+                changed = dict(children)
+            changed[name] = new
+    result = module if changed is None else with_children(module, changed)
+    memo[key] = result
+    return result
 
 
 def _canonize_with_norms(model: nn.Module, user: nn.Module) -> nn.Module:

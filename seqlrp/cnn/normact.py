@@ -20,6 +20,7 @@ timm is never imported here: a model can only hold timm modules once timm is imp
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections import OrderedDict
 
@@ -33,8 +34,13 @@ from .batchnorm import check_replaceable
 def split_classes() -> dict[type, str]:
     """The classes :func:`split` knows, with their names: timm's (when timm is imported) and torchvision's
     ``FrozenBatchNorm2d``."""
+    return _split_classes_of(sys.modules.get("timm.layers.norm_act"))
+
+
+@functools.lru_cache(maxsize=1)
+def _split_classes_of(module: object) -> dict[type, str]:
+    """:func:`split_classes` for timm's imported ``norm_act`` module (None: timm not imported)."""
     classes: dict[type, str] = {FrozenBatchNorm2d: "FrozenBatchNorm2d"}
-    module = sys.modules.get("timm.layers.norm_act")
     if module is not None:
         classes.update({getattr(module, name): name for name in ("BatchNormAct2d", "SyncBatchNormAct",
                                                                  "FrozenBatchNormAct2d") if hasattr(module, name)})

@@ -21,6 +21,7 @@ in ``sys.modules``.
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 from collections import OrderedDict
@@ -130,6 +131,13 @@ _REBUILDS = {
 
 def timm_rebuilds() -> dict[type, object]:
     """Exact timm class -> rebuild, for the classes of the imported timm (none when timm is not imported)."""
+    return _rebuilds_of(sys.modules.get("timm"))
+
+
+@functools.lru_cache(maxsize=1)
+def _rebuilds_of(timm: object) -> dict[type, object]:
+    """:func:`timm_rebuilds` for the imported ``timm`` module (looked up once per import of timm; importing timm
+    imports the modules of every class in ``_REBUILDS``)."""
     out = {}
     for qualified, rebuild in _REBUILDS.items():
         module_name, _, name = qualified.rpartition(".")
@@ -165,13 +173,20 @@ def timm_fusion_pairs(module: nn.Module) -> tuple[tuple[str, str], ...] | None:
     cls = type(module)
     if not cls.__module__.startswith("timm."):
         return None
+    pairs = _class_pairs(cls)
+    if pairs is None or module.__dict__.get("grad_checkpointing", False) is not False:
+        return None
+    if not str(getattr(sys.modules.get("timm"), "__version__", "")).startswith("1.0."):
+        return None
+    return pairs
+
+
+@functools.lru_cache(maxsize=256)
+def _class_pairs(cls: type) -> tuple[tuple[str, str], ...] | None:
+    """The pairs of ``_WHOLE`` for the timm class ``cls`` (the class timm's module holds under that name), else
+    None."""
     pairs = _WHOLE.get(f"{cls.__module__}.{cls.__qualname__}")
     if pairs is None or getattr(sys.modules.get(cls.__module__), cls.__qualname__, None) is not cls:
-        return None
-    timm = sys.modules.get("timm")
-    if not str(getattr(timm, "__version__", "")).startswith("1.0."):
-        return None
-    if module.__dict__.get("grad_checkpointing", False) is not False:
         return None
     return pairs
 

@@ -11,6 +11,7 @@ import sys
 
 import pytest
 import torch
+import torchvision
 from torch import nn
 
 import seqlrp
@@ -264,3 +265,28 @@ def test_timm_structural_route_follows_edits_of_the_blocks():
         torch.testing.assert_close(edited.output, model(x), rtol=1e-10, atol=1e-12)
     assert not torch.allclose(edited.output, first.output)
     torch.testing.assert_close(edited.relevance, fresh.relevance, rtol=1e-12, atol=1e-12)
+
+
+def test_the_split_stage_copies_only_the_paths_to_the_modules_it_replaces():
+    """``_split``: a new object for each module above a replaced one (or above a wrapper, dropped as structural
+    copies drop it), the user's own object everywhere else; a module used twice stays one module; the user's
+    containers are untouched."""
+    frozen = torchvision.ops.misc.FrozenBatchNorm2d(4)  # (a split-stage class: becomes Sequential(bn))
+    shared = nn.ReLU()
+    left = nn.Sequential(nn.Conv2d(4, 4, 1), frozen, shared)
+    right = nn.Sequential(nn.Conv2d(4, 4, 1), shared)
+    wrapped = nn.Sequential(nn.DataParallel(nn.Conv2d(4, 4, 1)))
+    model = nn.Sequential(left, right, wrapped).eval()
+    before = {id(m): dict(m._modules) for m in model.modules()}
+    run = canonize_module.Run(seqlrp.cnn.canonizers.DEFAULT_CANONIZERS)
+    work = canonize_module._split(model, run)
+    assert work is not model and work[0] is not left and work[2] is not wrapped  # (paths to changes: new)
+    assert work[1] is right and work[0][0] is left[0] and work[0][2] is shared  # (unchanged: the user's)
+    assert type(work[0][1]) is nn.Sequential and work[0][1] is not frozen
+    assert type(work[2][0]) is nn.Conv2d and work[2][0] is wrapped[0].module  # (the wrapper dropped)
+    assert {id(m): dict(m._modules) for m in model.modules()} == before
+    x = torch.randn(2, 4, 5, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(work(x), model(x), rtol=0, atol=0)
+    untouched = nn.Sequential(nn.Conv2d(4, 4, 1), nn.ReLU()).eval()
+    assert canonize_module._split(untouched, run) is untouched  # (nothing to split: the model itself)
