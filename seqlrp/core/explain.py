@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from torch import Tensor, nn
 
 from .checks import check_eval_mode, check_inputs
+from .collector import collector_paused
 from .composites import Composite, as_composite
 from .copying import unwrap
 from .explanation import Explanation
@@ -67,10 +68,11 @@ def explain(
     if record not in ("sums", "full", "none"):
         raise ValueError(f"record must be 'sums', 'full' or 'none', got {record!r}")
     composite = as_composite(composite)
-    canonical = composite.canonize(model)
-    session = Session(composite.bind(canonical), record=record)
-    wrapped = session.wrap(canonical, private_to=model)
-    result = propagate(wrapped, TensorInputs(inputs), target, seed, session)
+    with collector_paused():  # (the copies below die by reference counting: seqlrp.core.collector)
+        canonical = composite.canonize(model)
+        session = Session(composite.bind(canonical), record=record)
+        wrapped = session.wrap(canonical, private_to=model)
+        result = propagate(wrapped, TensorInputs(inputs), target, seed, session)
     result.labels = check_labels(labels, result.output.shape[1])
     return result
 
