@@ -3,7 +3,8 @@
 The photos of scikit-image (chelsea, coffee, rocket, astronaut) with the model's preprocessing, the
 predicted class; batch 1 and batch 4, float32, 2 threads. Medians after 3 warm-up calls, the methods
 taking turns in each round, all in one process; the ratio to the plain input gradient
-(``torch.autograd.grad`` of the target logit) is the number that matters (issue 24: ≤ 2×).
+(``torch.autograd.grad`` of the target logit) is the number that matters (issue 24: ≤ 2×). Beside it, the rule's
+FLOP bound (``flops.py``): the convolution and matrix-product work of the explanation over the gradient's.
 The explanation includes the canonization it does afresh on every call. ``--clock cpu --threads 1``
 measures process CPU time instead of wall time (for a shared, overloaded machine).
 
@@ -24,8 +25,10 @@ import torch
 import seqlrp
 
 try:
+    from benchmarks.flops import matmul_flops
     from benchmarks.timing import interleaved_medians
 except ImportError:  # run as a script: benchmarks/ is on sys.path
+    from flops import matmul_flops
     from timing import interleaved_medians
 from seqlrp.cnn import EpsilonGammaBox, EpsilonPlusFlat
 from seqlrp.cnn.pretrained import PHOTOS, efficientnet_lite0, photo
@@ -79,11 +82,14 @@ def main(argv=None) -> dict:
             "EpsilonPlusFlat": lambda x=x, t=target: seqlrp.explain(model, x, t, EpsilonPlusFlat()),
         }
         medians = (cpu_medians if args.clock == "cpu" else interleaved_medians)(fns, args.repeats)
-        results[batch] = {name: {"seconds": s, "ratio": s / medians["gradient"]} for name, s in medians.items()}
+        flops = {name: matmul_flops(fn) for name, fn in fns.items()}
+        results[batch] = {name: {"seconds": s, "ratio": s / medians["gradient"], "flops": flops[name],
+                                 "flop_ratio": flops[name] / flops["gradient"]} for name, s in medians.items()}
         for name, row in results[batch].items():
             print(f"efficientnet_lite0 224² batch {batch} ({args.clock}, {args.threads} threads): {name:16s} "
-                  f"{row['seconds'] * 1000:8.1f} ms  "
-                  f"{row['ratio']:.2f}x gradient", flush=True)
+                  f"{row['seconds'] * 1000:8.1f} ms  {row['ratio']:.2f}x gradient  "
+                  f"(FLOP bound {row['flop_ratio']:.2f}x: {row['flops'] / 1e9:.2f} GFLOP; "
+                  f"time / bound {row['ratio'] / row['flop_ratio']:.2f})", flush=True)
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(results, handle, indent=1)
