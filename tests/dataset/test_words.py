@@ -5,6 +5,9 @@ every bad combination of options refused with one line."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import html5lib
 import numpy as np
 import pyarrow.parquet as pq
@@ -16,7 +19,7 @@ from seqlrp.dataset import WORDS_SCHEMA, DatasetSource, TextFile
 from seqlrp.transformers import CPLRP, AttnLRP
 
 from ..transformers.tiny import VOCABULARY, save_tiny, tiny, tiny_tokenizer
-from .helpers import read
+from .helpers import ROOT, read, subprocess_env
 
 transformers = pytest.importorskip("transformers")
 
@@ -118,6 +121,23 @@ def test_the_command_resumes_its_own_run_and_refuses_another_tokenizer_or_config
     assert "the model's configuration changed (model.config." in capsys.readouterr().err
     assert main(command(saved, out, "--composite", "cplrp")) == 3
     assert "the rule preset (--composite) changed (composite: 'attnlrp' there, 'cplrp' now)" in capsys.readouterr().err
+
+
+def test_two_workers_write_what_one_process_writes(saved, tmp_path):
+    """``--hf-model`` with ``--workers 2`` (two local processes, each loading the folder): the same rows as one."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert main(command(saved, one)) == 0
+    result = subprocess.run([sys.executable, "-m", "seqlrp", *command(saved, two, "--workers", "2")], cwd=ROOT,
+                            env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("wrote") == 1
+    first, second = read(one), read(two)
+    assert second.num_rows == len(TEXTS)
+    for column in ("words", "special", "tokens", "token_word"):
+        assert second[column].to_pylist() == first[column].to_pylist()
+    for column in ("relevance", "token_relevance"):
+        for a, b in zip(second[column].to_pylist(), first[column].to_pylist(), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
 
 
 def test_report_dataset_reads_words(saved, tmp_path):
