@@ -33,11 +33,14 @@ from ..core.checks import check_eval_mode, mode_dependent
 from ..core.copying import modules, record_outputs, structural_copy, unwrap, with_children
 from . import graph
 from .batchnorm import (
+    AFFINES,
     BN,
     NAMES,
+    NORMS,
     CanonizationError,
     CanonizationWarning,
     ModuleNames,
+    affines,
     bn_affine,
     fuse,
     threshold,
@@ -86,10 +89,15 @@ def canonize(model: nn.Module, *, verify: bool = True, example_input: Tensor | N
     token = CURRENT.set(run)
     try:
         work = _split(model, run)
-        if not any(isinstance(m, BN) for m in modules(work)):
+        norms = [m for m in modules(work) if isinstance(m, BN)]
+        if not norms:
             canonical = structural_copy(work)  # nothing to fuse
         else:
-            canonical = _canonize_with_norms(work, model)
+            known = AFFINES.set(affines([m for m in norms if type(m) in NORMS]))  # (all at once: ~1 ms less)
+            try:
+                canonical = _canonize_with_norms(work, model)
+            finally:
+                AFFINES.reset(known)
     finally:
         CURRENT.reset(token)
     _mark_eval(canonical)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 from torch import nn
@@ -126,3 +128,32 @@ def test_verification_names_the_first_differing_module():
     wrong[2].load_state_dict(model[2].state_dict())
     with pytest.raises(CanonizationError, match="first differing module: '0'"):
         _verify(model, wrong, torch.randn(2, 4), 1e-6)
+
+
+def test_the_affines_computed_together_are_bitwise_those_of_each_batch_norm(monkeypatch):
+    """``batchnorm.affines`` (one foreach op per step, used during canonization) gives exactly ``bn_affine``'s
+    numbers, for mixed sizes, eps and dtypes; a batch norm whose tensors it did not see is computed afresh; and a
+    canonized model is bitwise the same with and without it."""
+    batchnorm = sys.modules["seqlrp.cnn.batchnorm"]
+    norms = [randomize_batchnorm(nn.BatchNorm2d(c, eps=eps), seed=c).eval() for c, eps in ((3, 1e-5), (8, 1e-3))]
+    norms.append(randomize_batchnorm(nn.BatchNorm1d(5), seed=9).double().eval())
+    norms.append(nn.BatchNorm2d(4, affine=False).eval())  # (no weight: left to bn_affine)
+    known = batchnorm.affines(norms)
+    assert len(known) == 3
+    for bn in norms[:3]:
+        sources, scale, shift = known[id(bn.running_var)]
+        expected = batchnorm.bn_affine(bn)
+        assert torch.equal(scale, expected[0]) and torch.equal(shift, expected[1])
+    token = batchnorm.AFFINES.set(known)
+    try:
+        other = randomize_batchnorm(nn.BatchNorm2d(3), seed=11).eval()
+        other.running_var = norms[0].running_var  # (a shared variance, other weights: not the cached affine)
+        assert not torch.equal(batchnorm.bn_affine(other)[0], known[id(other.running_var)][1])
+    finally:
+        batchnorm.AFFINES.reset(token)
+    model = torchvision_model("mobilenet_v3_small")
+    with_them = canonize(model, verify=False)
+    monkeypatch.setattr(sys.modules["seqlrp.cnn.canonize"], "affines", lambda norms: {})
+    without = canonize(model, verify=False)
+    pairs = list(zip(with_them.state_dict().values(), without.state_dict().values(), strict=True))
+    assert pairs and all(torch.equal(a, b) for a, b in pairs)
