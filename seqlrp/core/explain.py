@@ -56,6 +56,11 @@ def explain(
         ``.relevance`` (shape of ``inputs``), ``.output``, ``.target``, ``.coverage``,
         ``.conservation()``.
 
+    Notes
+    -----
+    Python's cyclic garbage collector is paused while the call runs and restored after, also on an error
+    (:mod:`seqlrp.core.collector`): the copies the call builds are freed by reference counting.
+
     Examples
     --------
     >>> import torch, seqlrp
