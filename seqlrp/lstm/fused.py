@@ -27,6 +27,7 @@ is computed for all steps at once.
 from __future__ import annotations
 
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -38,7 +39,8 @@ from ..core.stabilize import safe_divide, sign0, stabilize
 
 @dataclass
 class PackedLayout:
-    """Where each step's rows are in the packed layout; built once per forward (host lists, device indices)."""
+    """Where each step's rows are in the packed layout (host lists, device indices): a pure function of
+    ``batch_sizes`` and the device, so :meth:`build` keeps the last ones built (small layouts only)."""
 
     batch_sizes: list[int]  # rows per step, non-increasing; batch_sizes[0] = B
     offsets: list[int]  # first row of each step
@@ -47,9 +49,25 @@ class PackedLayout:
     last: Tensor  # (B,) packed row of each sequence's last step
     reverse: Tensor  # (N,) packed row of the same sequence at its time-reversed step (its own inverse)
     previous: Tensor  # (N,) row of the state buffers (initial states first) holding each row's previous state
+    #: (name, directions) -> the flat row index of :func:`_rows`/:func:`_add_rows` (see :meth:`flat`)
+    flats: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def build(cls, batch_sizes: list[int], device) -> PackedLayout:
+        key = (tuple(batch_sizes), device)
+        layout = _LAYOUTS.get(key)
+        if layout is not None:
+            _LAYOUTS.move_to_end(key)
+            return layout
+        layout = cls._build(batch_sizes, device)
+        if len(layout.step) <= _CACHED_ROWS:  # (large batches: building is a negligible part of their time)
+            _LAYOUTS[key] = layout
+            if len(_LAYOUTS) > _CACHED_LAYOUTS:
+                _LAYOUTS.popitem(last=False)
+        return layout
+
+    @classmethod
+    def _build(cls, batch_sizes: list[int], device) -> PackedLayout:
         offsets, total = [], 0
         for n in batch_sizes:
             offsets.append(total)
@@ -65,9 +83,33 @@ class PackedLayout:
         previous = torch.where(step == 0, row, batch_sizes[0] + before[step] + row)
         return cls(list(batch_sizes), offsets, step, row, last, reverse, previous)
 
+    def flat(self, name: str, directions: int) -> Tensor:
+        """Flat row index into ``(directions, M, d)`` buffers viewed as ``(directions * M, d)``: ``"last"`` (each
+        sequence's last row; ``M = N``), ``"last_state"`` (the same in the state buffers, initial states first;
+        ``M = B + N``), ``"previous"`` (:attr:`previous`; ``M = B + N``). Built once per layout."""
+        key = (name, directions)
+        index = self.flats.get(key)
+        if index is None:
+            batch, rows = self.batch_sizes[0], self.step.shape[0]
+            if name == "last":
+                index = _flat_index(self.last, directions, rows)
+            elif name == "last_state":
+                index = _flat_index(self.last + batch, directions, batch + rows)
+            else:
+                index = _flat_index(self.previous, directions, batch + rows)
+            self.flats[key] = index
+        return index
+
     def per_sequence(self, values: Tensor) -> Tensor:
         """``(D, N)`` per-row values summed per sequence: ``(D, B)``."""
         return values.new_zeros(values.shape[0], self.batch_sizes[0]).index_add_(1, self.row, values)
+
+
+#: the last layouts built (keyed by batch sizes and device): explain_text on many small batches of few lengths
+#: (length-sorted phrases) builds each once; only layouts of at most _CACHED_ROWS rows are kept
+_LAYOUTS: OrderedDict = OrderedDict()
+_CACHED_LAYOUTS = 64
+_CACHED_ROWS = 4096
 
 
 @dataclass
@@ -108,8 +150,7 @@ class FusedLSTMLayer(torch.autograd.Function):
         batch, d = sizes[0], spec.weight_hh.shape[2]
         # tanh(x) = 2 sigmoid(2x) - 1, and sigmoid is ~3x faster than tanh on CPU: the g rows of the weights
         # are doubled so that ONE sigmoid over all four blocks also gives g (exact up to rounding)
-        scale = x.new_ones(4 * d, 1)
-        scale[2 * d:3 * d] = 2.0
+        scale = _gate_scale(d, x.dtype, x.device)
         w_ih = spec.weight_ih * scale
         w_hh_t = (spec.weight_hh * scale).transpose(1, 2)
         pre = torch.bmm(x, w_ih.transpose(1, 2)) if spec.bias is None else \
@@ -121,8 +162,8 @@ class FusedLSTMLayer(torch.autograd.Function):
         cells[:, :batch], hidden[:, :batch] = c0, h0
         _steps("forward")(pre, act, cells, hidden, w_hh_t, sizes, offsets, batch, d)
         out = hidden[:, batch:].clone()
-        last = layout.last + batch
-        h_n, c_n = _rows(hidden, last), _rows(cells, last)
+        last = layout.flat("last_state", directions)
+        h_n, c_n = _rows(hidden, last, batch), _rows(cells, last, batch)
         ctx.spec = spec
         ctx.save_for_backward(x, cells, hidden, act)
         return out, h_n, c_n
@@ -139,22 +180,22 @@ class FusedLSTMLayer(torch.autograd.Function):
         w_ih_g = spec.weight_ih[:, g_]  # (D, d, e)
         w_hh_g = spec.weight_hh[:, g_]  # (D, d, d)
         # step-independent parts, for all rows at once
-        prev_rows = layout.previous  # (built in the forward: no host-to-device copy in the backward)
+        prev_rows = layout.flat("previous", directions)  # (built in the forward: no host-to-device copy here)
         c_all = cells[:, batch:]
         den_c = stabilize(c_all, spec.sum_epsilon)
-        fc = act[..., f_] * _rows(cells, prev_rows)  # f ⊙ c_{t-1}
+        fc = act[..., f_] * _rows(cells, prev_rows, rows)  # f ⊙ c_{t-1}
         ig = act[..., i_] * act[..., g_].mul(2.0).sub_(1.0)  # i ⊙ g
         # the pre-activation of g, recomputed for all rows at once (cheaper than keeping it step by step)
         b_g = None if spec.bias is None or spec.linear_ignore_bias else spec.bias[:, None, g_]
         z = torch.bmm(x, w_ih_g.transpose(1, 2)) if b_g is None else torch.baddbmm(b_g, x, w_ih_g.transpose(1, 2))
-        z.baddbmm_(_rows(hidden, prev_rows), w_hh_g.transpose(1, 2))
+        z.baddbmm_(_rows(hidden, prev_rows, rows), w_hh_g.transpose(1, 2))
         den_z = stabilize(z, spec.linear_epsilon)
         # rc[:, r] accumulates R(c_t) of packed row r: R(out) and R(h_n), R(c_n) arrive here, then R(c_t via c_{t+1})
         # and R(h_t) from step t + 1 are added by the recursion before step t reads it
         rc = x.new_zeros(directions, rows, d) if r_out is None else r_out.clone()
         for arriving in (r_hn, r_cn):
             if arriving is not None:
-                _add_rows(rc, layout.last, arriving)
+                _add_rows(rc, layout.flat("last", directions), arriving)
         r_h0 = x.new_zeros(directions, batch, d)
         r_c0 = x.new_zeros(directions, batch, d)
         s_all = x.new_zeros(directions, rows, d)
@@ -212,11 +253,11 @@ class FusedLSTMLayer(torch.autograd.Function):
         return None, r_x, r_h0, r_c0
 
 
-def _rows(buffer: Tensor, index: Tensor) -> Tensor:
-    """``buffer[:, index]`` for ``(D, M, d)``: one ``index_select`` on the flat rows (much faster on CPU)."""
+def _rows(buffer: Tensor, flat: Tensor, count: int) -> Tensor:
+    """``buffer[:, index]`` for ``(D, M, d)`` and the ``count`` rows ``index``, given as their flat index
+    (:meth:`PackedLayout.flat`): one ``index_select`` on the flat rows (much faster on CPU)."""
     directions, size, d = buffer.shape
-    flat = _flat_index(index, directions, size)
-    return buffer.reshape(directions * size, d).index_select(0, flat).view(directions, index.shape[0], d)
+    return buffer.reshape(directions * size, d).index_select(0, flat).view(directions, count, d)
 
 
 def _flat_index(index: Tensor, directions: int, size: int) -> Tensor:
@@ -225,11 +266,26 @@ def _flat_index(index: Tensor, directions: int, size: int) -> Tensor:
     return (index[None, :] + size * torch.arange(directions, device=index.device)[:, None]).reshape(-1)
 
 
-def _add_rows(buffer: Tensor, index: Tensor, values: Tensor) -> None:
-    """``buffer[:, index] += values`` for ``(D, M, d)`` and distinct ``index``, on the flat rows."""
+def _add_rows(buffer: Tensor, flat: Tensor, values: Tensor) -> None:
+    """``buffer[:, index] += values`` for ``(D, M, d)`` and distinct ``index`` given as its flat index, on the flat
+    rows."""
     directions, size, d = buffer.shape
-    buffer.view(directions * size, d).index_add_(0, _flat_index(index, directions, size),
-                                                 values.reshape(-1, d))
+    buffer.view(directions * size, d).index_add_(0, flat, values.reshape(-1, d))
+
+
+_SCALES: dict = {}
+
+
+def _gate_scale(d: int, dtype, device) -> Tensor:
+    """``(4d, 1)``: ones, 2 on the g block (a constant of the shape; built once per size, dtype and device)."""
+    key = (d, dtype, device)
+    scale = _SCALES.get(key)
+    if scale is None:
+        scale = torch.ones(4 * d, 1, dtype=dtype, device=device)
+        scale[2 * d:3 * d] = 2.0
+        if len(_SCALES) < 64:
+            _SCALES[key] = scale
+    return scale
 
 
 # The per-step loops. They run as TorchScript (``torch.jit.script``) when it is available: the loop then
@@ -239,18 +295,19 @@ def _add_rows(buffer: Tensor, index: Tensor, values: Tensor) -> None:
 
 def _forward_steps(pre: Tensor, act: Tensor, cells: Tensor, hidden: Tensor, w_hh_t: Tensor, sizes: list[int],
                    offsets: list[int], batch: int, d: int) -> None:
-    """The recursion of the forward: 9 ops per step for all directions (the pre-activations are not kept)."""
+    """The recursion of the forward: 9 ops per step for all directions (the pre-activations are not kept).
+
+    Slices are ``narrow`` (one op; ``x[:, a:b]`` is two in TorchScript): the loop is bound by per-op overhead."""
     previous = 0
     for t in range(len(sizes)):
         n, start = sizes[t], offsets[t]
         now = batch + start
-        a = torch.sigmoid(torch.baddbmm(pre[:, start:start + n], hidden[:, previous:previous + n], w_hh_t),
-                          out=act[:, start:start + n])
-        i = a[:, :, :d]
-        c = torch.mul(a[:, :, d:2 * d], cells[:, previous:previous + n], out=cells[:, now:now + n])
-        c.addcmul_(i, a[:, :, 2 * d:3 * d], value=2.0).sub_(i)  # + i (2 sigmoid(2 z_g) - 1) = + i g
-        o = a[:, :, 3 * d:]
-        torch.addcmul(o.neg(), o, torch.sigmoid(c * 2.0), value=2.0, out=hidden[:, now:now + n])  # o tanh(c)
+        a = torch.sigmoid(torch.baddbmm(pre.narrow(1, start, n), hidden.narrow(1, previous, n), w_hh_t),
+                          out=act.narrow(1, start, n))
+        i, f, g, o = a.split(d, 2)
+        c = torch.mul(f, cells.narrow(1, previous, n), out=cells.narrow(1, now, n))
+        c.addcmul_(i, g, value=2.0).sub_(i)  # + i (2 sigmoid(2 z_g) - 1) = + i g
+        torch.addcmul(o.neg(), o, torch.sigmoid(c * 2.0), value=2.0, out=hidden.narrow(1, now, n))  # o tanh(c)
         previous = now
 
 
@@ -259,16 +316,16 @@ def _backward_steps(rc: Tensor, to_s: Tensor, to_c: Tensor, s_all: Tensor, hidde
     """The recursion of the backward without shares: 4 ops per step for all directions."""
     for t in range(len(sizes) - 1, -1, -1):
         n, start = sizes[t], offsets[t]
-        r_cell = rc[:, start:start + n]
-        s = torch.mul(to_s[:, start:start + n], r_cell, out=s_all[:, start:start + n])
+        r_cell = rc.narrow(1, start, n)
+        s = torch.mul(to_s.narrow(1, start, n), r_cell, out=s_all.narrow(1, start, n))
         if t > 0:
             back = offsets[t - 1]
-            r_prev = rc[:, back:back + n]
-            r_prev.addcmul_(hidden[:, batch + back:batch + back + n], torch.bmm(s, w_hh_g))
-            r_prev.addcmul_(to_c[:, start:start + n], r_cell)
+            r_prev = rc.narrow(1, back, n)
+            r_prev.addcmul_(hidden.narrow(1, batch + back, n), torch.bmm(s, w_hh_g))
+            r_prev.addcmul_(to_c.narrow(1, start, n), r_cell)
         else:
-            torch.mul(hidden[:, :n], torch.bmm(s, w_hh_g), out=r_h0[:, :n])
-            torch.mul(to_c[:, start:start + n], r_cell, out=r_c0[:, :n])
+            torch.mul(hidden.narrow(1, 0, n), torch.bmm(s, w_hh_g), out=r_h0.narrow(1, 0, n))
+            torch.mul(to_c.narrow(1, start, n), r_cell, out=r_c0.narrow(1, 0, n))
 
 
 #: False: run the loops as Python (tests compare both)
