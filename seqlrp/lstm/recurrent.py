@@ -106,11 +106,15 @@ class RecurrentForward:
         self.layout: PackedLayout | None = None  # the fused path's packed layout, and the padded (T, B)
         self.padded_shape: tuple[int, int] | None = None
         self.sorted_indices: Tensor | None = None
+        #: where each call appends whether its input was packed (set by explain_text's readback), or None
+        self.packed_calls: list[bool] | None = None
         session.recurrent.append(self)
         desc = f"{module.mode}: linear {self.rules.linear!r}, sum {self.rules.sum!r}, product {self.rules.product!r}"
         session.assigned[name] = desc + (" [fused]" if self.fused else " [unrolled]")
 
     def __call__(self, input, hx=None):
+        if self.packed_calls is not None:
+            self.packed_calls.append(isinstance(input, PackedSequence))
         # the cell's own ops need no functional rules and draw no random numbers: skip the torch-function
         # dispatch and the stochastic watch (speed)
         with torch._C.DisableTorchFunction(), unwatched():
@@ -286,6 +290,8 @@ class RecurrentForward:
         if relevance is not None and self.fused:  # packed rows (N, e) -> padded (T, B, e) in the batch order
             steps, batch = self.padded_shape
             layout = self.layout
+            if self.tap_inverse is None and relevance.shape[0] == steps * batch:
+                return relevance.view(steps, batch, -1)  # (no padding, no sorting: packed row t * B + b is (t, b))
             row = layout.row if self.tap_inverse is None else self.sorted_indices[layout.row]
             padded = relevance.new_zeros(steps * batch, relevance.shape[-1])
             return padded.index_copy_(0, layout.step * batch + row, relevance).view(steps, batch, -1)

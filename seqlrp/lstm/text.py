@@ -16,12 +16,14 @@ from torch.nn.utils.rnn import PackedSequence
 
 from ..core.checks import check_eval_mode, check_not_meta, check_tokens, needs_lengths
 from ..core.composites import Composite
-from ..core.copying import structural_copy, unwrap
+from ..core.copying import modules, structural_copy, unwrap
 from ..core.explanation import Explanation
 from ..core.labels import check_labels
 from ..core.pipeline import CoverageWarning, Inputs, Mode, propagate, user_stacklevel
 from ..core.session import Session
+from ..core.stochastic import unwatched
 from .composites import ArrasLSTM
+from .recurrent import RecurrentForward
 
 
 @dataclass
@@ -273,12 +275,15 @@ class EmbeddingLeaf(Inputs):
 
     def _lookup(self, ids: Tensor) -> Tensor:
         module = self.embedding
-        weight = module.weight.detach()
-        if module.max_norm is not None:  # renormalizes in place: never on the user's weight
-            weight = weight.clone()
-        vectors = F.embedding(ids, weight, module.padding_idx, module.max_norm, module.norm_type,
-                              module.scale_grad_by_freq, module.sparse)
-        leaf = vectors.requires_grad_(True)
+        # seqlrp's own deterministic lookup of the ids (no signal yet): outside the functional rules and the
+        # stochastic watch, like the recurrent kernels (3 ops less through Python dispatch per call)
+        with torch._C.DisableTorchFunction(), unwatched():
+            weight = module.weight.detach()
+            if module.max_norm is not None:  # renormalizes in place: never on the user's weight
+                weight = weight.clone()
+            vectors = F.embedding(ids, weight, module.padding_idx, module.max_norm, module.norm_type,
+                                  module.scale_grad_by_freq, module.sparse)
+            leaf = vectors.requires_grad_(True)
         self.leaves.append(leaf)
         return leaf
 
@@ -358,9 +363,13 @@ class PaddingWarning(UserWarning):
 def _watch_packing(wrapped: nn.Module) -> list[bool]:
     """Record, per call of a recurrent layer of ``wrapped`` (a copy), whether its input was packed."""
     seen: list[bool] = []
-    for module in wrapped.modules():
+    for module in modules(wrapped):
         if isinstance(module, nn.RNNBase):
-            module.register_forward_pre_hook(lambda m, args: seen.append(isinstance(args[0], PackedSequence)))
+            forward = module.__dict__.get("forward")
+            if isinstance(forward, RecurrentForward):  # (a session's handler records it itself: no hook to run)
+                forward.packed_calls = seen
+            else:
+                module.register_forward_pre_hook(lambda m, args: seen.append(isinstance(args[0], PackedSequence)))
     return seen
 
 
