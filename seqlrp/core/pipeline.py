@@ -223,8 +223,10 @@ def check_finite_relevance(relevance: Tensor, calls: list, seed: Tensor | None =
         values = torch.cat([magnitude, score]).tolist()
         sums, scores = values[:len(magnitude)], values[len(magnitude):]
         if all(map(math.isfinite, sums)) or bool(all_finite(relevance)):  # (or: finite values, a sum overflowed)
-            if len(scores) == 1:
-                scores = scores * len(sums)
+            if len(scores) != len(sums):  # (one of them for the whole batch: broadcast, as tensors would)
+                size = max(len(sums), len(scores))
+                sums = sums * size if len(sums) == 1 else sums
+                scores = scores * size if len(scores) == 1 else scores
             if any(m > SCALE_LIMIT * s and s > 0 for m, s in zip(sums, scores, strict=True)):  # (Σ|R|/|score|>limit)
                 warn_relevance_scale(relevance, seed, calls)
             return
