@@ -127,6 +127,9 @@ class FusedSpec:
     layout: PackedLayout
     #: per direction, callable(relevance_out (B,), relevance_in (B,)) for the conservation report
     record: list[Callable] = field(default_factory=list)
+    #: where the backward stores the input relevance of each direction (key ``("input", 0, k)``, packed rows in the
+    #: input's order), or None
+    taps: dict | None = None
 
 
 def _divide(numerator: Tensor, denominator: Tensor, epsilon: float) -> Tensor:
@@ -135,10 +138,12 @@ def _divide(numerator: Tensor, denominator: Tensor, epsilon: float) -> Tensor:
 
 
 class FusedLSTMLayer(torch.autograd.Function):
-    """``forward(spec, x (D,N,e), h0 (D,B,d), c0 (D,B,d)) -> (out (D,N,d), h_n (D,B,d), c_n (D,B,d))``.
+    """``forward(spec, x (N,e), h0 (D,B,d), c0 (D,B,d)) -> (out (N,D*d), h_n (D,B,d), c_n (D,B,d))``.
 
-    ``x`` and ``out`` are packed data (``spec.layout``), the sequences sorted by decreasing length;
-    direction ``k`` of ``x`` is that direction's input in its own time order.
+    ``x`` and ``out`` are packed data (``spec.layout``), the sequences sorted by decreasing length, ``out`` the
+    directions' outputs side by side (as ``nn.LSTM``'s). Inside, direction ``k`` runs on its input in its own time
+    order (the reverse direction's reversed within each sequence), the directions stacked on a leading axis; the
+    reversal, the stacking and the input taps are part of this one node (no autograd node of their own).
     """
 
     @staticmethod
@@ -146,8 +151,9 @@ class FusedLSTMLayer(torch.autograd.Function):
         ctx.set_materialize_grads(False)
         layout = spec.layout
         sizes, offsets = layout.batch_sizes, layout.offsets
-        directions, rows, _ = x.shape
+        directions, (rows, _) = spec.weight_hh.shape[0], x.shape
         batch, d = sizes[0], spec.weight_hh.shape[2]
+        x = x[None].clone() if directions == 1 else torch.stack([x, x.index_select(0, layout.reverse)])
         # tanh(x) = 2 sigmoid(2x) - 1, and sigmoid is ~3x faster than tanh on CPU: the g rows of the weights
         # are doubled so that ONE sigmoid over all four blocks also gives g (exact up to rounding)
         scale = _gate_scale(d, x.dtype, x.device)
@@ -161,7 +167,10 @@ class FusedLSTMLayer(torch.autograd.Function):
         hidden = x.new_empty(directions, batch + rows, d)
         cells[:, :batch], hidden[:, :batch] = c0, h0
         _steps("forward")(pre, act, cells, hidden, w_hh_t, sizes, offsets, batch, d)
-        out = hidden[:, batch:].clone()
+        if directions == 1:
+            out = hidden[0, batch:].clone()
+        else:  # (the reverse direction's rows back in the input's time order)
+            out = torch.cat([hidden[0, batch:], hidden[1, batch:].index_select(0, layout.reverse)], -1)
         last = layout.flat("last_state", directions)
         h_n, c_n = _rows(hidden, last, batch), _rows(cells, last, batch)
         ctx.spec = spec
@@ -192,7 +201,13 @@ class FusedLSTMLayer(torch.autograd.Function):
         den_z = stabilize(z, spec.linear_epsilon)
         # rc[:, r] accumulates R(c_t) of packed row r: R(out) and R(h_n), R(c_n) arrive here, then R(c_t via c_{t+1})
         # and R(h_t) from step t + 1 are added by the recursion before step t reads it
-        rc = x.new_zeros(directions, rows, d) if r_out is None else r_out.clone()
+        if r_out is None:
+            rc = x.new_zeros(directions, rows, d)
+        elif directions == 1:
+            rc = r_out[None].clone()
+        else:  # (the reverse direction's relevance in its own time order)
+            rc = torch.stack([r_out[:, :d], r_out[:, d:].index_select(0, layout.reverse)])
+        out_rows = None if r_out is None or not spec.record else rc.sum(-1)  # (before anything is added to rc)
         for arriving in (r_hn, r_cn):
             if arriving is not None:
                 _add_rows(rc, layout.flat("last", directions), arriving)
@@ -242,15 +257,22 @@ class FusedLSTMLayer(torch.autograd.Function):
         if spec.linear_bias_factor:
             r_x += kappa_all
         if spec.record:
-            arriving = x.new_zeros(directions, rows) if r_out is None else r_out.sum(-1)
-            out_total = layout.per_sequence(arriving)
+            out_total = layout.per_sequence(x.new_zeros(directions, rows) if out_rows is None else out_rows)
             for state in (r_hn, r_cn):
                 if state is not None:
                     out_total = out_total + state.sum(-1)
             in_total = layout.per_sequence(r_x.sum(-1)) + r_h0.sum(-1) + r_c0.sum(-1)
             for k, record in enumerate(spec.record):
                 record(out_total[k], in_total[k])
-        return None, r_x, r_h0, r_c0
+        r_in = r_x[0]
+        if directions == 2:  # the reverse direction's part back in the input's order, added to the forward's
+            back = r_x[1].index_select(0, layout.reverse)
+            if spec.taps is not None:
+                spec.taps[("input", 0, 1)] = back
+            r_in = r_in + back
+        if spec.taps is not None:
+            spec.taps[("input", 0, 0)] = r_x[0]
+        return None, r_in, r_h0, r_c0
 
 
 def _rows(buffer: Tensor, flat: Tensor, count: int) -> Tensor:

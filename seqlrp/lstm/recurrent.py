@@ -244,19 +244,15 @@ class RecurrentForward:
         layout = PackedLayout.build(batch_sizes, data.device)
         self.layout, self.padded_shape, self.tap_inverse, self.sorted_indices = layout, (steps, batch), inverse, order
         layer_input, h_n, c_n = data, [], []
+        single = m.num_layers == 1
         for layer in range(m.num_layers):
-            parts = []
-            for direction in range(directions):
-                xin = Tap.apply(self.taps, ("input", 0, direction), layer_input) if layer == 0 else layer_input
-                parts.append(xin if direction == 0 else xin.index_select(0, layout.reverse))
             spec = self._spec(layer, directions, layout)
             span = slice(layer * directions, (layer + 1) * directions)
-            out, h, c = FusedLSTMLayer.apply(spec, torch.stack(parts), h0[span], c0[span])
-            outs = [out[0]] + ([out[1].index_select(0, layout.reverse)] if directions == 2 else [])
+            layer_input, h, c = FusedLSTMLayer.apply(spec, layer_input, h0 if single else h0[span],
+                                                     c0 if single else c0[span])
             h_n.append(h)
             c_n.append(c)
-            layer_input = outs[0] if directions == 1 else torch.cat(outs, -1)
-        h_n, c_n = torch.cat(h_n), torch.cat(c_n)
+        h_n, c_n = (h_n[0], c_n[0]) if single else (torch.cat(h_n), torch.cat(c_n))
         if inverse is not None:
             h_n, c_n = h_n.index_select(1, inverse), c_n.index_select(1, inverse)
         if packed:
@@ -282,7 +278,7 @@ class RecurrentForward:
             self.session.calls.append(call)
             records.append(lambda r_out, r_in, call=call: _record(call, r_out, r_in))
         return FusedSpec(w_ih, w_hh, bias, lin.epsilon, lin.bias_factor, lin.ignore_bias, cell.epsilon,
-                         cell.bias_factor, layout, records)
+                         cell.bias_factor, layout, records, self.taps if layer == 0 else None)
 
     def input_relevance(self, direction: int) -> Tensor | None:
         """Relevance of the first layer's input (T, B, e) that went through ``direction``, in batch order."""
