@@ -151,28 +151,13 @@ class FusedLSTMLayer(torch.autograd.Function):
         ctx.set_materialize_grads(False)
         layout = spec.layout
         sizes, offsets = layout.batch_sizes, layout.offsets
-        directions, (rows, _) = spec.weight_hh.shape[0], x.shape
-        batch, d = sizes[0], spec.weight_hh.shape[2]
-        x = x[None].clone() if directions == 1 else torch.stack([x, x.index_select(0, layout.reverse)])
+        directions, d = spec.weight_hh.shape[0], spec.weight_hh.shape[2]
         # tanh(x) = 2 sigmoid(2x) - 1, and sigmoid is ~3x faster than tanh on CPU: the g rows of the weights
         # are doubled so that ONE sigmoid over all four blocks also gives g (exact up to rounding)
         scale = _gate_scale(d, x.dtype, x.device)
-        w_ih = spec.weight_ih * scale
-        w_hh_t = (spec.weight_hh * scale).transpose(1, 2)
-        pre = torch.bmm(x, w_ih.transpose(1, 2)) if spec.bias is None else \
-            torch.baddbmm((spec.bias * scale[:, 0])[:, None, :], x, w_ih.transpose(1, 2))
-        act = torch.empty_like(pre)  # sigmoids of all four blocks (the g block holds sigmoid(2 z_g))
-        # states: rows 0..B-1 hold the initial state, then the packed rows (row r of step t at B + r)
-        cells = x.new_empty(directions, batch + rows, d)
-        hidden = x.new_empty(directions, batch + rows, d)
-        cells[:, :batch], hidden[:, :batch] = c0, h0
-        _steps("forward")(pre, act, cells, hidden, w_hh_t, sizes, offsets, batch, d)
-        if directions == 1:
-            out = hidden[0, batch:].clone()
-        else:  # (the reverse direction's rows back in the input's time order)
-            out = torch.cat([hidden[0, batch:], hidden[1, batch:].index_select(0, layout.reverse)], -1)
-        last = layout.flat("last_state", directions)
-        h_n, c_n = _rows(hidden, last, batch), _rows(cells, last, batch)
+        x, cells, hidden, act, out, h_n, c_n = _steps("forward_layer")(
+            x, spec.weight_ih, spec.weight_hh, spec.bias, scale, h0, c0, sizes, offsets, layout.reverse,
+            layout.flat("last_state", directions))
         ctx.spec = spec
         ctx.save_for_backward(x, cells, hidden, act)
         return out, h_n, c_n
@@ -183,22 +168,11 @@ class FusedLSTMLayer(torch.autograd.Function):
         layout = spec.layout
         sizes, offsets = layout.batch_sizes, layout.offsets
         x, cells, hidden, act = ctx.saved_tensors
-        directions, rows, e = x.shape
-        batch, d = sizes[0], spec.weight_hh.shape[2]
-        i_, f_, g_ = (slice(k * d, (k + 1) * d) for k in range(3))
-        w_ih_g = spec.weight_ih[:, g_]  # (D, d, e)
-        w_hh_g = spec.weight_hh[:, g_]  # (D, d, d)
-        # step-independent parts, for all rows at once
+        directions, rows, _ = x.shape
+        d = spec.weight_hh.shape[2]
         prev_rows = layout.flat("previous", directions)  # (built in the forward: no host-to-device copy here)
-        c_all = cells[:, batch:]
-        den_c = stabilize(c_all, spec.sum_epsilon)
-        fc = act[..., f_] * _rows(cells, prev_rows, rows)  # f ⊙ c_{t-1}
-        ig = act[..., i_] * act[..., g_].mul(2.0).sub_(1.0)  # i ⊙ g
-        # the pre-activation of g, recomputed for all rows at once (cheaper than keeping it step by step)
+        g_ = slice(2 * d, 3 * d)
         b_g = None if spec.bias is None or spec.linear_ignore_bias else spec.bias[:, None, g_]
-        z = torch.bmm(x, w_ih_g.transpose(1, 2)) if b_g is None else torch.baddbmm(b_g, x, w_ih_g.transpose(1, 2))
-        z.baddbmm_(_rows(hidden, prev_rows, rows), w_hh_g.transpose(1, 2))
-        den_z = stabilize(z, spec.linear_epsilon)
         # rc[:, r] accumulates R(c_t) of packed row r: R(out) and R(h_n), R(c_n) arrive here, then R(c_t via c_{t+1})
         # and R(h_t) from step t + 1 are added by the recursion before step t reads it
         if r_out is None:
@@ -211,51 +185,14 @@ class FusedLSTMLayer(torch.autograd.Function):
         for arriving in (r_hn, r_cn):
             if arriving is not None:
                 _add_rows(rc, layout.flat("last", directions), arriving)
-        r_h0 = x.new_zeros(directions, batch, d)
-        r_c0 = x.new_zeros(directions, batch, d)
-        s_all = x.new_zeros(directions, rows, d)
-        steps = len(sizes)
         if not (spec.sum_bias_factor or spec.linear_bias_factor) and spec.sum_epsilon and spec.linear_epsilon:
             # no shares: S = i g / (stab(z) stab(c)) · R(c_t) and R(c_{t-1}) = f c_{t-1} / stab(c) · R(c_t);
             # both factors are known for all rows before the recursion: 4 ops per step for all directions
-            to_s = ig.div_(den_z.mul_(den_c))
-            to_c = fc.div_(den_c)
-            _steps("backward")(rc, to_s, to_c, s_all, hidden, w_hh_g, sizes, offsets, batch, r_h0, r_c0)
+            r_x, r_h0, r_c0 = _steps("backward_layer")(x, cells, hidden, act, spec.weight_ih, spec.weight_hh, b_g, rc,
+                                                       prev_rows, sizes, offsets, spec.sum_epsilon,
+                                                       spec.linear_epsilon)
         else:
-            if spec.sum_bias_factor:
-                sign_c = sign0(c_all).mul_(spec.sum_bias_factor * spec.sum_epsilon / (2 * d))
-            if spec.linear_bias_factor:
-                share = spec.linear_epsilon * sign0(z)
-                if b_g is not None:
-                    share = share + b_g
-                share = share * (spec.linear_bias_factor / (e + d))
-                kappa_all = x.new_zeros(directions, rows, 1)
-            for t in range(steps - 1, -1, -1):
-                n = sizes[t]
-                cur = slice(offsets[t], offsets[t] + n)
-                q = _divide(rc[:, cur], den_c[:, cur], spec.sum_epsilon)
-                r_g = ig[:, cur] * q
-                r_c = fc[:, cur] * q
-                if spec.sum_bias_factor:
-                    k = (sign_c[:, cur] * q).sum(-1, keepdim=True)
-                    r_c += k
-                    r_g += k
-                s = _divide(r_g, den_z[:, cur], spec.linear_epsilon)
-                s_all[:, cur] = s
-                h_prev = hidden[:, batch + offsets[t - 1]:batch + offsets[t - 1] + n] if t else hidden[:, :n]
-                r_h = h_prev * torch.bmm(s, w_hh_g)
-                if spec.linear_bias_factor:
-                    kappa = (share[:, cur] * s).sum(-1, keepdim=True)
-                    kappa_all[:, cur] = kappa
-                    r_h += kappa
-                if t:
-                    back = slice(offsets[t - 1], offsets[t - 1] + n)
-                    rc[:, back] += r_h + r_c
-                else:
-                    r_h0[:, :n], r_c0[:, :n] = r_h, r_c
-        r_x = x * torch.bmm(s_all, w_ih_g)
-        if spec.linear_bias_factor:
-            r_x += kappa_all
+            r_x, r_h0, r_c0 = _backward_shares(spec, x, cells, hidden, act, b_g, rc, prev_rows)
         if spec.record:
             out_total = layout.per_sequence(x.new_zeros(directions, rows) if out_rows is None else out_rows)
             for state in (r_hn, r_cn):
@@ -273,6 +210,67 @@ class FusedLSTMLayer(torch.autograd.Function):
         if spec.taps is not None:
             spec.taps[("input", 0, 0)] = r_x[0]
         return None, r_in, r_h0, r_c0
+
+
+def _backward_shares(spec: FusedSpec, x: Tensor, cells: Tensor, hidden: Tensor, act: Tensor, b_g: Tensor | None,
+                     rc: Tensor, prev_rows: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The backward's recursion with bias shares (``bias_factor > 0``) or ε = 0: ``(r_x, r_h0, r_c0)``, step by step
+    in Python (the scripted :func:`_backward_layer` is the path without shares)."""
+    layout = spec.layout
+    sizes, offsets = layout.batch_sizes, layout.offsets
+    directions, rows, e = x.shape
+    batch, d = sizes[0], spec.weight_hh.shape[2]
+    i_, f_, g_ = (slice(k * d, (k + 1) * d) for k in range(3))
+    w_ih_g = spec.weight_ih[:, g_]  # (D, d, e)
+    w_hh_g = spec.weight_hh[:, g_]  # (D, d, d)
+    # step-independent parts, for all rows at once
+    c_all = cells[:, batch:]
+    den_c = stabilize(c_all, spec.sum_epsilon)
+    fc = act[..., f_] * _rows(cells, prev_rows, rows)  # f ⊙ c_{t-1}
+    ig = act[..., i_] * act[..., g_].mul(2.0).sub_(1.0)  # i ⊙ g
+    # the pre-activation of g, recomputed for all rows at once (cheaper than keeping it step by step)
+    z = torch.bmm(x, w_ih_g.transpose(1, 2)) if b_g is None else torch.baddbmm(b_g, x, w_ih_g.transpose(1, 2))
+    z.baddbmm_(_rows(hidden, prev_rows, rows), w_hh_g.transpose(1, 2))
+    den_z = stabilize(z, spec.linear_epsilon)
+    r_h0 = x.new_zeros(directions, batch, d)
+    r_c0 = x.new_zeros(directions, batch, d)
+    s_all = x.new_zeros(directions, rows, d)
+    steps = len(sizes)
+    if spec.sum_bias_factor:
+        sign_c = sign0(c_all).mul_(spec.sum_bias_factor * spec.sum_epsilon / (2 * d))
+    if spec.linear_bias_factor:
+        share = spec.linear_epsilon * sign0(z)
+        if b_g is not None:
+            share = share + b_g
+        share = share * (spec.linear_bias_factor / (e + d))
+        kappa_all = x.new_zeros(directions, rows, 1)
+    for t in range(steps - 1, -1, -1):
+        n = sizes[t]
+        cur = slice(offsets[t], offsets[t] + n)
+        q = _divide(rc[:, cur], den_c[:, cur], spec.sum_epsilon)
+        r_g = ig[:, cur] * q
+        r_c = fc[:, cur] * q
+        if spec.sum_bias_factor:
+            k = (sign_c[:, cur] * q).sum(-1, keepdim=True)
+            r_c += k
+            r_g += k
+        s = _divide(r_g, den_z[:, cur], spec.linear_epsilon)
+        s_all[:, cur] = s
+        h_prev = hidden[:, batch + offsets[t - 1]:batch + offsets[t - 1] + n] if t else hidden[:, :n]
+        r_h = h_prev * torch.bmm(s, w_hh_g)
+        if spec.linear_bias_factor:
+            kappa = (share[:, cur] * s).sum(-1, keepdim=True)
+            kappa_all[:, cur] = kappa
+            r_h += kappa
+        if t:
+            back = slice(offsets[t - 1], offsets[t - 1] + n)
+            rc[:, back] += r_h + r_c
+        else:
+            r_h0[:, :n], r_c0[:, :n] = r_h, r_c
+    r_x = x * torch.bmm(s_all, w_ih_g)
+    if spec.linear_bias_factor:
+        r_x += kappa_all
+    return r_x, r_h0, r_c0
 
 
 def _rows(buffer: Tensor, flat: Tensor, count: int) -> Tensor:
@@ -315,6 +313,40 @@ def _gate_scale(d: int, dtype, device) -> Tensor:
 # docs/lstm.md, "Speed"); where scripting fails they run as the same Python functions.
 
 
+def _forward_layer(x: Tensor, weight_ih: Tensor, weight_hh: Tensor, bias: Tensor | None, scale: Tensor, h0: Tensor,
+                   c0: Tensor, sizes: list[int], offsets: list[int], reverse: Tensor,
+                   last: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """:meth:`FusedLSTMLayer.forward` after the spec is read: ``x (N, e)`` -> the stacked input ``(D, N, e)``, the
+    state buffers ``cells``, ``hidden`` ``(D, B + N, d)``, the sigmoids ``act (D, N, 4d)``, ``out (N, D*d)``,
+    ``h_n``, ``c_n`` ``(D, B, d)`` (``last``: the flat state rows of each sequence's last step). One TorchScript
+    call (the ops before and after the loop cost less there than one by one from Python)."""
+    directions, d = weight_hh.shape[0], weight_hh.shape[2]
+    rows, batch = x.shape[0], sizes[0]
+    x = x.unsqueeze(0).clone() if directions == 1 else torch.stack([x, x.index_select(0, reverse)])
+    w_ih = weight_ih * scale
+    w_hh_t = (weight_hh * scale).transpose(1, 2)
+    if bias is None:
+        pre = torch.bmm(x, w_ih.transpose(1, 2))
+    else:
+        pre = torch.baddbmm((bias * scale.select(1, 0)).unsqueeze(1), x, w_ih.transpose(1, 2))
+    act = torch.empty_like(pre)  # sigmoids of all four blocks (the g block holds sigmoid(2 z_g))
+    # states: rows 0..B-1 hold the initial state, then the packed rows (row r of step t at B + r)
+    cells = x.new_empty([directions, batch + rows, d])
+    hidden = x.new_empty([directions, batch + rows, d])
+    cells.narrow(1, 0, batch).copy_(c0)
+    hidden.narrow(1, 0, batch).copy_(h0)
+    _forward_steps(pre, act, cells, hidden, w_hh_t, sizes, offsets, batch, d)
+    if directions == 1:
+        out = hidden[0].narrow(0, batch, rows).clone()
+    else:  # (the reverse direction's rows back in the input's time order)
+        out = torch.cat([hidden[0].narrow(0, batch, rows), hidden[1].narrow(0, batch, rows).index_select(0, reverse)],
+                        -1)
+    size = batch + rows
+    h_n = hidden.reshape(directions * size, d).index_select(0, last).view(directions, batch, d)
+    c_n = cells.reshape(directions * size, d).index_select(0, last).view(directions, batch, d)
+    return x, cells, hidden, act, out, h_n, c_n
+
+
 def _forward_steps(pre: Tensor, act: Tensor, cells: Tensor, hidden: Tensor, w_hh_t: Tensor, sizes: list[int],
                    offsets: list[int], batch: int, d: int) -> None:
     """The recursion of the forward: 9 ops per step for all directions (the pre-activations are not kept).
@@ -331,6 +363,39 @@ def _forward_steps(pre: Tensor, act: Tensor, cells: Tensor, hidden: Tensor, w_hh
         c.addcmul_(i, g, value=2.0).sub_(i)  # + i (2 sigmoid(2 z_g) - 1) = + i g
         torch.addcmul(o.neg(), o, torch.sigmoid(c * 2.0), value=2.0, out=hidden.narrow(1, now, n))  # o tanh(c)
         previous = now
+
+
+def _backward_layer(x: Tensor, cells: Tensor, hidden: Tensor, act: Tensor, weight_ih: Tensor, weight_hh: Tensor,
+                    b_g: Tensor | None, rc: Tensor, previous: Tensor, sizes: list[int], offsets: list[int],
+                    sum_epsilon: float, linear_epsilon: float) -> tuple[Tensor, Tensor, Tensor]:
+    """The backward without shares (ε > 0, no bias factors) after ``rc`` holds the arriving relevance:
+    ``(r_x (D, N, e), r_h0, r_c0 (D, B, d))``. One TorchScript call; the same ops as :func:`_backward_shares`
+    (``stabilize`` written out: ``copysign(ε, z + 0) + z``)."""
+    directions, rows, d, batch = x.shape[0], x.shape[1], weight_hh.shape[2], sizes[0]
+    size = batch + rows
+    w_ih_g = weight_ih.narrow(1, 2 * d, d)  # (D, d, e)
+    w_hh_g = weight_hh.narrow(1, 2 * d, d)  # (D, d, d)
+    # step-independent parts, for all rows at once
+    c_all = cells.narrow(1, batch, rows)
+    den_c = torch.copysign(torch.full([], sum_epsilon, dtype=c_all.dtype, device=c_all.device), c_all + 0.0).add_(c_all)
+    fc = act.narrow(2, d, d) * cells.reshape(directions * size, d).index_select(0, previous).view(directions, rows, d)
+    ig = act.narrow(2, 0, d) * act.narrow(2, 2 * d, d).mul(2.0).sub_(1.0)  # i ⊙ g
+    # the pre-activation of g, recomputed for all rows at once (cheaper than keeping it step by step)
+    if b_g is None:
+        z = torch.bmm(x, w_ih_g.transpose(1, 2))
+    else:
+        z = torch.baddbmm(b_g, x, w_ih_g.transpose(1, 2))
+    z.baddbmm_(hidden.reshape(directions * size, d).index_select(0, previous).view(directions, rows, d),
+               w_hh_g.transpose(1, 2))
+    den_z = torch.copysign(torch.full([], linear_epsilon, dtype=z.dtype, device=z.device), z + 0.0).add_(z)
+    r_h0 = x.new_zeros([directions, batch, d])
+    r_c0 = x.new_zeros([directions, batch, d])
+    s_all = x.new_zeros([directions, rows, d])
+    # S = i g / (stab(z) stab(c)) · R(c_t) and R(c_{t-1}) = f c_{t-1} / stab(c) · R(c_t): both factors for all rows
+    to_s = ig.div_(den_z.mul_(den_c))
+    to_c = fc.div_(den_c)
+    _backward_steps(rc, to_s, to_c, s_all, hidden, w_hh_g, sizes, offsets, batch, r_h0, r_c0)
+    return x * torch.bmm(s_all, w_ih_g), r_h0, r_c0
 
 
 def _backward_steps(rc: Tensor, to_s: Tensor, to_c: Tensor, s_all: Tensor, hidden: Tensor, w_hh_g: Tensor,
@@ -352,7 +417,8 @@ def _backward_steps(rc: Tensor, to_s: Tensor, to_c: Tensor, s_all: Tensor, hidde
 
 #: False: run the loops as Python (tests compare both)
 USE_TORCHSCRIPT = True
-_LOOPS = {"forward": _forward_steps, "backward": _backward_steps}
+_LOOPS = {"forward": _forward_steps, "backward": _backward_steps, "forward_layer": _forward_layer,
+          "backward_layer": _backward_layer}
 _SCRIPTED: dict = {}
 
 
