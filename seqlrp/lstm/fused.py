@@ -49,7 +49,7 @@ class PackedLayout:
     last: Tensor  # (B,) packed row of each sequence's last step
     reverse: Tensor  # (N,) packed row of the same sequence at its time-reversed step (its own inverse)
     previous: Tensor  # (N,) row of the state buffers (initial states first) holding each row's previous state
-    #: (name, directions) -> the flat row index of :func:`_rows`/:func:`_add_rows` (see :meth:`flat`)
+    #: (name, directions) -> the flat row index of :func:`_rows` (see :meth:`flat`)
     flats: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -99,10 +99,6 @@ class PackedLayout:
                 index = _flat_index(self.previous, directions, batch + rows)
             self.flats[key] = index
         return index
-
-    def per_sequence(self, values: Tensor) -> Tensor:
-        """``(D, N)`` per-row values summed per sequence: ``(D, B)``."""
-        return values.new_zeros(values.shape[0], self.batch_sizes[0]).index_add_(1, self.row, values)
 
 
 #: the last layouts built (keyed by batch sizes and device): explain_text on many small batches of few lengths
@@ -166,49 +162,28 @@ class FusedLSTMLayer(torch.autograd.Function):
     def backward(ctx, r_out: Tensor | None, r_hn: Tensor | None, r_cn: Tensor | None):
         spec: FusedSpec = ctx.spec
         layout = spec.layout
-        sizes, offsets = layout.batch_sizes, layout.offsets
         x, cells, hidden, act = ctx.saved_tensors
-        directions, rows, _ = x.shape
-        d = spec.weight_hh.shape[2]
-        prev_rows = layout.flat("previous", directions)  # (built in the forward: no host-to-device copy here)
+        directions, d = x.shape[0], spec.weight_hh.shape[2]
         g_ = slice(2 * d, 3 * d)
         b_g = None if spec.bias is None or spec.linear_ignore_bias else spec.bias[:, None, g_]
-        # rc[:, r] accumulates R(c_t) of packed row r: R(out) and R(h_n), R(c_n) arrive here, then R(c_t via c_{t+1})
-        # and R(h_t) from step t + 1 are added by the recursion before step t reads it
-        if r_out is None:
-            rc = x.new_zeros(directions, rows, d)
-        elif directions == 1:
-            rc = r_out[None].clone()
-        else:  # (the reverse direction's relevance in its own time order)
-            rc = torch.stack([r_out[:, :d], r_out[:, d:].index_select(0, layout.reverse)])
-        out_rows = None if r_out is None or not spec.record else rc.sum(-1)  # (before anything is added to rc)
-        for arriving in (r_hn, r_cn):
-            if arriving is not None:
-                _add_rows(rc, layout.flat("last", directions), arriving)
+        flats = (layout.flat("previous", directions), layout.flat("last", directions))
+        record = bool(spec.record)
         if not (spec.sum_bias_factor or spec.linear_bias_factor) and spec.sum_epsilon and spec.linear_epsilon:
-            # no shares: S = i g / (stab(z) stab(c)) · R(c_t) and R(c_{t-1}) = f c_{t-1} / stab(c) · R(c_t);
-            # both factors are known for all rows before the recursion: 4 ops per step for all directions
-            r_x, r_h0, r_c0 = _steps("backward_layer")(x, cells, hidden, act, spec.weight_ih, spec.weight_hh, b_g, rc,
-                                                       prev_rows, sizes, offsets, spec.sum_epsilon,
-                                                       spec.linear_epsilon)
+            result = _steps("backward_layer")(x, cells, hidden, act, spec.weight_ih, spec.weight_hh, b_g, r_out, r_hn,
+                                              r_cn, *flats, layout.reverse, layout.row, layout.batch_sizes,
+                                              layout.offsets, spec.sum_epsilon, spec.linear_epsilon, record)
         else:
-            r_x, r_h0, r_c0 = _backward_shares(spec, x, cells, hidden, act, b_g, rc, prev_rows)
-        if spec.record:
-            out_total = layout.per_sequence(x.new_zeros(directions, rows) if out_rows is None else out_rows)
-            for state in (r_hn, r_cn):
-                if state is not None:
-                    out_total = out_total + state.sum(-1)
-            in_total = layout.per_sequence(r_x.sum(-1)) + r_h0.sum(-1) + r_c0.sum(-1)
-            for k, record in enumerate(spec.record):
-                record(out_total[k], in_total[k])
-        r_in = r_x[0]
-        if directions == 2:  # the reverse direction's part back in the input's order, added to the forward's
-            back = r_x[1].index_select(0, layout.reverse)
-            if spec.taps is not None:
-                spec.taps[("input", 0, 1)] = back
-            r_in = r_in + back
+            rc, out_rows = _arriving(r_out, r_hn, r_cn, x, layout.reverse, flats[1], d, record)
+            r_x, r_h0, r_c0 = _backward_shares(spec, x, cells, hidden, act, b_g, rc, flats[0])
+            result = _leaving(r_x, r_h0, r_c0, out_rows, r_hn, r_cn, layout.reverse, layout.row, record)
+        r_in, r_h0, r_c0, tap_forward, tap_reverse, out_total, in_total = result
+        if out_total is not None:
+            for k, call_record in enumerate(spec.record):
+                call_record(out_total[k], in_total[k])
         if spec.taps is not None:
-            spec.taps[("input", 0, 0)] = r_x[0]
+            spec.taps[("input", 0, 0)] = tap_forward
+            if directions == 2:
+                spec.taps[("input", 0, 1)] = tap_reverse
         return None, r_in, r_h0, r_c0
 
 
@@ -286,13 +261,6 @@ def _flat_index(index: Tensor, directions: int, size: int) -> Tensor:
     return (index[None, :] + size * torch.arange(directions, device=index.device)[:, None]).reshape(-1)
 
 
-def _add_rows(buffer: Tensor, flat: Tensor, values: Tensor) -> None:
-    """``buffer[:, index] += values`` for ``(D, M, d)`` and distinct ``index`` given as its flat index, on the flat
-    rows."""
-    directions, size, d = buffer.shape
-    buffer.view(directions * size, d).index_add_(0, flat, values.reshape(-1, d))
-
-
 _SCALES: dict = {}
 
 
@@ -365,13 +333,67 @@ def _forward_steps(pre: Tensor, act: Tensor, cells: Tensor, hidden: Tensor, w_hh
         previous = now
 
 
+def _arriving(r_out: Tensor | None, r_hn: Tensor | None, r_cn: Tensor | None, x: Tensor, reverse: Tensor,
+              last: Tensor, d: int, record: bool) -> tuple[Tensor, Tensor | None]:
+    """``rc (D, N, d)``, where ``rc[:, r]`` accumulates R(c_t) of packed row ``r``: R(out) (the reverse direction's
+    in its own time order) and R(h_n), R(c_n) arrive here (``last``: the flat rows of each sequence's last step),
+    then the recursion adds R(c_t via c_{t+1}) and R(h_t) from step t + 1 before step t reads it. And, for the
+    conservation record, the arriving R(out) per row ``(D, N)`` (None without R(out) or without a record)."""
+    directions, rows = x.shape[0], x.shape[1]
+    if r_out is None:
+        rc = x.new_zeros([directions, rows, d])
+    elif directions == 1:
+        rc = r_out.unsqueeze(0).clone()
+    else:
+        rc = torch.stack([r_out.narrow(1, 0, d), r_out.narrow(1, d, d).index_select(0, reverse)])
+    out_rows: Tensor | None = None
+    if r_out is not None and record:
+        out_rows = rc.sum(-1)  # (before anything is added to rc)
+    flat = rc.view(directions * rows, d)
+    if r_hn is not None:
+        flat.index_add_(0, last, r_hn.reshape(-1, d))
+    if r_cn is not None:
+        flat.index_add_(0, last, r_cn.reshape(-1, d))
+    return rc, out_rows
+
+
+def _leaving(r_x: Tensor, r_h0: Tensor, r_c0: Tensor, out_rows: Tensor | None, r_hn: Tensor | None,
+             r_cn: Tensor | None, reverse: Tensor, row: Tensor, record: bool) -> tuple[
+             Tensor, Tensor, Tensor, Tensor, Tensor | None, Tensor | None, Tensor | None]:
+    """The layer input's relevance ``r_in (N, e)`` (the reverse direction's part back in the input's order, added to
+    the forward's), ``r_h0``, ``r_c0``, the two directions' parts (the input taps), and with ``record`` the relevance
+    out of and into the layer per direction and sequence ``(D, B)`` (the conservation report)."""
+    directions, rows, batch = r_x.shape[0], r_x.shape[1], r_h0.shape[1]
+    tap_forward = r_x[0]
+    tap_reverse: Tensor | None = None
+    r_in = tap_forward
+    if directions == 2:
+        tap_reverse = r_x[1].index_select(0, reverse)
+        r_in = r_in + tap_reverse
+    out_total: Tensor | None = None
+    in_total: Tensor | None = None
+    if record:
+        arriving = r_x.new_zeros([directions, rows]) if out_rows is None else out_rows
+        total = r_x.new_zeros([directions, batch]).index_add_(1, row, arriving)
+        if r_hn is not None:
+            total = total + r_hn.sum(-1)
+        if r_cn is not None:
+            total = total + r_cn.sum(-1)
+        out_total = total
+        in_total = r_x.new_zeros([directions, batch]).index_add_(1, row, r_x.sum(-1)) + r_h0.sum(-1) + r_c0.sum(-1)
+    return r_in, r_h0, r_c0, tap_forward, tap_reverse, out_total, in_total
+
+
 def _backward_layer(x: Tensor, cells: Tensor, hidden: Tensor, act: Tensor, weight_ih: Tensor, weight_hh: Tensor,
-                    b_g: Tensor | None, rc: Tensor, previous: Tensor, sizes: list[int], offsets: list[int],
-                    sum_epsilon: float, linear_epsilon: float) -> tuple[Tensor, Tensor, Tensor]:
-    """The backward without shares (ε > 0, no bias factors) after ``rc`` holds the arriving relevance:
-    ``(r_x (D, N, e), r_h0, r_c0 (D, B, d))``. One TorchScript call; the same ops as :func:`_backward_shares`
-    (``stabilize`` written out: ``copysign(ε, z + 0) + z``)."""
+                    b_g: Tensor | None, r_out: Tensor | None, r_hn: Tensor | None, r_cn: Tensor | None,
+                    previous: Tensor, last: Tensor, reverse: Tensor, row: Tensor, sizes: list[int], offsets: list[int],
+                    sum_epsilon: float, linear_epsilon: float, record: bool) -> tuple[
+                    Tensor, Tensor, Tensor, Tensor, Tensor | None, Tensor | None, Tensor | None]:
+    """:meth:`FusedLSTMLayer.backward` without shares (ε > 0, no bias factors), as ONE TorchScript call: the
+    arriving relevance (:func:`_arriving`), the same ops as :func:`_backward_shares` (``stabilize`` written out:
+    ``copysign(ε, z + 0) + z``) with the 4-op recursion, and :func:`_leaving`'s results."""
     directions, rows, d, batch = x.shape[0], x.shape[1], weight_hh.shape[2], sizes[0]
+    rc, out_rows = _arriving(r_out, r_hn, r_cn, x, reverse, last, d, record)
     size = batch + rows
     w_ih_g = weight_ih.narrow(1, 2 * d, d)  # (D, d, e)
     w_hh_g = weight_hh.narrow(1, 2 * d, d)  # (D, d, d)
@@ -395,7 +417,8 @@ def _backward_layer(x: Tensor, cells: Tensor, hidden: Tensor, act: Tensor, weigh
     to_s = ig.div_(den_z.mul_(den_c))
     to_c = fc.div_(den_c)
     _backward_steps(rc, to_s, to_c, s_all, hidden, w_hh_g, sizes, offsets, batch, r_h0, r_c0)
-    return x * torch.bmm(s_all, w_ih_g), r_h0, r_c0
+    r_x = x * torch.bmm(s_all, w_ih_g)
+    return _leaving(r_x, r_h0, r_c0, out_rows, r_hn, r_cn, reverse, row, record)
 
 
 def _backward_steps(rc: Tensor, to_s: Tensor, to_c: Tensor, s_all: Tensor, hidden: Tensor, w_hh_g: Tensor,
