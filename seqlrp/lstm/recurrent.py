@@ -52,12 +52,12 @@ def cell_rules(session: Session, module: nn.Module) -> CellRules:
     ``Product`` -- the gate rule is the one every gated product of the model gets."""
     composite = session.composite
     linear = composite.get(GATE_LINEAR) or composite.by_class(nn.Linear) or Epsilon()
-    if isinstance(linear, Epsilon):
-        default_sum = Epsilon(epsilon=linear.epsilon, bias_factor=linear.bias_factor)
-    else:
-        default_sum = Epsilon()
+    cell_sum = composite.get(CELL_SUM)
+    if not cell_sum:  # (the default, built only when the composite has none)
+        cell_sum = Epsilon(epsilon=linear.epsilon, bias_factor=linear.bias_factor) if isinstance(linear, Epsilon) \
+            else Epsilon()
     product = composite.get(GATE_PRODUCT) or composite.by_class(Product) or SignalTakesAll()
-    return CellRules(linear, composite.get(CELL_SUM) or default_sum, product)
+    return CellRules(linear, cell_sum, product)
 
 
 def _fusable(rules: CellRules, session: Session) -> bool:

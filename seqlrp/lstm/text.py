@@ -16,7 +16,7 @@ from torch.nn.utils.rnn import PackedSequence
 
 from ..core.checks import check_eval_mode, check_not_meta, check_tokens, needs_lengths
 from ..core.composites import Composite
-from ..core.copying import modules, structural_copy, unwrap
+from ..core.copying import modules, named_modules, structural_copy, unwrap
 from ..core.explanation import Explanation
 from ..core.labels import check_labels
 from ..core.pipeline import CoverageWarning, Inputs, Mode, propagate, user_stacklevel
@@ -73,7 +73,8 @@ def check_token_ids(token_ids: Tensor, vocabulary: int, lengths: Tensor | None) 
     if token_ids.dim() != 2 or token_ids.numel() == 0:
         raise ValueError(f"token_ids must have shape (batch, time) and not be empty, got {tuple(token_ids.shape)}")
     batch, steps = token_ids.shape
-    low, high = int(token_ids.min()), int(token_ids.max())
+    low, high = token_ids.aminmax()  # (one reduction for both bounds)
+    low, high = int(low), int(high)
     if low < 0:
         raise ValueError(f"token_ids contain a negative id ({low}); ids index the embedding (0..{vocabulary - 1})")
     if high >= vocabulary:
@@ -98,7 +99,7 @@ def check_token_ids(token_ids: Tensor, vocabulary: int, lengths: Tensor | None) 
 
 
 def _find_embedding(model: nn.Module, embedding: str | None) -> str:
-    names = [n for n, m in model.named_modules() if isinstance(m, nn.Embedding)]
+    names = [n for n, m in named_modules(model) if isinstance(m, nn.Embedding)]
     if embedding is not None:
         if embedding not in names:
             raise ValueError(f"no nn.Embedding named {embedding!r}; embeddings in the model: {names}")
@@ -317,7 +318,7 @@ class EmbeddingLeaf(Inputs):
         else:
             positions = torch.arange(self.ids.shape[1], device=relevance.device)[None, :]
             padding = positions >= lengths.to(relevance.device)[:, None]
-            if bool(relevance[padding].ne(0).any()):
+            if bool((relevance.ne(0).any(-1) & padding).any()):  # (no boolean indexing: one host read)
                 warnings.warn("padded positions received relevance: the model reads padding (pack the sequences with "
                               "the lengths, e.g. nn.utils.rnn.pack_padded_sequence)", CoverageWarning,
                               stacklevel=user_stacklevel())
