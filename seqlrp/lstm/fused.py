@@ -126,6 +126,10 @@ class FusedSpec:
     #: where the backward stores the input relevance of each direction (key ``("input", 0, k)``, packed rows in the
     #: input's order), or None
     taps: dict | None = None
+    #: ``(steps, batch, batch_first)`` when ``x`` is the layer's padded input (all lengths equal) as given to the
+    #: ``nn.LSTM``, ``(T, B, e)``, ``(B, T, e)`` or unbatched ``(T, e)``: its packed rows are a reshape, done here
+    #: (no autograd nodes of their own); None when ``x`` is packed rows already
+    padded: tuple[int, int, bool] | None = None
 
 
 def _divide(numerator: Tensor, denominator: Tensor, epsilon: float) -> Tensor:
@@ -145,15 +149,18 @@ class FusedLSTMLayer(torch.autograd.Function):
     @staticmethod
     def forward(ctx, spec: FusedSpec, x: Tensor, h0: Tensor, c0: Tensor):
         ctx.set_materialize_grads(False)
+        input_shape = x.shape
         layout = spec.layout
         directions, d = spec.weight_hh.shape[0], spec.weight_hh.shape[2]
         # tanh(x) = 2 sigmoid(2x) - 1, and sigmoid is ~3x faster than tanh on CPU: the g rows of the weights
         # are doubled so that ONE sigmoid over all four blocks also gives g (exact up to rounding)
         scale = _gate_scale(d, x.dtype, x.device)
+        if spec.padded is not None:  # (time-major rows: row t * B + b is step t of sequence b)
+            x = (x.transpose(0, 1) if spec.padded[2] else x).reshape(-1, x.shape[-1])
         x, cells, hidden, act, out, h_n, c_n = _steps("forward_layer")(
             x, spec.weight_ih, spec.weight_hh, spec.bias, scale, h0, c0, layout.batch_sizes, layout.reverse,
             layout.flat("last_state", directions))
-        ctx.spec = spec
+        ctx.spec, ctx.input_shape = spec, input_shape
         ctx.save_for_backward(x, cells, hidden, act)
         return out, h_n, c_n
 
@@ -183,6 +190,10 @@ class FusedLSTMLayer(torch.autograd.Function):
             spec.taps[("input", 0, 0)] = tap_forward
             if directions == 2:
                 spec.taps[("input", 0, 1)] = tap_reverse
+        if spec.padded is not None:  # (the input's own shape)
+            steps, batch, batch_first = spec.padded
+            r_in = r_in.view(steps, batch, -1)
+            r_in = r_in.transpose(0, 1) if batch_first else r_in.view(ctx.input_shape)
         return None, r_in, r_h0, r_c0
 
 

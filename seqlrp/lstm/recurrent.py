@@ -232,11 +232,11 @@ class RecurrentForward:
             order, inverse = input.sorted_indices, input.unsorted_indices
             unbatched = False
             batch, steps = batch_sizes[0], len(batch_sizes)
-        else:
+        else:  # (the first layer takes the input as it is: its packed rows are a reshape, see FusedSpec.padded)
             unbatched = input.dim() == 2
-            x = input.unsqueeze(1) if unbatched else (input.transpose(0, 1) if m.batch_first else input)
-            steps, batch, _ = x.shape
-            data, batch_sizes = x.reshape(steps * batch, x.shape[2]), [batch] * steps
+            steps, batch = (input.shape[0], 1) if unbatched else \
+                (input.shape[1], input.shape[0]) if m.batch_first else input.shape[:2]
+            data, batch_sizes = input, [batch] * steps
         directions = 2 if m.bidirectional else 1
         h0, c0 = self._initial_states(hx, batch, directions, data, unbatched)
         if order is not None:  # user states are in batch order
@@ -247,6 +247,8 @@ class RecurrentForward:
         single = m.num_layers == 1
         for layer in range(m.num_layers):
             spec = self._spec(layer, directions, layout)
+            if layer == 0 and not packed:
+                spec.padded = (steps, batch, m.batch_first and not unbatched)
             span = slice(layer * directions, (layer + 1) * directions)
             layer_input, h, c = FusedLSTMLayer.apply(spec, layer_input, h0 if single else h0[span],
                                                      c0 if single else c0[span])
