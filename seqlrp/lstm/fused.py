@@ -49,6 +49,9 @@ class PackedLayout:
     last: Tensor  # (B,) packed row of each sequence's last step
     reverse: Tensor  # (N,) packed row of the same sequence at its time-reversed step (its own inverse)
     previous: Tensor  # (N,) row of the state buffers (initial states first) holding each row's previous state
+    #: every step has all B rows (equal lengths): row r's previous state is state row r, the last step's rows are
+    #: the last B (contiguous blocks: the kernels slice instead of gathering)
+    uniform: bool = False
     #: (name, directions) -> the flat row index of :func:`_rows` (see :meth:`flat`)
     flats: dict = field(default_factory=dict, repr=False, compare=False)
 
@@ -81,7 +84,8 @@ class PackedLayout:
         reverse = starts[lengths[row] - 1 - step] + row
         before = torch.tensor([0] + offsets[:-1], device=device)  # first row of step t - 1
         previous = torch.where(step == 0, row, batch_sizes[0] + before[step] + row)
-        return cls(list(batch_sizes), offsets, step, row, last, reverse, previous)
+        uniform = all(n == batch_sizes[0] for n in batch_sizes)
+        return cls(list(batch_sizes), offsets, step, row, last, reverse, previous, uniform)
 
     def flat(self, name: str, directions: int) -> Tensor:
         """Flat row index into ``(directions, M, d)`` buffers viewed as ``(directions * M, d)``: ``"last"`` (each
@@ -159,7 +163,7 @@ class FusedLSTMLayer(torch.autograd.Function):
             x = (x.transpose(0, 1) if spec.padded[2] else x).reshape(-1, x.shape[-1])
         x, cells, hidden, act, out, h_n, c_n = _steps("forward_layer")(
             x, spec.weight_ih, spec.weight_hh, spec.bias, scale, h0, c0, layout.batch_sizes, layout.reverse,
-            layout.flat("last_state", directions))
+            layout.flat("last_state", directions), layout.uniform)
         ctx.spec, ctx.input_shape = spec, input_shape
         ctx.save_for_backward(x, cells, hidden, act)
         return out, h_n, c_n
@@ -177,7 +181,7 @@ class FusedLSTMLayer(torch.autograd.Function):
         if not (spec.sum_bias_factor or spec.linear_bias_factor) and spec.sum_epsilon and spec.linear_epsilon:
             result = _steps("backward_layer")(x, cells, hidden, act, spec.weight_ih, spec.weight_hh, b_g, r_out, r_hn,
                                               r_cn, *flats, layout.reverse, layout.row, layout.batch_sizes,
-                                              spec.sum_epsilon, spec.linear_epsilon, record)
+                                              layout.uniform, spec.sum_epsilon, spec.linear_epsilon, record)
         else:
             rc, out_rows = _arriving(r_out, r_hn, r_cn, x, layout.reverse, flats[1], d, record)
             r_x, r_h0, r_c0 = _backward_shares(spec, x, cells, hidden, act, b_g, rc, flats[0])
@@ -292,8 +296,8 @@ def _gate_scale(d: int, dtype, device) -> Tensor:
 
 
 def _forward_layer(x: Tensor, weight_ih: Tensor, weight_hh: Tensor, bias: Tensor | None, scale: Tensor, h0: Tensor,
-                   c0: Tensor, sizes: list[int], reverse: Tensor,
-                   last: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+                   c0: Tensor, sizes: list[int], reverse: Tensor, last: Tensor,
+                   uniform: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """:meth:`FusedLSTMLayer.forward` after the spec is read: ``x (N, e)`` -> the stacked input ``(D, N, e)``, the
     state buffers ``cells``, ``hidden`` ``(D, B + N, d)``, the sigmoids ``act (D, N, 4d)``, ``out (N, D*d)``,
     ``h_n``, ``c_n`` ``(D, B, d)`` (``last``: the flat state rows of each sequence's last step). One TorchScript
@@ -319,9 +323,12 @@ def _forward_layer(x: Tensor, weight_ih: Tensor, weight_hh: Tensor, bias: Tensor
     else:  # (the reverse direction's rows back in the input's time order)
         out = torch.cat([hidden[0].narrow(0, batch, rows), hidden[1].narrow(0, batch, rows).index_select(0, reverse)],
                         -1)
-    size = batch + rows
-    h_n = hidden.reshape(directions * size, d).index_select(0, last).view(directions, batch, d)
-    c_n = cells.reshape(directions * size, d).index_select(0, last).view(directions, batch, d)
+    if uniform:  # (the last step's block: the last B state rows)
+        h_n, c_n = hidden.narrow(1, rows, batch).clone(), cells.narrow(1, rows, batch).clone()
+    else:
+        size = batch + rows
+        h_n = hidden.reshape(directions * size, d).index_select(0, last).view(directions, batch, d)
+        c_n = cells.reshape(directions * size, d).index_select(0, last).view(directions, batch, d)
     return x, cells, hidden, act, out, h_n, c_n
 
 
@@ -399,7 +406,7 @@ def _leaving(r_x: Tensor, r_h0: Tensor, r_c0: Tensor, out_rows: Tensor | None, r
 
 def _backward_layer(x: Tensor, cells: Tensor, hidden: Tensor, act: Tensor, weight_ih: Tensor, weight_hh: Tensor,
                     b_g: Tensor | None, r_out: Tensor | None, r_hn: Tensor | None, r_cn: Tensor | None,
-                    previous: Tensor, last: Tensor, reverse: Tensor, row: Tensor, sizes: list[int],
+                    previous: Tensor, last: Tensor, reverse: Tensor, row: Tensor, sizes: list[int], uniform: bool,
                     sum_epsilon: float, linear_epsilon: float, record: bool) -> tuple[
                     Tensor, Tensor, Tensor, Tensor, Tensor | None, Tensor | None, Tensor | None]:
     """:meth:`FusedLSTMLayer.backward` without shares (ε > 0, no bias factors), as ONE TorchScript call: the
@@ -413,15 +420,20 @@ def _backward_layer(x: Tensor, cells: Tensor, hidden: Tensor, act: Tensor, weigh
     # step-independent parts, for all rows at once
     c_all = cells.narrow(1, batch, rows)
     den_c = torch.copysign(torch.full([], sum_epsilon, dtype=c_all.dtype, device=c_all.device), c_all + 0.0).add_(c_all)
-    fc = act.narrow(2, d, d) * cells.reshape(directions * size, d).index_select(0, previous).view(directions, rows, d)
+    if uniform:  # (row r's previous state is state row r)
+        c_prev, h_prev = cells.narrow(1, 0, rows), hidden.narrow(1, 0, rows).contiguous()  # (contiguous: the
+        # batched matmul below then takes the same path, and rounds the same, as on a gathered copy)
+    else:
+        c_prev = cells.reshape(directions * size, d).index_select(0, previous).view(directions, rows, d)
+        h_prev = hidden.reshape(directions * size, d).index_select(0, previous).view(directions, rows, d)
+    fc = act.narrow(2, d, d) * c_prev
     ig = act.narrow(2, 0, d) * act.narrow(2, 2 * d, d).mul(2.0).sub_(1.0)  # i ⊙ g
     # the pre-activation of g, recomputed for all rows at once (cheaper than keeping it step by step)
     if b_g is None:
         z = torch.bmm(x, w_ih_g.transpose(1, 2))
     else:
         z = torch.baddbmm(b_g, x, w_ih_g.transpose(1, 2))
-    z.baddbmm_(hidden.reshape(directions * size, d).index_select(0, previous).view(directions, rows, d),
-               w_hh_g.transpose(1, 2))
+    z.baddbmm_(h_prev, w_hh_g.transpose(1, 2))
     den_z = torch.copysign(torch.full([], linear_epsilon, dtype=z.dtype, device=z.device), z + 0.0).add_(z)
     r_h0 = x.new_zeros([directions, batch, d])
     r_c0 = x.new_zeros([directions, batch, d])
