@@ -18,10 +18,16 @@ nothing (neither in the per-step loop nor in the work done for all steps at once
 gets no relevance. The directions of a bidirectional layer are stacked on a leading axis ``D`` (the
 reverse direction's input reversed within each sequence) and run in ONE loop: every per-step op
 (a batched matmul, a few element-wise ops) serves both directions. The loop is bound by per-op
-overhead, not arithmetic, so the number of ops per step is what counts: 9 in the forward, 4 in the
+overhead, not arithmetic, so the number of ops per step is what counts: 10 in the forward (9 and the
+split of the gates; the buffers are split into their steps' blocks once, before the loop), 4 in the
 backward with ε and no bias shares (docs/lstm.md, "Speed"). Everything that does not depend on the
 recursion (input projections, stabilized denominators, gate ⊙ signal products, the input relevance)
 is computed for all steps at once.
+
+Fixed cost (one short sentence is bound by it, docs/lstm.md "Fixed cost"): a layer is ONE autograd node
+whatever its directions (the reversal, stacking, output concatenation and input taps happen inside it);
+its forward and its backward without shares are each ONE TorchScript call (the ops around the loops
+too); layouts are cached by their batch sizes (a pure function of the shapes, never of values).
 """
 
 from __future__ import annotations

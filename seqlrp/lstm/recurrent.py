@@ -297,6 +297,28 @@ class RecurrentForward:
             relevance = relevance.index_select(1, self.tap_inverse)
         return relevance
 
+    def direction_relevance(self) -> Tensor | None:
+        """``(D, B, T, e)``: :meth:`input_relevance` of each direction, batch-major (the same values, placed
+        directly: on the fused path's packed rows one ``index_copy_`` per direction, no transposed copies);
+        None where a direction has none."""
+        directions = 2 if self.module.bidirectional else 1
+        if not self.fused:
+            parts = [self.input_relevance(k) for k in range(directions)]
+            return None if any(p is None for p in parts) else torch.stack([p.transpose(0, 1) for p in parts])
+        parts = [self.taps.get(("input", 0, k)) for k in range(directions)]
+        if any(p is None for p in parts):
+            return None
+        steps, batch = self.padded_shape
+        layout = self.layout
+        if self.tap_inverse is None and parts[0].shape[0] == steps * batch:  # (packed row t * B + b is (t, b))
+            return torch.stack([p.view(steps, batch, -1).transpose(0, 1) for p in parts])
+        row = layout.row if self.tap_inverse is None else self.sorted_indices[layout.row]
+        out = parts[0].new_zeros(directions, batch * steps, parts[0].shape[-1])
+        index = row * steps + layout.step  # (packed row -> position b * T + t)
+        for k, part in enumerate(parts):
+            out[k].index_copy_(0, index, part)
+        return out.view(directions, batch, steps, -1)
+
 
 def _record(call: LayerCall, relevance_out: Tensor, relevance_in: Tensor) -> None:
     call.relevance_out, call.relevance_in = relevance_out, relevance_in

@@ -329,10 +329,9 @@ class EmbeddingLeaf(Inputs):
         direction = None
         recurrent = session.recurrent if session is not None else []
         if recurrent:
-            first = recurrent[0]
-            parts = [first.input_relevance(d) for d in range(2 if first.module.bidirectional else 1)]
-            if all(p is not None and p.shape[:2] == relevance.shape[:2][::-1] for p in parts):
-                direction = torch.stack([p.transpose(0, 1) for p in parts])
+            direction = recurrent[0].direction_relevance()  # (D, B, T, E)
+            if direction is not None and direction.shape[1:3] != relevance.shape[:2]:
+                direction = None  # (the first recurrent layer does not read the embeddings' (B, T) directly)
         token = gradient.pow(2).sum(-1) if mode == "gradient" else relevance.sum(-1)
         return TextExplanation(
             relevance=relevance, output=result.output, target=result.target, coverage=result.coverage,
