@@ -312,6 +312,10 @@ class RecurrentForward:
         layout = self.layout
         if self.tap_inverse is None and parts[0].shape[0] == steps * batch:  # (packed row t * B + b is (t, b))
             return torch.stack([p.view(steps, batch, -1).transpose(0, 1) for p in parts])
+        if layout.uniform:  # (no padding: position b * T + t is packed row t * B + (b's place in the sorted order))
+            index = (torch.arange(steps, device=layout.step.device)[None, :] * batch
+                     + self.tap_inverse.to(layout.step.device)[:, None]).reshape(-1)
+            return torch.stack([p.index_select(0, index) for p in parts]).view(directions, batch, steps, -1)
         row = layout.row if self.tap_inverse is None else self.sorted_indices[layout.row]
         out = parts[0].new_zeros(directions, batch * steps, parts[0].shape[-1])
         index = row * steps + layout.step  # (packed row -> position b * T + t)
