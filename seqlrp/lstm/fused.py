@@ -32,6 +32,7 @@ too); layouts are cached by their batch sizes (a pure function of the shapes, ne
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable
@@ -64,15 +65,17 @@ class PackedLayout:
     @classmethod
     def build(cls, batch_sizes: list[int], device) -> PackedLayout:
         key = (tuple(batch_sizes), device)
-        layout = _LAYOUTS.get(key)
-        if layout is not None:
-            _LAYOUTS.move_to_end(key)
-            return layout
+        with _LAYOUTS_LOCK:  # (explanations may run in threads: the LRU's moves and evictions are not atomic)
+            layout = _LAYOUTS.get(key)
+            if layout is not None:
+                _LAYOUTS.move_to_end(key)
+                return layout
         layout = cls._build(batch_sizes, device)
         if len(layout.step) <= _CACHED_ROWS:  # (large batches: building is a negligible part of their time)
-            _LAYOUTS[key] = layout
-            if len(_LAYOUTS) > _CACHED_LAYOUTS:
-                _LAYOUTS.popitem(last=False)
+            with _LAYOUTS_LOCK:
+                _LAYOUTS[key] = layout
+                if len(_LAYOUTS) > _CACHED_LAYOUTS:
+                    _LAYOUTS.popitem(last=False)
         return layout
 
     @classmethod
@@ -114,6 +117,7 @@ class PackedLayout:
 #: the last layouts built (keyed by batch sizes and device): explain_text on many small batches of few lengths
 #: (length-sorted phrases) builds each once; only layouts of at most _CACHED_ROWS rows are kept
 _LAYOUTS: OrderedDict = OrderedDict()
+_LAYOUTS_LOCK = threading.Lock()
 _CACHED_LAYOUTS = 64
 _CACHED_ROWS = 4096
 
