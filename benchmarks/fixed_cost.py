@@ -12,8 +12,11 @@ Three measurements, all in one process (medians of interleaved warm calls, see `
 
 Also prints the lines of Python per package (``wc -l`` of seqlrp/*/ and the top-level modules).
 
+Times are process CPU time by default (``--clock cpu``: ``time.process_time``; with one thread it is the work
+done, whatever else runs on the machine); ``--clock wall`` measures elapsed time (quiet machines only).
+
 Run with: GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4294967295:glibc.malloc.trim_threshold=68719476736 \
-          python benchmarks/fixed_cost.py [--threads 1] [--calls 200] [--json out/fixed_cost.json]
+          python benchmarks/fixed_cost.py [--threads 1] [--calls 200] [--clock cpu] [--json out/fixed_cost.json]
 """
 
 from __future__ import annotations
@@ -31,25 +34,27 @@ import seqlrp
 from seqlrp.lstm import BiLSTMClassifier
 
 try:
-    from benchmarks.lstm import batches, measure
+    from benchmarks.lstm import batches
 except ImportError:  # run as a script: benchmarks/ is on sys.path
-    from lstm import batches, measure
+    from lstm import batches
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "sst2"
+CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
+clock = CLOCKS["cpu"]
 
 
-def per_call(fns: dict, calls: int) -> dict:
-    """Median seconds of ONE call per function (interleaved, after warm-up)."""
+def per_call(fns: dict, calls: int, warmup: int = 10) -> dict:
+    """Median seconds of ONE call per function (interleaved, after warm-up), on :data:`clock`."""
     for fn in fns.values():
-        for _ in range(10):
+        for _ in range(warmup):
             fn()
     times: dict = {name: [] for name in fns}
     for _ in range(calls):
         for name, fn in fns.items():
-            start = time.perf_counter()
+            start = clock()
             fn()
-            times[name].append(time.perf_counter() - start)
+            times[name].append(clock() - start)
     return {name: statistics.median(values) for name, values in times.items()}
 
 
@@ -96,8 +101,16 @@ def sst2_batches(n: int, repeats: int) -> dict:
     model = BiLSTMClassifier(20000, 60, 60, 5).eval()
     data = list(batches(phrases(n), {}, 64, "sorted"))
 
-    seconds = measure(model, data, repeats, "cpu", gradient=False)["seconds"]
-    seconds["explain"] = seconds.pop("lrp")
+    def forward():
+        with torch.no_grad():
+            for ids, lengths in data:
+                model(ids, lengths)
+
+    def explain():
+        for ids, lengths in data:
+            seqlrp.explain_text(model, ids, lengths=lengths)
+
+    seconds = per_call({"forward": forward, "explain": explain}, repeats, warmup=2)
     return {"phrases": n, "batches": len(data), "tokens_per_phrase": sum(int(b[1].sum()) for b in data) / n,
             "seconds": seconds, "ratio": seconds["explain"] / seconds["forward"]}
 
@@ -119,11 +132,15 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=200, help="timed calls per function (fixed-cost part)")
     parser.add_argument("--phrases", type=int, default=2048, help="SST-2 phrases for the batch part")
     parser.add_argument("--repeats", type=int, default=5, help="passes over the phrases (medians)")
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="cpu",
+                        help="process CPU time (default) or elapsed wall time")
     parser.add_argument("--json", help="also write the results as JSON here")
     args = parser.parse_args()
+    global clock
+    clock = CLOCKS[args.clock]
     torch.set_num_threads(args.threads)
-    results = {"threads": args.threads}
-    print(f"{args.threads} thread(s), float32, CPU; medians of {args.calls} interleaved warm calls")
+    results = {"threads": args.threads, "clock": args.clock}
+    print(f"{args.threads} thread(s), float32, CPU, {args.clock} time; medians of {args.calls} interleaved warm calls")
     print(f"{'case':44s} {'forward ms':>11s} {'explain ms':>11s} {'fixed ms':>9s} {'x forward':>10s}")
     for name, fn in (("explain_text: 1 sentence of 4 tokens, BiLSTM 8", text_fixed_cost),
                      ("explain: 1 image 32x32, 3-layer CNN", image_fixed_cost)):

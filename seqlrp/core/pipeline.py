@@ -16,6 +16,7 @@ torch.Size([2, 4])
 from __future__ import annotations
 
 import abc
+import math
 import os
 import sys
 import warnings
@@ -215,14 +216,18 @@ def check_finite_relevance(relevance: Tensor, calls: list, seed: Tensor | None =
     """Never a NaN heatmap: non-finite relevance is an error naming the first layer (backward order) it came from;
     relevance far above the explained score (``seed``) warns (:func:`~.checks.warn_relevance_scale`)."""
     if seed is not None and calls and relevance.dim() and relevance.numel():
-        magnitude = relevance.detach().abs()
-        finite = torch.isfinite(magnitude.amax())  # (all_finite, sharing the |R| of the scale check)
-        magnitude = magnitude.reshape(magnitude.shape[0], -1).sum(1)
+        # Σ|R| per sample is finite exactly when every |R| is (unless the sum overflowed: checked below), so the
+        # finite check and the scale check share one reduction, and ONE host synchronisation reads both sums
+        magnitude = relevance.detach().abs().reshape(relevance.shape[0], -1).sum(1)
         score = seed.detach().reshape(seed.shape[0], -1).sum(1).abs().to(magnitude)
-        over = ((magnitude > SCALE_LIMIT * score) & (score > 0)).any()  # (Σ|R| / |score| > limit, no division)
-        finite, over = torch.stack([finite, over]).tolist()  # (ONE host synchronisation for both checks)
-        if finite:
-            if over:
+        values = torch.cat([magnitude, score]).tolist()
+        sums, scores = values[:len(magnitude)], values[len(magnitude):]
+        if all(map(math.isfinite, sums)) or bool(all_finite(relevance)):  # (or: finite values, a sum overflowed)
+            if len(scores) != len(sums):  # (one of them for the whole batch: broadcast, as tensors would)
+                size = max(len(sums), len(scores))
+                sums = sums * size if len(sums) == 1 else sums
+                scores = scores * size if len(scores) == 1 else scores
+            if any(m > SCALE_LIMIT * s and s > 0 for m, s in zip(sums, scores, strict=True)):  # (Σ|R|/|score|>limit)
                 warn_relevance_scale(relevance, seed, calls)
             return
     elif bool(all_finite(relevance)):

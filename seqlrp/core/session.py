@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from .composites import Composite, check_names
@@ -166,7 +167,10 @@ class Session:
             call = LayerCall(name, type(module).__name__, self.rule_for(name, module, view), view,
                              level=level, quiet=quiet)
             self.calls.append(call)
-            return LRPFunction.apply(call, *inputs)
+            # (seqlrp's own node: no functional rule applies to it, so the torch-function mode need not see the
+            # property reads before the layer's forward disables it itself)
+            with torch._C.DisableTorchFunction():
+                return LRPFunction.apply(call, *inputs)
 
         return forward
 

@@ -52,12 +52,12 @@ def cell_rules(session: Session, module: nn.Module) -> CellRules:
     ``Product`` -- the gate rule is the one every gated product of the model gets."""
     composite = session.composite
     linear = composite.get(GATE_LINEAR) or composite.by_class(nn.Linear) or Epsilon()
-    if isinstance(linear, Epsilon):
-        default_sum = Epsilon(epsilon=linear.epsilon, bias_factor=linear.bias_factor)
-    else:
-        default_sum = Epsilon()
+    cell_sum = composite.get(CELL_SUM)
+    if not cell_sum:  # (the default, built only when the composite has none)
+        cell_sum = Epsilon(epsilon=linear.epsilon, bias_factor=linear.bias_factor) if isinstance(linear, Epsilon) \
+            else Epsilon()
     product = composite.get(GATE_PRODUCT) or composite.by_class(Product) or SignalTakesAll()
-    return CellRules(linear, composite.get(CELL_SUM) or default_sum, product)
+    return CellRules(linear, cell_sum, product)
 
 
 def _fusable(rules: CellRules, session: Session) -> bool:
@@ -106,11 +106,15 @@ class RecurrentForward:
         self.layout: PackedLayout | None = None  # the fused path's packed layout, and the padded (T, B)
         self.padded_shape: tuple[int, int] | None = None
         self.sorted_indices: Tensor | None = None
+        #: where each call appends whether its input was packed (set by explain_text's readback), or None
+        self.packed_calls: list[bool] | None = None
         session.recurrent.append(self)
         desc = f"{module.mode}: linear {self.rules.linear!r}, sum {self.rules.sum!r}, product {self.rules.product!r}"
         session.assigned[name] = desc + (" [fused]" if self.fused else " [unrolled]")
 
     def __call__(self, input, hx=None):
+        if self.packed_calls is not None:
+            self.packed_calls.append(isinstance(input, PackedSequence))
         # the cell's own ops need no functional rules and draw no random numbers: skip the torch-function
         # dispatch and the stochastic watch (speed)
         with torch._C.DisableTorchFunction(), unwatched():
@@ -228,11 +232,11 @@ class RecurrentForward:
             order, inverse = input.sorted_indices, input.unsorted_indices
             unbatched = False
             batch, steps = batch_sizes[0], len(batch_sizes)
-        else:
+        else:  # (the first layer takes the input as it is: its packed rows are a reshape, see FusedSpec.padded)
             unbatched = input.dim() == 2
-            x = input.unsqueeze(1) if unbatched else (input.transpose(0, 1) if m.batch_first else input)
-            steps, batch, _ = x.shape
-            data, batch_sizes = x.reshape(steps * batch, x.shape[2]), [batch] * steps
+            steps, batch = (input.shape[0], 1) if unbatched else \
+                (input.shape[1], input.shape[0]) if m.batch_first else input.shape[:2]
+            data, batch_sizes = input, [batch] * steps
         directions = 2 if m.bidirectional else 1
         h0, c0 = self._initial_states(hx, batch, directions, data, unbatched)
         if order is not None:  # user states are in batch order
@@ -240,19 +244,17 @@ class RecurrentForward:
         layout = PackedLayout.build(batch_sizes, data.device)
         self.layout, self.padded_shape, self.tap_inverse, self.sorted_indices = layout, (steps, batch), inverse, order
         layer_input, h_n, c_n = data, [], []
+        single = m.num_layers == 1
         for layer in range(m.num_layers):
-            parts = []
-            for direction in range(directions):
-                xin = Tap.apply(self.taps, ("input", 0, direction), layer_input) if layer == 0 else layer_input
-                parts.append(xin if direction == 0 else xin.index_select(0, layout.reverse))
             spec = self._spec(layer, directions, layout)
+            if layer == 0 and not packed:
+                spec.padded = (steps, batch, m.batch_first and not unbatched)
             span = slice(layer * directions, (layer + 1) * directions)
-            out, h, c = FusedLSTMLayer.apply(spec, torch.stack(parts), h0[span], c0[span])
-            outs = [out[0]] + ([out[1].index_select(0, layout.reverse)] if directions == 2 else [])
+            layer_input, h, c = FusedLSTMLayer.apply(spec, layer_input, h0 if single else h0[span],
+                                                     c0 if single else c0[span])
             h_n.append(h)
             c_n.append(c)
-            layer_input = outs[0] if directions == 1 else torch.cat(outs, -1)
-        h_n, c_n = torch.cat(h_n), torch.cat(c_n)
+        h_n, c_n = (h_n[0], c_n[0]) if single else (torch.cat(h_n), torch.cat(c_n))
         if inverse is not None:
             h_n, c_n = h_n.index_select(1, inverse), c_n.index_select(1, inverse)
         if packed:
@@ -278,7 +280,7 @@ class RecurrentForward:
             self.session.calls.append(call)
             records.append(lambda r_out, r_in, call=call: _record(call, r_out, r_in))
         return FusedSpec(w_ih, w_hh, bias, lin.epsilon, lin.bias_factor, lin.ignore_bias, cell.epsilon,
-                         cell.bias_factor, layout, records)
+                         cell.bias_factor, layout, records, self.taps if layer == 0 else None)
 
     def input_relevance(self, direction: int) -> Tensor | None:
         """Relevance of the first layer's input (T, B, e) that went through ``direction``, in batch order."""
@@ -286,12 +288,40 @@ class RecurrentForward:
         if relevance is not None and self.fused:  # packed rows (N, e) -> padded (T, B, e) in the batch order
             steps, batch = self.padded_shape
             layout = self.layout
+            if self.tap_inverse is None and relevance.shape[0] == steps * batch:
+                return relevance.view(steps, batch, -1)  # (no padding, no sorting: packed row t * B + b is (t, b))
             row = layout.row if self.tap_inverse is None else self.sorted_indices[layout.row]
             padded = relevance.new_zeros(steps * batch, relevance.shape[-1])
             return padded.index_copy_(0, layout.step * batch + row, relevance).view(steps, batch, -1)
         if relevance is not None and self.tap_inverse is not None:
             relevance = relevance.index_select(1, self.tap_inverse)
         return relevance
+
+    def direction_relevance(self) -> Tensor | None:
+        """``(D, B, T, e)``: :meth:`input_relevance` of each direction, batch-major (the same values, placed
+        directly: on the fused path's packed rows one ``index_copy_`` per direction, no transposed copies);
+        None where a direction has none."""
+        directions = 2 if self.module.bidirectional else 1
+        if not self.fused:
+            parts = [self.input_relevance(k) for k in range(directions)]
+            return None if any(p is None for p in parts) else torch.stack([p.transpose(0, 1) for p in parts])
+        parts = [self.taps.get(("input", 0, k)) for k in range(directions)]
+        if any(p is None for p in parts):
+            return None
+        steps, batch = self.padded_shape
+        layout = self.layout
+        if self.tap_inverse is None and parts[0].shape[0] == steps * batch:  # (packed row t * B + b is (t, b))
+            return torch.stack([p.view(steps, batch, -1).transpose(0, 1) for p in parts])
+        if layout.uniform:  # (no padding: position b * T + t is packed row t * B + (b's place in the sorted order))
+            index = (torch.arange(steps, device=layout.step.device)[None, :] * batch
+                     + self.tap_inverse.to(layout.step.device)[:, None]).reshape(-1)
+            return torch.stack([p.index_select(0, index) for p in parts]).view(directions, batch, steps, -1)
+        row = layout.row if self.tap_inverse is None else self.sorted_indices[layout.row]
+        out = parts[0].new_zeros(directions, batch * steps, parts[0].shape[-1])
+        index = row * steps + layout.step  # (packed row -> position b * T + t)
+        for k, part in enumerate(parts):
+            out[k].index_copy_(0, index, part)
+        return out.view(directions, batch, steps, -1)
 
 
 def _record(call: LayerCall, relevance_out: Tensor, relevance_in: Tensor) -> None:

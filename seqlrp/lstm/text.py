@@ -16,12 +16,14 @@ from torch.nn.utils.rnn import PackedSequence
 
 from ..core.checks import check_eval_mode, check_not_meta, check_tokens, needs_lengths
 from ..core.composites import Composite
-from ..core.copying import structural_copy, unwrap
+from ..core.copying import modules, named_modules, structural_copy, unwrap
 from ..core.explanation import Explanation
 from ..core.labels import check_labels
 from ..core.pipeline import CoverageWarning, Inputs, Mode, propagate, user_stacklevel
 from ..core.session import Session
+from ..core.stochastic import unwatched
 from .composites import ArrasLSTM
+from .recurrent import RecurrentForward
 
 
 @dataclass
@@ -71,7 +73,8 @@ def check_token_ids(token_ids: Tensor, vocabulary: int, lengths: Tensor | None) 
     if token_ids.dim() != 2 or token_ids.numel() == 0:
         raise ValueError(f"token_ids must have shape (batch, time) and not be empty, got {tuple(token_ids.shape)}")
     batch, steps = token_ids.shape
-    low, high = int(token_ids.min()), int(token_ids.max())
+    low, high = token_ids.aminmax()  # (one reduction for both bounds)
+    low, high = int(low), int(high)
     if low < 0:
         raise ValueError(f"token_ids contain a negative id ({low}); ids index the embedding (0..{vocabulary - 1})")
     if high >= vocabulary:
@@ -96,7 +99,7 @@ def check_token_ids(token_ids: Tensor, vocabulary: int, lengths: Tensor | None) 
 
 
 def _find_embedding(model: nn.Module, embedding: str | None) -> str:
-    names = [n for n, m in model.named_modules() if isinstance(m, nn.Embedding)]
+    names = [n for n, m in named_modules(model) if isinstance(m, nn.Embedding)]
     if embedding is not None:
         if embedding not in names:
             raise ValueError(f"no nn.Embedding named {embedding!r}; embeddings in the model: {names}")
@@ -273,12 +276,15 @@ class EmbeddingLeaf(Inputs):
 
     def _lookup(self, ids: Tensor) -> Tensor:
         module = self.embedding
-        weight = module.weight.detach()
-        if module.max_norm is not None:  # renormalizes in place: never on the user's weight
-            weight = weight.clone()
-        vectors = F.embedding(ids, weight, module.padding_idx, module.max_norm, module.norm_type,
-                              module.scale_grad_by_freq, module.sparse)
-        leaf = vectors.requires_grad_(True)
+        # seqlrp's own deterministic lookup of the ids (no signal yet): outside the functional rules and the
+        # stochastic watch, like the recurrent kernels (3 ops less through Python dispatch per call)
+        with torch._C.DisableTorchFunction(), unwatched():
+            weight = module.weight.detach()
+            if module.max_norm is not None:  # renormalizes in place: never on the user's weight
+                weight = weight.clone()
+            vectors = F.embedding(ids, weight, module.padding_idx, module.max_norm, module.norm_type,
+                                  module.scale_grad_by_freq, module.sparse)
+            leaf = vectors.requires_grad_(True)
         self.leaves.append(leaf)
         return leaf
 
@@ -312,7 +318,7 @@ class EmbeddingLeaf(Inputs):
         else:
             positions = torch.arange(self.ids.shape[1], device=relevance.device)[None, :]
             padding = positions >= lengths.to(relevance.device)[:, None]
-            if bool(relevance[padding].ne(0).any()):
+            if bool((relevance.ne(0).any(-1) & padding).any()):  # (no boolean indexing: one host read)
                 warnings.warn("padded positions received relevance: the model reads padding (pack the sequences with "
                               "the lengths, e.g. nn.utils.rnn.pack_padded_sequence)", CoverageWarning,
                               stacklevel=user_stacklevel())
@@ -323,10 +329,9 @@ class EmbeddingLeaf(Inputs):
         direction = None
         recurrent = session.recurrent if session is not None else []
         if recurrent:
-            first = recurrent[0]
-            parts = [first.input_relevance(d) for d in range(2 if first.module.bidirectional else 1)]
-            if all(p is not None and p.shape[:2] == relevance.shape[:2][::-1] for p in parts):
-                direction = torch.stack([p.transpose(0, 1) for p in parts])
+            direction = recurrent[0].direction_relevance()  # (D, B, T, E)
+            if direction is not None and direction.shape[1:3] != relevance.shape[:2]:
+                direction = None  # (the first recurrent layer does not read the embeddings' (B, T) directly)
         token = gradient.pow(2).sum(-1) if mode == "gradient" else relevance.sum(-1)
         return TextExplanation(
             relevance=relevance, output=result.output, target=result.target, coverage=result.coverage,
@@ -358,9 +363,13 @@ class PaddingWarning(UserWarning):
 def _watch_packing(wrapped: nn.Module) -> list[bool]:
     """Record, per call of a recurrent layer of ``wrapped`` (a copy), whether its input was packed."""
     seen: list[bool] = []
-    for module in wrapped.modules():
+    for module in modules(wrapped):
         if isinstance(module, nn.RNNBase):
-            module.register_forward_pre_hook(lambda m, args: seen.append(isinstance(args[0], PackedSequence)))
+            forward = module.__dict__.get("forward")
+            if isinstance(forward, RecurrentForward):  # (a session's handler records it itself: no hook to run)
+                forward.packed_calls = seen
+            else:
+                module.register_forward_pre_hook(lambda m, args: seen.append(isinstance(args[0], PackedSequence)))
     return seen
 
 
