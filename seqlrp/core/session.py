@@ -100,7 +100,7 @@ class Session:
                 continue  # (a rule or handler consumes its parameters; a lookup table is no summand)
             params = module.__dict__["_parameters"]
             for key, p in params.items():
-                if p is not None and p.is_floating_point() and not isinstance(p, nn.parameter.UninitializedParameter):
+                if p is not None and p.is_floating_point() and not _uninitialized(p):
                     params[key] = twin = nn.Parameter(p.detach(), requires_grad=True)
                     self.sinks[f"{prefix}.{key}" if prefix else key] = twin
 
@@ -192,7 +192,7 @@ def _detach_parameters(module: nn.Module) -> None:
     """Replace a COPY's parameters by detached twins sharing their storage (never called on user modules)."""
     params = module.__dict__["_parameters"]
     for key, p in params.items():
-        if p is not None and p.requires_grad and not isinstance(p, nn.parameter.UninitializedParameter):
+        if p is not None and p.requires_grad and not _uninitialized(p):
             params[key] = nn.Parameter(p.detach(), requires_grad=False)
 
 
@@ -200,3 +200,9 @@ def _rules_for_kind(kind: str) -> list[str]:
     from .registry import _REGISTRY
 
     return sorted(n for n, cls in _REGISTRY.items() if kind in cls.kinds)
+
+
+def _uninitialized(p: Tensor) -> bool:
+    """A lazy module's parameter before its first call (``Parameter``'s ``isinstance`` runs a Python
+    ``__instancecheck__``: an exact ``Parameter`` or plain tensor is answered by its type)."""
+    return type(p) not in (nn.Parameter, Tensor) and isinstance(p, nn.parameter.UninitializedParameter)

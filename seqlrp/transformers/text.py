@@ -44,7 +44,7 @@ from torch import Tensor, nn
 
 from ..core.checks import check_eval_mode
 from ..core.composites import Composite, as_composite
-from ..core.copying import release, structural_copy, unwrap
+from ..core.copying import modules, release, structural_copy, unwrap
 from ..core.explanation import Explanation
 from ..core.pipeline import MODES, Inputs, Mode, propagate
 from ..core.session import Session
@@ -159,7 +159,7 @@ def is_hf_model(model: Any) -> bool:
     under its own head (:class:`seqlrp.recurrent.SequenceClassifier`, a user's ``nn.Module``)."""
     if not isinstance(model, nn.Module):
         return False
-    return any(_is_hf_class(module) for module in model.modules())
+    return any(_is_hf_class(module) for module in modules(model))  # (the iterative walk: no generator per module)
 
 
 def _is_hf_class(module: nn.Module) -> bool:

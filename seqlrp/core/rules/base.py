@@ -60,9 +60,19 @@ class Rule(abc.ABC):
         return {"epsilon": self.epsilon, "ignore_bias": self.ignore_bias}
 
     def __repr__(self) -> str:
-        # (tensor parameters, e.g. zB bounds per pixel, as shape and range: the values are in params())
-        args = ", ".join(f"{k}={summary(v)}" for k, v in self.params().items())
-        return f"{self.name}({args})"
+        # (tensor parameters, e.g. zB bounds per pixel, as shape and range: the values are in params()). Kept with
+        # the parameters it was made from (a tensor by identity and version): every session names its rules, so
+        # an unchanged rule is not summarized again
+        params = self.params()
+        key = (self.name, *((k, _repr_key(v)) for k, v in params.items()))
+        cached = self.__dict__.get("_repr")
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        args = ", ".join(f"{k}={summary(v)}" for k, v in params.items())
+        text = f"{self.name}({args})"
+        if all(part[1] is not _UNCACHED for part in key[1:]):
+            self.__dict__["_repr"] = (key, text)
+        return text
 
     def applies_to(self, view: View) -> bool:
         return view.kind in self.kinds
@@ -114,6 +124,36 @@ class Rule(abc.ABC):
             return torch.div(relevance, denominator, out=denominator) if _writable(denominator, relevance) \
                 else relevance / denominator
         return safe_divide(relevance, denominator)
+
+
+_UNCACHED = object()
+
+
+def _repr_key(value: Any) -> Any:
+    """What a parameter's repr depends on, comparable with ``==``: a number, string or flag itself, a tensor as
+    (the tensor itself, compared by identity, and its version), a sequence of those as a tuple; anything else
+    ``_UNCACHED`` (the repr is made afresh)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, Tensor):
+        return _Identity(value), value._version
+    if isinstance(value, (tuple, list)) and all(v is None or isinstance(v, (bool, int, float, str)) for v in value):
+        return tuple(value)
+    return _UNCACHED
+
+
+class _Identity:
+    """A reference compared by identity (a tensor's ``==`` compares values)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any):
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Identity) and other.value is self.value
+
+    __hash__ = None
 
 
 def check_number(owner: str, parameter: str, value: Any, minimum: float | None = None,
