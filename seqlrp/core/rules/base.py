@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 import math
 import numbers
+import weakref
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -61,17 +62,20 @@ class Rule(abc.ABC):
 
     def __repr__(self) -> str:
         # (tensor parameters, e.g. zB bounds per pixel, as shape and range: the values are in params()). Kept with
-        # the parameters it was made from (a tensor by identity and version): every session names its rules, so
-        # an unchanged rule is not summarized again
+        # the parameters it was made from (a tensor by identity and version) in _REPRS: every session names its
+        # rules, so an unchanged rule is not summarized again
         params = self.params()
         key = (self.name, *((k, _repr_key(v)) for k, v in params.items()))
-        cached = self.__dict__.get("_repr")
+        try:
+            cached = _REPRS.get(self)
+        except TypeError:  # (a user's rule that is not hashable or weakly referable: made afresh)
+            cached = key = None
         if cached is not None and cached[0] == key:
             return cached[1]
         args = ", ".join(f"{k}={summary(v)}" for k, v in params.items())
         text = f"{self.name}({args})"
-        if all(part[1] is not _UNCACHED for part in key[1:]):
-            self.__dict__["_repr"] = (key, text)
+        if key is not None and all(part[1] is not _UNCACHED for part in key[1:]):
+            _REPRS[self] = (key, text)
         return text
 
     def applies_to(self, view: View) -> bool:
@@ -127,6 +131,9 @@ class Rule(abc.ABC):
 
 
 _UNCACHED = object()
+#: rule -> (the key of its parameters, its repr): beside the rule, not in its ``__dict__`` (which describes the rule,
+#: e.g. in a dataset run's identity); dropped with the rule
+_REPRS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _repr_key(value: Any) -> Any:

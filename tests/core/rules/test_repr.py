@@ -25,7 +25,7 @@ class Scaled(Epsilon):
 def test_the_repr_follows_every_change_of_the_parameters():
     rule = Epsilon(epsilon=0.25)
     first = repr(rule)
-    assert repr(rule) is first  # (kept)
+    assert repr(rule) is first and "_repr" not in str(vars(rule))  # (kept, beside the rule: vars() describe it)
     rule.epsilon = 0.5
     assert repr(rule) == first.replace("0.25", "0.5")
     low = torch.zeros(1, 3, 1, 1)
@@ -40,3 +40,12 @@ def test_the_repr_follows_every_change_of_the_parameters():
     assert "in [1, 1]" in repr(scaled)
     scaled.scale = torch.full((4,), 3.0)  # (another tensor)
     assert "in [3, 3]" in repr(scaled)
+
+
+def test_a_rule_that_cannot_be_weakly_referenced_or_hashed_still_has_its_repr():
+    class Unhashable(Epsilon):
+        __eq__ = object.__eq__
+        __hash__ = None  # (a user's rule defining __eq__ only)
+
+    rule = Unhashable(epsilon=0.5)
+    assert repr(rule) == repr(rule) == repr(Epsilon(epsilon=0.5))
