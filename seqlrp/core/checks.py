@@ -265,11 +265,17 @@ class RelevanceScaleWarning(UserWarning):
 SCALE_LIMIT = 1e6
 
 
+def magnitude_and_score(relevance: Tensor, seed: Tensor) -> tuple[Tensor, Tensor]:
+    r"""Per sample, on the device: :math:`\sum|R|` and the explained score :math:`|\sum seed|`."""
+    magnitude = relevance.detach().reshape(relevance.shape[0], -1).abs().sum(1)
+    score = seed.detach().reshape(seed.shape[0], -1).sum(1).abs().to(magnitude)
+    return magnitude, score
+
+
 def relevance_scale(relevance: Tensor, seed: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     r"""Per sample, on the device: :math:`\sum|R|`, the explained score :math:`|\sum seed|` and their ratio
     (0 where the score is 0)."""
-    magnitude = relevance.detach().reshape(relevance.shape[0], -1).abs().sum(1)
-    score = seed.detach().reshape(seed.shape[0], -1).sum(1).abs().to(magnitude)
+    magnitude, score = magnitude_and_score(relevance, seed)
     ratio = torch.where(score > 0, magnitude / torch.where(score > 0, score, 1), 0)
     return magnitude, score, ratio
 

@@ -32,6 +32,7 @@ from .checks import (
     check_output,
     in_place_input,
     input_mismatch,
+    magnitude_and_score,
     make_seed,
     resolve_target,
     warn_relevance_scale,
@@ -218,8 +219,7 @@ def check_finite_relevance(relevance: Tensor, calls: list, seed: Tensor | None =
     if seed is not None and calls and relevance.dim() and relevance.numel():
         # Σ|R| per sample is finite exactly when every |R| is (unless the sum overflowed: checked below), so the
         # finite check and the scale check share one reduction, and ONE host synchronisation reads both sums
-        magnitude = relevance.detach().abs().reshape(relevance.shape[0], -1).sum(1)
-        score = seed.detach().reshape(seed.shape[0], -1).sum(1).abs().to(magnitude)
+        magnitude, score = magnitude_and_score(relevance, seed)
         values = torch.cat([magnitude, score]).tolist()
         sums, scores = values[:len(magnitude)], values[len(magnitude):]
         if all(map(math.isfinite, sums)) or bool(all_finite(relevance)):  # (or: finite values, a sum overflowed)
