@@ -82,6 +82,8 @@ class TransformerExplanation:
     words: list[list[Word]] | None = None
     #: ``(B,)``: the position whose next-token logits were explained (a causal LM), None for a classifier
     read_at: Tensor | None = None
+    #: class names for reports and the notebook view (:func:`seqlrp.explain_text` sets them from ``labels=``)
+    labels: list[str] | None = field(default=None, repr=False)
 
     @property
     def token_relevance(self) -> Tensor:
@@ -105,7 +107,6 @@ class TransformerExplanation:
         for row in rows:
             absorbed = absorbed + (row.relevance_out - row.relevance_in).to(absorbed.dtype)
         return absorbed
-    labels: list[str] | None = field(default=None, repr=False)
 
     @property
     def output(self) -> Tensor:
