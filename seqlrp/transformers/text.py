@@ -46,7 +46,7 @@ from ..core.checks import check_eval_mode
 from ..core.composites import Composite, as_composite
 from ..core.copying import modules, release, structural_copy, unwrap
 from ..core.explanation import Explanation
-from ..core.pipeline import MODES, Inputs, Mode, propagate
+from ..core.pipeline import MODES, Mode, TensorInputs, propagate
 from ..core.session import Session
 from ..recurrent.text import MASK_UNUSED, check_padding, family_of, last_real
 from .composites import AttnLRP
@@ -354,7 +354,7 @@ class _EmbeddingSlot(torch.autograd.Function):
         return full, None, None
 
 
-class _EmbeddingLeaves(Inputs):
+class _EmbeddingLeaves(TensorInputs):
     """The embedding tables' outputs of the explained forward itself as slots of one leaf ``(B, K, T, H)``.
 
     Each table of ``tables`` (input embedding first) returns its own lookup, expanded to ``(B, T, H)`` and linked to
@@ -362,17 +362,15 @@ class _EmbeddingLeaves(Inputs):
     :class:`_EmbeddingFeed` without its capture forward. A table whose output is not ``(B or 1, T, H)`` stays a
     constant (as there); a table called twice or of another dtype (:meth:`_lookup`), or an input embedding not
     called once (:meth:`leaf`), raises :class:`_Refeed`. Slots of tables not called are dropped from the relevance.
+    A failing forward is reported as for any tensor input (:class:`~seqlrp.core.pipeline.TensorInputs`).
     """
-
-    unexplained = "the model's output does not depend on its inputs: nothing to explain"
 
     def __init__(self, copy: nn.Module, tables: dict[str, nn.Embedding], shape: torch.Size):
         self.tables = tables
-        self.batch, self.length = shape
+        batch, self.length = shape
         word = next(iter(tables.values()))
-        self.x = torch.zeros(self.batch, len(tables), self.length, word.embedding_dim, dtype=word.weight.dtype,
-                             device=word.weight.device, requires_grad=True)
-        self.shape = tuple(self.x.shape)
+        super().__init__(torch.zeros(batch, len(tables), self.length, word.embedding_dim, dtype=word.weight.dtype,
+                                     device=word.weight.device))
         self.calls: dict[str, int] = {}
         self.fed: list[int] = []  # (the slots of the tables fed, in the order of ``tables``)
         for k, (name, module) in enumerate(tables.items()):
@@ -409,12 +407,6 @@ class _EmbeddingLeaves(Inputs):
     def names(self) -> list[str]:
         fed = sorted(self.fed)
         return [name for k, name in enumerate(self.tables) if k in fed]
-
-    def forward_failed(self, model, error: Exception) -> Exception | None:
-        if not isinstance(error, RuntimeError):
-            return None
-        return ValueError(f"the model's forward failed on inputs of shape {self.shape} and dtype {self.x.dtype} "
-                          f"(check the input shape and dtype the model expects): {error}")
 
     def readback(self, result: Explanation, gradient: Tensor, sink_relevance, session, mode: str) -> Explanation:
         fed = sorted(self.fed)
