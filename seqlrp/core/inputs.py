@@ -1,12 +1,14 @@
-"""What kind of input an entry point was given: the one place that decides "text or image"."""
+"""What kind of input an entry point was given (the one place that decides "text or image"), and the device a
+model's inputs go to."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from typing import Any, Literal
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 InputKind = Literal["text", "image"]
 
@@ -30,3 +32,9 @@ def input_kind(x: Any) -> InputKind:
     if isinstance(x, Tensor):
         return "image" if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool else "text"
     return "text"
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of ``model``'s first parameter (or buffer): where its inputs go (the CPU for a model without any)."""
+    tensor = next(itertools.chain(model.parameters(), model.buffers()), None)
+    return tensor.device if tensor is not None else torch.device("cpu")

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ..core.explain import explain
+from ..core.inputs import model_device
 from ..lstm.composites import ArrasLSTM
 from ..lstm.text import explain_text
 from .identity import RowHasher, describe, model_identity
@@ -101,11 +102,6 @@ class Summary:
             f"{self.truncated} text(s) truncated to the tokens the model reads"
         return (f"{self.explained} examples explained in {self.seconds:.1f} s ({rate:.1f} examples/s{threads}), per "
                 f"rank: {ranks}; {words}; dataset {state}: {self.rows} rows, {self.bytes / 1e6:.2f} MB in {self.out}")
-
-
-def _device(model: nn.Module) -> torch.device:
-    parameter = next(itertools.chain(model.parameters(), model.buffers()), None)
-    return parameter.device if parameter is not None else torch.device("cpu")
 
 
 def _buckets(keys: np.ndarray, batch_size: int, mixed: bool) -> list[np.ndarray]:
@@ -231,7 +227,7 @@ class _TextRows:
         sizes = np.fromiter((len(ids) for _, ids, _ in encoded), np.int64, len(encoded))
         flat = np.fromiter(itertools.chain.from_iterable(ids for _, ids, _ in encoded), np.int64, int(sizes.sum()))
         starts = np.cumsum(sizes) - sizes
-        device = _device(self.model)
+        device = model_device(self.model)
         done, values, pieces = [], [], {"predicted": [], "target": [], "logit": [], "probability": [],
                                         "relevance_sum": [], "initial_state_relevance": []}
         present = np.flatnonzero(sizes > 0)
@@ -291,7 +287,7 @@ class _ImageRows:
                 raise ValueError(f"image row {first_id + i} has shape {shape}; expected (channels, height, width)")
         kinds = {shape: k for k, shape in enumerate(sorted(set(shapes)))}
         keys = np.array([kinds[s] for s in shapes], np.int64)
-        device = _device(self.model)
+        device = model_device(self.model)
         done, values, sizes, pieces = [], [], [], {"predicted": [], "target": [], "logit": [], "probability": [],
                                                    "relevance_sum": [], "height": [], "width": []}
         parameters = [[] for _ in rows]

@@ -13,7 +13,7 @@ import pyarrow as pa
 from torch import nn
 
 from ..transformers.batching import batch_size_for, class_names, explain_texts, plan, token_limit
-from .run import _SCALARS, PARAMETERS, _device, _label_array, _labelled, _scalars, with_labels
+from .run import _SCALARS, PARAMETERS, _label_array, _labelled, _scalars, with_labels
 
 #: per row: the relevance that reached each position / token-type embedding table (summed over the tokens)
 SHARES = pa.list_(pa.struct([("name", pa.string()), ("relevance", pa.float64())]))
@@ -65,7 +65,7 @@ class WordRows:
         self.truncated += len(schedule.truncated)
         found: dict[int, dict] = {}
         for batch_rows, batch, result in explain_texts(self.model, self.tokenizer, texts, self.target, self.composite,
-                                                   device=_device(self.model), schedule=schedule):
+                                                   schedule=schedule):
             scalars = _scalars(result.output, result.target)
             totals = result.relevance.detach().double().sum(1).cpu().tolist()
             for j, row in enumerate(batch_rows):

@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..core.inputs import model_device
+
 #: model_max_length of a tokenizer that does not know its model's limit (transformers' VERY_LARGE_INTEGER)
 _NO_LIMIT = 1_000_000
 
@@ -137,8 +139,7 @@ def explain_texts(model: nn.Module, tokenizer: Any, texts: Sequence[Text], targe
                         token_limit(model, tokenizer) if limit == "model" else limit)
     limit = schedule.limit
     if device is None:
-        first = next(iter(model.parameters()), None)
-        device = first.device if first is not None else torch.device("cpu")
+        device = model_device(model)
     for rows in schedule.batches:
         batch = _call(tokenizer, [texts[i] for i in rows], limit, tensors=True).to(device)
         yield rows, batch, explain(model, batch, target, composite)
