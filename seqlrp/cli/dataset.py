@@ -209,7 +209,8 @@ def _job(args) -> tuple[torch.nn.Module, Source, dict]:
         source = TextFile(input_file(args.input, "input file"), args.text_column, args.label_column, limit,
                           vocabulary=text.read_vocabulary(args.vocab), unk=args.unk, lengths=args.lengths)
         model = text.load_text_model(args)
-        options["composite"] = text.lstm_rules(1e-3 if args.epsilon is None else args.epsilon, args.bias_factor)
+        epsilon = text.LSTM_EPSILON if args.epsilon is None else args.epsilon
+        options["composite"] = text.lstm_rules(epsilon, args.bias_factor)
     else:
         size = positive_int(args.size, "--size")
         source = ImageFolderSource(args.images, lambda path: image.normalize(image.load_image(path, size)),

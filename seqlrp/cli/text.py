@@ -94,6 +94,8 @@ def load_text_model(args) -> torch.nn.Module:
 
 
 UNKNOWN_MARK = "⟨unk⟩"  # (after a word that was not in the vocabulary)
+#: ``--epsilon`` of ``--model``'s LSTM-LRP rules when not given (``--hf-model``'s presets: :data:`.hf.DEFAULT_EPSILON`)
+LSTM_EPSILON = 1e-3
 
 
 def lstm_rules(epsilon: float, bias_factor: float):
@@ -163,7 +165,7 @@ def run(args) -> Path:
                        "LSTM-LRP rules are set with --epsilon and --bias-factor")
     if args.vocab is None:
         raise CliError("--model needs --vocab (one token per line; the line number is the id)")
-    args.epsilon = 1e-3 if args.epsilon is None else args.epsilon
+    args.epsilon = LSTM_EPSILON if args.epsilon is None else args.epsilon
     return run_lstm(args)
 
 
