@@ -50,7 +50,7 @@ def _name(names: list[str] | None, index) -> str:
     return f"{names[index]} ({index})" if names and 0 <= index < len(names) else str(index)
 
 
-def token_column(dataset: pads.Dataset) -> str:
+def token_column(dataset: pads.Dataset | pa.RecordBatch) -> str:
     """The column of the explained units: ``words`` (a Hugging Face model's dataset) or ``tokens``."""
     return "words" if "words" in dataset.schema.names else "tokens"
 
@@ -64,7 +64,7 @@ def _flat(batch: pa.RecordBatch, special: str = "keep") -> pa.Table:
     """One row per token (word): its class (the row's target), the token, its relevance, the row id and position.
     ``special``: ``"keep"`` every token, ``"drop"`` the special ones, ``"only"`` the special ones (a words dataset)."""
     names = batch.schema.names
-    tokens = batch.column("words" if "words" in names else "tokens")
+    tokens = batch.column(token_column(batch))
     parents = pc.list_parent_indices(tokens)
     starts = np.asarray(tokens.offsets)[:-1]
     parent = np.asarray(parents)
@@ -269,7 +269,7 @@ def _conservation(report: Report, dataset: pads.Dataset, names, rows: int, text:
     table = pa.concat_tables(parts).to_pandas()
     table["explained"] = [_name(names, t) for t in table["target"]]
     total = table["relevance_sum"] + (table["initial_state_relevance"] if initial else 0)
-    for name in ("parameter_relevance", "embedding_shares") if parameters or shares else ():
+    for name in ("parameter_relevance", "embedding_shares"):
         if name in table:  # relevance that reached parameters (a class token) or embedding tables is received too
             total = total + table[name].map(lambda items: sum(item["relevance"] for item in items))
     table["Σ relevance"] = total
