@@ -282,32 +282,18 @@ class RecurrentForward:
         return FusedSpec(w_ih, w_hh, bias, lin.epsilon, lin.bias_factor, lin.ignore_bias, cell.epsilon,
                          cell.bias_factor, layout, records, self.taps if layer == 0 else None)
 
-    def input_relevance(self, direction: int) -> Tensor | None:
-        """Relevance of the first layer's input (T, B, e) that went through ``direction``, in batch order."""
-        relevance = self.taps.get(("input", 0, direction))
-        if relevance is not None and self.fused:  # packed rows (N, e) -> padded (T, B, e) in the batch order
-            steps, batch = self.padded_shape
-            layout = self.layout
-            if self.tap_inverse is None and relevance.shape[0] == steps * batch:
-                return relevance.view(steps, batch, -1)  # (no padding, no sorting: packed row t * B + b is (t, b))
-            row = layout.row if self.tap_inverse is None else self.sorted_indices[layout.row]
-            padded = relevance.new_zeros(steps * batch, relevance.shape[-1])
-            return padded.index_copy_(0, layout.step * batch + row, relevance).view(steps, batch, -1)
-        if relevance is not None and self.tap_inverse is not None:
-            relevance = relevance.index_select(1, self.tap_inverse)
-        return relevance
-
     def direction_relevance(self) -> Tensor | None:
-        """``(D, B, T, e)``: :meth:`input_relevance` of each direction, batch-major (the same values, placed
-        directly: on the fused path's packed rows one ``index_copy_`` per direction, no transposed copies);
-        None where a direction has none."""
+        """``(D, B, T, e)``: the relevance of the first layer's input that went through each direction, batch-major
+        and in batch order (on the fused path's packed rows placed directly: one ``index_copy_`` per direction, no
+        transposed copies); None where a direction has none."""
         directions = 2 if self.module.bidirectional else 1
-        if not self.fused:
-            parts = [self.input_relevance(k) for k in range(directions)]
-            return None if any(p is None for p in parts) else torch.stack([p.transpose(0, 1) for p in parts])
         parts = [self.taps.get(("input", 0, k)) for k in range(directions)]
         if any(p is None for p in parts):
             return None
+        if not self.fused:  # ((T, B, e) per direction, in the sorted order of a packed input)
+            if self.tap_inverse is not None:
+                parts = [p.index_select(1, self.tap_inverse) for p in parts]
+            return torch.stack([p.transpose(0, 1) for p in parts])
         steps, batch = self.padded_shape
         layout = self.layout
         if self.tap_inverse is None and parts[0].shape[0] == steps * batch:  # (packed row t * B + b is (t, b))
